@@ -1,0 +1,163 @@
+"""Record every intermediate tensor of one forward pass with forward hooks.
+
+Hooks are attached to a model once (lazily, under a lock) and stay attached; each hook
+looks up the store of the `trace()` call running in its own context (a ContextVar). A
+plain forward, or a trace in another thread, sees a different context and records
+nothing into this one, so concurrent Streamlit sessions can share one model safely.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import threading
+from dataclasses import dataclass, fields
+
+import torch
+from torch import nn
+
+from vitviz.images import denormalise
+from vitviz.model import ViT
+
+_STORE: contextvars.ContextVar[dict | None] = contextvars.ContextVar("vitviz_trace_store", default=None)
+_ATTACH_LOCK = threading.Lock()
+_HANDLES_ATTR = "_vitviz_hook_handles"
+
+
+@dataclass(frozen=True)
+class LayerTrace:
+    """One encoder block (steps 10.1–10.12). N = n + 1 tokens."""
+
+    input: torch.Tensor  # (N, d)
+    norm1: torch.Tensor  # (N, d)
+    qkv: torch.Tensor  # (N, 3d), laid out [q | k | v], each head-major
+    q: torch.Tensor  # (h, N, d_h)
+    k: torch.Tensor  # (h, N, d_h)
+    v: torch.Tensor  # (h, N, d_h)
+    scores: torch.Tensor  # (h, N, N), q kᵀ / √d_h
+    attn: torch.Tensor  # (h, N, N), row softmax of scores
+    context: torch.Tensor  # (h, N, d_h), attn v
+    concat: torch.Tensor  # (N, d), heads side by side
+    attn_out: torch.Tensor  # (N, d), after W_o
+    resid: torch.Tensor  # (N, d), input + attn_out
+    norm2: torch.Tensor  # (N, d)
+    mlp_hidden: torch.Tensor  # (N, mlp_dim), after GELU
+    mlp_out: torch.Tensor  # (N, d)
+    output: torch.Tensor  # (N, d), resid + mlp_out
+
+
+@dataclass(frozen=True)
+class Trace:
+    pixels: torch.Tensor  # (c, H, W), normalised model input
+    patches: torch.Tensor  # (n, p, p, c), display-space pixels in [0, 1]
+    flat_patches: torch.Tensor  # (n, p')
+    patch_embeddings: torch.Tensor  # (n, d)
+    cls_token: torch.Tensor  # (d,)
+    with_cls: torch.Tensor  # (n+1, d)
+    pos_embedding: torch.Tensor  # (n+1, d)
+    tokens: torch.Tensor  # (n+1, d)
+    layers: list[LayerTrace]
+    final_tokens: torch.Tensor  # (n+1, d), all tokens after the final LayerNorm
+    cls_output: torch.Tensor  # (d,), CLS after the final LayerNorm
+    logits: torch.Tensor  # (k,)
+    probs: torch.Tensor  # (k,)
+
+    @property
+    def grid(self) -> tuple[int, int]:
+        p = self.patches.shape[1]
+        return (self.pixels.shape[1] // p, self.pixels.shape[2] // p)
+
+    def attentions(self) -> torch.Tensor:
+        """(L, h, N, N): every layer's attention probabilities."""
+        return torch.stack([layer.attn for layer in self.layers])
+
+
+_LAYER_TAPS = {
+    "input": None,  # the block's own input, taken from the block hook's args
+    "norm1": "norm1",
+    "qkv": "attn.qkv",
+    "q": "attn.q",
+    "k": "attn.k",
+    "v": "attn.v",
+    "scores": "attn.scores",
+    "attn": "attn.attn",
+    "context": "attn.context",
+    "concat": "attn.concat",
+    "attn_out": "attn.proj",
+    "resid": "resid",
+    "norm2": "norm2",
+    "mlp_hidden": "mlp.act",
+    "mlp_out": "mlp.fc2",
+    "output": "",  # the block itself
+}
+_MODEL_TAPS = {"flat_patches": "flat_patches", "patch_embeddings": "patch_embed", "with_cls": "with_cls", "tokens": "tokens", "final_tokens": "norm"}
+
+
+def _recorder(key: str, from_input: bool = False):
+    def hook(module: nn.Module, args: tuple, output: torch.Tensor) -> None:
+        store = _STORE.get()
+        if store is not None:
+            store[key] = (args[0] if from_input else output).detach()
+
+    return hook
+
+
+def attach(model: ViT) -> None:
+    """Attach the recording hooks to `model`, once. Safe to call from many threads."""
+    if getattr(model, _HANDLES_ATTR, None) is not None:
+        return
+    with _ATTACH_LOCK:
+        if getattr(model, _HANDLES_ATTR, None) is not None:
+            return
+        handles = []
+        for key, name in _MODEL_TAPS.items():
+            handles.append(model.get_submodule(name).register_forward_hook(_recorder(key)))
+        for index, block in enumerate(model.blocks):
+            for key, name in _LAYER_TAPS.items():
+                target = block if not name else block.get_submodule(name)
+                handles.append(target.register_forward_hook(_recorder(f"{index}.{key}", from_input=name is None)))
+        setattr(model, _HANDLES_ATTR, handles)
+
+
+def detach_hooks(model: ViT) -> None:
+    """Remove the recording hooks (the benchmark's uninstrumented baseline)."""
+    with _ATTACH_LOCK:
+        for handle in getattr(model, _HANDLES_ATTR, None) or []:
+            handle.remove()
+        setattr(model, _HANDLES_ATTR, None)
+
+
+def trace(model: ViT, pixels: torch.Tensor) -> Trace:
+    """Run `model` on one image (c, H, W) and return every intermediate tensor, batch dim dropped."""
+    if pixels.ndim != 3:
+        raise ValueError(f"trace expects one image of shape (c, H, W), got {tuple(pixels.shape)}")
+    attach(model)
+    store: dict[str, torch.Tensor] = {}
+    context = contextvars.copy_context()
+    context.run(_STORE.set, store)
+    with torch.no_grad():
+        logits = context.run(model, pixels[None])[0]
+    config = model.config
+    p, c = config.patch_size, config.channels
+    layer_names = [f.name for f in fields(LayerTrace)]
+    layers = [
+        LayerTrace(**{name: store[f"{i}.{name}"][0] for name in layer_names}) for i in range(len(model.blocks))
+    ]
+    display = torch.from_numpy(denormalise(pixels, config))  # (H, W, c)
+    gh, gw = pixels.shape[1] // p, pixels.shape[2] // p
+    patches = display.reshape(gh, p, gw, p, c).permute(0, 2, 1, 3, 4).reshape(gh * gw, p, p, c)
+    pos = model.pos_embed.detach()
+    return Trace(
+        pixels=pixels.detach().clone(),
+        patches=patches,
+        flat_patches=store["flat_patches"][0],
+        patch_embeddings=store["patch_embeddings"][0],
+        cls_token=model.cls_token.detach().clone(),
+        with_cls=store["with_cls"][0],
+        pos_embedding=pos.clone() if pos.ndim == 2 else pos[0].clone(),
+        tokens=store["tokens"][0],
+        layers=layers,
+        final_tokens=store["final_tokens"][0],
+        cls_output=store["final_tokens"][0, 0],
+        logits=logits,
+        probs=logits.softmax(-1),
+    )

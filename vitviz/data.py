@@ -1,0 +1,143 @@
+"""The built-in dataset: coloured shapes on noisy backgrounds, drawn by numpy.
+
+Every image is generated from a seed, so a dataset is a (count, seed) pair and nothing
+is downloaded. Shapes are drawn from signed-distance functions in a unit frame that is
+scaled, rotated and moved per image, which keeps the whole batch vectorised.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+CLASSES: tuple[str, ...] = (
+    "circle",
+    "ring",
+    "triangle",
+    "square",
+    "star",
+    "plus",
+    "heart",
+    "crescent",
+)
+IMAGE_SIZE = 64
+
+
+def _polygon(u: np.ndarray, v: np.ndarray, sides: int) -> np.ndarray:
+    """Signed distance (positive inside) to a regular polygon of circumradius 1."""
+    angle = np.arctan2(v, u)
+    radius = np.hypot(u, v)
+    sector = 2 * np.pi / sides
+    folded = np.mod(angle, sector) - sector / 2
+    return np.cos(np.pi / sides) - radius * np.cos(folded)
+
+
+def _star(u: np.ndarray, v: np.ndarray, points: int = 5, inner: float = 0.45) -> np.ndarray:
+    """Signed distance to a star: fold into one half-spike, then test one edge."""
+    half = np.pi / points
+    angle = np.mod(np.arctan2(v, u) + np.pi / 2, 2 * half)  # a tip points up
+    angle = np.where(angle > half, 2 * half - angle, angle)
+    radius = np.hypot(u, v)
+    px, py = radius * np.cos(angle), radius * np.sin(angle)
+    tip = np.array([1.0, 0.0])
+    valley = inner * np.array([np.cos(half), np.sin(half)])
+    edge = valley - tip
+    normal = np.array([-edge[1], edge[0]]) / np.hypot(*edge)  # points towards the centre
+    if normal @ (-tip) < 0:
+        normal = -normal
+    return (px - tip[0]) * normal[0] + (py - tip[1]) * normal[1]
+
+
+def _box(u: np.ndarray, v: np.ndarray, half_w: float, half_h: float) -> np.ndarray:
+    return np.minimum(half_w - np.abs(u), half_h - np.abs(v))
+
+
+def _heart(u: np.ndarray, v: np.ndarray) -> np.ndarray:
+    # Exact heart SDF (two arcs and a point), in a frame where the tip is at the origin.
+    scale = 0.6
+    x, y = np.abs(u) * scale, -v * scale + 0.55
+    lobe = np.hypot(x - 0.25, y - 0.75) - np.sqrt(2) / 4
+    diag = np.maximum(x + y, 0.0) * 0.5
+    body = np.sqrt(np.minimum(x * x + (y - 1) ** 2, (x - diag) ** 2 + (y - diag) ** 2)) * np.sign(x - y)
+    return -np.where(x + y > 1, lobe, body) / scale
+
+
+def _shape_sdf(label: int, u: np.ndarray, v: np.ndarray) -> np.ndarray:
+    name = CLASSES[label]
+    radius = np.hypot(u, v)
+    if name == "circle":
+        return 1 - radius
+    if name == "ring":
+        return 0.22 - np.abs(radius - 0.74)
+    if name == "triangle":
+        return _polygon(u, v - 0.15, 3)  # shift so the shape's centroid sits near the centre
+    if name == "square":
+        return _polygon(u, v, 4)
+    if name == "star":
+        return _star(u, v)
+    if name == "plus":
+        return np.maximum(_box(u, v, 0.3, 0.95), _box(u, v, 0.95, 0.3))
+    if name == "heart":
+        return _heart(u, v)
+    if name == "crescent":
+        return np.minimum(1 - radius, np.hypot(u - 0.5, v) - 0.82)
+    raise ValueError(f"unknown class {label}")
+
+
+def _luma(rgb: np.ndarray) -> np.ndarray:
+    return rgb @ np.array([0.299, 0.587, 0.114])
+
+
+def generate(count: int, seed: int, size: int = IMAGE_SIZE) -> tuple[np.ndarray, np.ndarray]:
+    """Return `count` images (uint8, N×size×size×3) and their labels (int64, N), fixed by `seed`."""
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, len(CLASSES), count)
+    coords = (np.arange(size, dtype=np.float32) + 0.5) / size  # pixel centres in [0, 1]
+    ys, xs = np.meshgrid(coords, coords, indexing="ij")
+
+    # Background: a linear gradient between two colours plus pixel noise.
+    start, end = rng.uniform(0, 1, (count, 3)), rng.uniform(0, 1, (count, 3))
+    direction = rng.uniform(0, 2 * np.pi, count)
+    ramp = np.cos(direction)[:, None, None] * (xs - 0.5) + np.sin(direction)[:, None, None] * (ys - 0.5)
+    ramp = (ramp + 0.71) / 1.42
+    images = start[:, None, None, :] + (end - start)[:, None, None, :] * ramp[..., None]
+
+    # A few small dots as distractors: clearly smaller than any shape.
+    for _ in range(3):
+        present = rng.uniform(0, 1, count) < 0.6
+        cx, cy = rng.uniform(0, 1, count), rng.uniform(0, 1, count)
+        dot_r = rng.uniform(0.015, 0.04, count)
+        dist = np.hypot(xs - cx[:, None, None], ys - cy[:, None, None])
+        alpha = np.clip((dot_r[:, None, None] - dist) * size + 0.5, 0, 1) * present[:, None, None]
+        colour = rng.uniform(0, 1, (count, 3))
+        images += alpha[..., None] * (colour[:, None, None, :] - images)
+
+    # The shape: scale, rotate and place a unit-frame SDF.
+    radius = rng.uniform(0.2, 0.36, count)
+    cx = rng.uniform(0.5 - (0.5 - radius) * 0.8, 0.5 + (0.5 - radius) * 0.8)
+    cy = rng.uniform(0.5 - (0.5 - radius) * 0.8, 0.5 + (0.5 - radius) * 0.8)
+    rotation = rng.uniform(0, 2 * np.pi, count)
+    # Colour that stands out from the background's mean brightness.
+    colour = rng.uniform(0, 1, (count, 3))
+    background_luma = _luma((start + end) / 2)
+    weak = np.abs(_luma(colour) - background_luma) < 0.3
+    colour[weak] = np.clip(1.0 - colour[weak], 0, 1)
+    still_weak = np.abs(_luma(colour) - background_luma) < 0.3
+    colour[still_weak] = np.where(background_luma[still_weak, None] > 0.5, 0.05, 0.95)
+
+    dx = (xs[None] - cx[:, None, None]) / radius[:, None, None]
+    dy = (ys[None] - cy[:, None, None]) / radius[:, None, None]
+    cos, sin = np.cos(rotation)[:, None, None], np.sin(rotation)[:, None, None]
+    u, v = cos * dx + sin * dy, -sin * dx + cos * dy
+    sdf = np.empty_like(u)
+    for label in range(len(CLASSES)):
+        chosen = labels == label
+        if chosen.any():
+            sdf[chosen] = _shape_sdf(label, u[chosen], v[chosen])
+    # Convert the unit-frame distance to pixels and antialias over one pixel.
+    alpha = np.clip(sdf * radius[:, None, None] * size + 0.5, 0, 1)
+    images += alpha[..., None] * (colour[:, None, None, :] - images)
+
+    noise = rng.uniform(0.0, 0.08, count)[:, None, None, None]
+    images += rng.standard_normal(images.shape, dtype=np.float32) * noise
+    images = np.clip(images * 255 + 0.5, 0, 255).astype(np.uint8)
+    return images, labels.astype(np.int64)

@@ -1,0 +1,202 @@
+"""A small pre-norm Vision Transformer with its attention written out.
+
+The layout follows timm and Hugging Face (pre-norm blocks, one `qkv` Linear laid out
+[q | k | v] with each part head-major, CLS token first, learned position embeddings), so
+real checkpoints can be mapped onto it. `nn.Identity` taps mark the tensors that the
+capture module records with forward hooks; they cost nothing when nobody is listening.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+
+import torch
+from torch import nn
+
+
+@dataclass(frozen=True)
+class ViTConfig:
+    image_size: tuple[int, int] = (64, 64)  # (H, W)
+    patch_size: int = 8
+    channels: int = 3
+    dim: int = 96
+    depth: int = 4
+    heads: int = 4
+    mlp_dim: int = 192
+    labels: tuple[str, ...] = ()
+    layer_norm_eps: float = 1e-6
+    mean: tuple[float, ...] = (0.5, 0.5, 0.5)
+    std: tuple[float, ...] = (0.5, 0.5, 0.5)
+    extra: dict = field(default_factory=dict, compare=False)  # free-form provenance
+
+    def __post_init__(self) -> None:
+        size = self.image_size
+        if isinstance(size, int):
+            size = (size, size)
+        object.__setattr__(self, "image_size", tuple(int(s) for s in size))
+        object.__setattr__(self, "labels", tuple(self.labels))
+        object.__setattr__(self, "mean", tuple(float(m) for m in self.mean))
+        object.__setattr__(self, "std", tuple(float(s) for s in self.std))
+        if self.dim % self.heads:
+            raise ValueError(f"dim {self.dim} is not divisible by heads {self.heads}")
+        if any(s % self.patch_size for s in self.image_size):
+            raise ValueError(f"image size {self.image_size} is not a multiple of patch size {self.patch_size}")
+        if len(self.mean) != self.channels or len(self.std) != self.channels:
+            raise ValueError("mean and std need one value per channel")
+
+    @property
+    def grid(self) -> tuple[int, int]:
+        """Patch grid (gh, gw)."""
+        return (self.image_size[0] // self.patch_size, self.image_size[1] // self.patch_size)
+
+    @property
+    def num_patches(self) -> int:
+        gh, gw = self.grid
+        return gh * gw
+
+    @property
+    def patch_dim(self) -> int:
+        """p' = p² c, the length of one flattened patch."""
+        return self.patch_size * self.patch_size * self.channels
+
+    @property
+    def head_dim(self) -> int:
+        return self.dim // self.heads
+
+    @property
+    def num_labels(self) -> int:
+        return len(self.labels)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> ViTConfig:
+        known = {f for f in cls.__dataclass_fields__}
+        return cls(**{k: v for k, v in values.items() if k in known})
+
+
+def patchify(pixels: torch.Tensor, patch_size: int) -> torch.Tensor:
+    """(B, c, H, W) -> (B, n, p·p·c): row-major patches, each flattened pixel by pixel, channels last."""
+    b, c, h, w = pixels.shape
+    p = patch_size
+    x = pixels.reshape(b, c, h // p, p, w // p, p)
+    x = x.permute(0, 2, 4, 3, 5, 1)  # B, gh, gw, p, p, c
+    return x.reshape(b, (h // p) * (w // p), p * p * c)
+
+
+def sincos_2d(grid: tuple[int, int], dim: int) -> torch.Tensor:
+    """(gh·gw, dim) fixed 2-D sine/cosine position codes: half the channels encode rows, half columns."""
+    gh, gw = grid
+    quarter = dim // 4
+    freqs = 1.0 / (100.0 ** (torch.arange(quarter, dtype=torch.float32) / max(1, quarter)))
+    rows, cols = torch.meshgrid(torch.arange(gh, dtype=torch.float32), torch.arange(gw, dtype=torch.float32), indexing="ij")
+    parts = []
+    for coord in (rows.flatten(), cols.flatten()):
+        angles = coord[:, None] * freqs[None]
+        parts += [angles.sin(), angles.cos()]
+    codes = torch.cat(parts, dim=1)
+    return torch.nn.functional.pad(codes, (0, dim - codes.shape[1]))
+
+
+class Attention(nn.Module):
+    def __init__(self, config: ViTConfig) -> None:
+        super().__init__()
+        self.heads = config.heads
+        self.head_dim = config.head_dim
+        self.scale = self.head_dim**-0.5
+        self.qkv = nn.Linear(config.dim, 3 * config.dim)
+        self.proj = nn.Linear(config.dim, config.dim)
+        # Taps: each is an identity whose output the capture module can record.
+        self.q = nn.Identity()
+        self.k = nn.Identity()
+        self.v = nn.Identity()
+        self.scores = nn.Identity()
+        self.attn = nn.Identity()
+        self.context = nn.Identity()
+        self.concat = nn.Identity()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, n, d = x.shape
+        qkv = self.qkv(x).reshape(b, n, 3, self.heads, self.head_dim).permute(2, 0, 3, 1, 4)
+        q, k, v = self.q(qkv[0]), self.k(qkv[1]), self.v(qkv[2])  # each (B, h, N, d_h)
+        scores = self.scores((q @ k.transpose(-2, -1)) * self.scale)
+        attn = self.attn(scores.softmax(dim=-1))
+        context = self.context(attn @ v)
+        concat = self.concat(context.transpose(1, 2).reshape(b, n, d))
+        return self.proj(concat)
+
+
+class MLP(nn.Module):
+    def __init__(self, config: ViTConfig) -> None:
+        super().__init__()
+        self.fc1 = nn.Linear(config.dim, config.mlp_dim)
+        self.act = nn.GELU()
+        self.fc2 = nn.Linear(config.mlp_dim, config.dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc2(self.act(self.fc1(x)))
+
+
+class Block(nn.Module):
+    def __init__(self, config: ViTConfig) -> None:
+        super().__init__()
+        self.norm1 = nn.LayerNorm(config.dim, eps=config.layer_norm_eps)
+        self.attn = Attention(config)
+        self.resid = nn.Identity()
+        self.norm2 = nn.LayerNorm(config.dim, eps=config.layer_norm_eps)
+        self.mlp = MLP(config)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.resid(x + self.attn(self.norm1(x)))
+        return x + self.mlp(self.norm2(x))
+
+
+class ViT(nn.Module):
+    def __init__(self, config: ViTConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.flat_patches = nn.Identity()
+        self.patch_embed = nn.Linear(config.patch_dim, config.dim)  # E, stored as (d, p')
+        self.cls_token = nn.Parameter(torch.zeros(config.dim))
+        self.pos_embed = nn.Parameter(torch.zeros(config.num_patches + 1, config.dim))
+        self.with_cls = nn.Identity()
+        self.tokens = nn.Identity()
+        self.blocks = nn.ModuleList(Block(config) for _ in range(config.depth))
+        self.norm = nn.LayerNorm(config.dim, eps=config.layer_norm_eps)
+        self.head = nn.Linear(config.dim, max(config.num_labels, 1))
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        # Start positions as 2-D sine/cosine waves, as loud as the patch embeddings: with
+        # the usual tiny random init a small ViT spends hundreds of steps at chance level
+        # before it can tell one patch position from another.
+        with torch.no_grad():
+            self.pos_embed.zero_()
+            self.pos_embed[1:] = sincos_2d(self.config.grid, self.config.dim)
+        nn.init.trunc_normal_(self.cls_token, std=0.02)
+        for module in self.modules():
+            if isinstance(module, nn.Linear):
+                nn.init.trunc_normal_(module.weight, std=0.02)
+                nn.init.zeros_(module.bias)
+            elif isinstance(module, nn.LayerNorm):
+                nn.init.ones_(module.weight)
+                nn.init.zeros_(module.bias)
+        # A patch Linear sees p' inputs: scale it like a conv would be initialised.
+        nn.init.trunc_normal_(self.patch_embed.weight, std=1 / math.sqrt(self.config.patch_dim))
+
+    def features(self, pixels: torch.Tensor) -> torch.Tensor:
+        """(B, c, H, W) -> the final token matrix (B, n+1, d), before the final LayerNorm."""
+        flat = self.flat_patches(patchify(pixels, self.config.patch_size))
+        embedded = self.patch_embed(flat)
+        cls = self.cls_token.expand(embedded.shape[0], 1, -1)
+        x = self.with_cls(torch.cat([cls, embedded], dim=1))
+        x = self.tokens(x + self.pos_embed)
+        for block in self.blocks:
+            x = block(x)
+        return x
+
+    def forward(self, pixels: torch.Tensor) -> torch.Tensor:
+        """(B, c, H, W) normalised pixels -> logits (B, k)."""
+        return self.head(self.norm(self.features(pixels))[:, 0])

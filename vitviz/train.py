@@ -1,0 +1,224 @@
+"""The one training loop, for the command line and the training page alike.
+
+`fit` is a generator: it trains the model in place and yields a `Progress` record after
+every step, so a caller can draw curves, stop early (just stop iterating) or resume
+(call `fit` again with `start_step`). Batches are generated on a background thread so
+that drawing shapes overlaps with the model's arithmetic.
+
+    python -m vitviz.train            # trains the default model into assets/
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import queue
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from vitviz import data
+from vitviz.images import normalise
+from vitviz.model import ViT, ViTConfig
+
+HELD_OUT_SEED = 2_000_000_007  # never used for training batches, which use [seed, step]
+
+
+@dataclass(frozen=True)
+class Progress:
+    step: int  # steps done so far (1-based after the first step)
+    steps: int  # the total this run is heading for
+    loss: float  # training loss of this step's batch
+    accuracy: float  # training accuracy of this step's batch
+    lr: float
+    elapsed: float  # seconds since this call to fit started
+    eval_loss: float | None = None  # held-out figures, on the steps where they were measured
+    eval_accuracy: float | None = None
+
+    @property
+    def steps_per_second(self) -> float:
+        return self.step / self.elapsed if self.elapsed > 0 else 0.0
+
+
+def lr_at(step: int, steps: int, lr: float, warmup: int) -> float:
+    """Linear warmup, then cosine decay to 2% of the peak."""
+    if step < warmup:
+        return lr * (step + 1) / warmup
+    t = (step - warmup) / max(1, steps - warmup)
+    return lr * (0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * min(t, 1.0))))
+
+
+def _batches(config: ViTConfig, batch_size: int, seed: int, first: int, last: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """Training batches for steps first..last-1, drawn two ahead on a daemon thread."""
+    size = config.image_size[0]
+    ready: queue.Queue = queue.Queue(maxsize=2)
+    stop = threading.Event()
+
+    def produce() -> None:
+        for step in range(first, last):
+            images, labels = data.generate(batch_size, [seed, step], size=size)
+            item = (normalise(images, config), torch.from_numpy(labels))
+            while not stop.is_set():
+                try:
+                    ready.put(item, timeout=0.1)
+                    break
+                except queue.Full:
+                    continue
+            if stop.is_set():
+                return
+
+    worker = threading.Thread(target=produce, daemon=True, name="vitviz-batches")
+    worker.start()
+    try:
+        for _ in range(first, last):
+            yield ready.get()
+    finally:
+        stop.set()
+
+
+@torch.no_grad()
+def evaluate(model: ViT, images: torch.Tensor, labels: torch.Tensor, batch_size: int = 256) -> tuple[float, float]:
+    """(mean cross-entropy, accuracy) of `model` on normalised images."""
+    was_training = model.training
+    model.eval()
+    total_loss, correct = 0.0, 0
+    for i in range(0, len(labels), batch_size):
+        logits = model(images[i : i + batch_size])
+        total_loss += F.cross_entropy(logits, labels[i : i + batch_size], reduction="sum").item()
+        correct += (logits.argmax(-1) == labels[i : i + batch_size]).sum().item()
+    model.train(was_training)
+    return total_loss / len(labels), correct / len(labels)
+
+
+def held_out(config: ViTConfig, count: int, seed: int = HELD_OUT_SEED) -> tuple[torch.Tensor, torch.Tensor]:
+    images, labels = data.generate(count, seed, size=config.image_size[0])
+    return normalise(images, config), torch.from_numpy(labels)
+
+
+def fit(
+    model: ViT,
+    *,
+    steps: int,
+    batch_size: int = 128,
+    lr: float = 1e-3,
+    seed: int = 0,
+    warmup: int | None = None,
+    weight_decay: float = 0.05,
+    eval_every: int = 100,
+    eval_size: int = 512,
+    start_step: int = 0,
+    optimizer: torch.optim.Optimizer | None = None,
+) -> Iterator[Progress]:
+    """Train `model` in place on the built-in data and yield a `Progress` after each step.
+
+    To resume, pass the same optimizer and `start_step`; the learning-rate schedule and
+    the data continue where they stopped.
+    """
+    config = model.config
+    if config.image_size[0] != config.image_size[1]:
+        raise ValueError("The built-in data is square; this model's input is not.")
+    if config.num_labels != len(data.CLASSES):
+        raise ValueError(f"The built-in data has {len(data.CLASSES)} classes; this model predicts {config.num_labels}.")
+    warmup = max(1, steps // 20) if warmup is None else warmup
+    optimizer = optimizer or make_optimizer(model, lr, weight_decay)
+    torch.manual_seed(seed)
+    eval_images, eval_labels = held_out(config, eval_size) if eval_every else (None, None)
+    model.train()
+    started = time.perf_counter()
+    for step, (images, labels) in enumerate(_batches(config, batch_size, seed, start_step, steps), start=start_step):
+        rate = lr_at(step, steps, lr, warmup)
+        for group in optimizer.param_groups:
+            group["lr"] = rate
+        logits = model(images)
+        loss = F.cross_entropy(logits, labels)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        done = step + 1
+        eval_loss = eval_accuracy = None
+        if eval_every and (done % eval_every == 0 or done == steps):
+            eval_loss, eval_accuracy = evaluate(model, eval_images, eval_labels)
+        yield Progress(
+            step=done,
+            steps=steps,
+            loss=loss.item(),
+            accuracy=(logits.argmax(-1) == labels).float().mean().item(),
+            lr=rate,
+            elapsed=time.perf_counter() - started,
+            eval_loss=eval_loss,
+            eval_accuracy=eval_accuracy,
+        )
+    model.eval()
+
+
+def make_optimizer(model: ViT, lr: float, weight_decay: float) -> torch.optim.Optimizer:
+    """AdamW, with no weight decay on biases, norms, CLS and position embeddings."""
+    decay = [p for n, p in model.named_parameters() if p.ndim >= 2 and "pos_embed" not in n]
+    no_decay = [p for n, p in model.named_parameters() if not (p.ndim >= 2 and "pos_embed" not in n)]
+    return torch.optim.AdamW(
+        [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+        lr=lr,
+        betas=(0.9, 0.99),
+    )
+
+
+DEFAULT_RECIPE = dict(steps=5000, batch_size=128, lr=2e-3, seed=0)
+
+
+def default_config() -> ViTConfig:
+    return ViTConfig(
+        image_size=(64, 64), patch_size=8, dim=96, depth=4, heads=4, mlp_dim=192, labels=data.CLASSES
+    )
+
+
+def main(argv: list[str] | None = None, report: Callable[[str], None] = print) -> Path:
+    from tqdm import tqdm
+
+    from vitviz import weights
+
+    parser = argparse.ArgumentParser(description="Train the vitviz default model on the built-in shapes.")
+    parser.add_argument("--steps", type=int, default=DEFAULT_RECIPE["steps"])
+    parser.add_argument("--batch-size", type=int, default=DEFAULT_RECIPE["batch_size"])
+    parser.add_argument("--lr", type=float, default=DEFAULT_RECIPE["lr"])
+    parser.add_argument("--seed", type=int, default=DEFAULT_RECIPE["seed"])
+    parser.add_argument("--out", type=Path, default=weights.DEFAULT_PATH)
+    args = parser.parse_args(argv)
+
+    torch.manual_seed(args.seed)
+    model = ViT(default_config())
+    bar = tqdm(total=args.steps, unit="step")
+    last_eval = None
+    for progress in fit(model, steps=args.steps, batch_size=args.batch_size, lr=args.lr, seed=args.seed):
+        bar.update(1)
+        if progress.eval_accuracy is not None:
+            last_eval = progress
+        bar.set_postfix(
+            loss=f"{progress.loss:.3f}",
+            held_out=f"{last_eval.eval_accuracy:.3f}" if last_eval else "-",
+        )
+    bar.close()
+    elapsed = bar.format_dict["elapsed"]
+    command = "python -m vitviz.train " + " ".join(
+        f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items() if k != "out"
+    )
+    provenance = {
+        "command": command,
+        "train_seconds": round(elapsed, 1),
+        "held_out_accuracy": last_eval.eval_accuracy if last_eval else None,
+        "torch": torch.__version__,
+    }
+    model.config.extra.update(provenance)
+    weights.save(model, args.out)
+    report(f"wrote {args.out}: held-out accuracy {provenance['held_out_accuracy']}, {elapsed:.0f} s")
+    return args.out
+
+
+if __name__ == "__main__":
+    main()
