@@ -161,3 +161,16 @@ def trace(model: ViT, pixels: torch.Tensor) -> Trace:
         logits=logits,
         probs=logits.softmax(-1),
     )
+
+
+def input_gradient(model: ViT, pixels: torch.Tensor, label: int) -> tuple[float, torch.Tensor, torch.Tensor]:
+    """Cross-entropy of one image against `label`, its gradient w.r.t. the input (c, H, W), and the probs.
+
+    Only the input needs a gradient, so the shared model's weights are left untouched.
+    """
+    x = pixels.detach().clone()[None].requires_grad_(True)
+    with torch.enable_grad():
+        logits = model(x)
+        loss = torch.nn.functional.cross_entropy(logits, torch.tensor([label]))
+        (grad,) = torch.autograd.grad(loss, x)
+    return loss.item(), grad[0], logits.detach()[0].softmax(-1)

@@ -20,7 +20,9 @@ from vitviz.model import ViTConfig
 MAX_PIXELS = 40_000_000  # a 40-megapixel photo is fine; a 1-gigapixel PNG is not
 MAX_SIDE = 20_000
 MAX_BYTES = 50 * 1024 * 1024
-ALLOWED_FORMATS = {"PNG", "JPEG", "WEBP", "GIF", "BMP", "TIFF", "MPO"}
+# Pillow opener names. A multi-picture JPEG (MPO, from many phone cameras) opens through the JPEG
+# plugin; "MPO" is not an opener name, and listing it makes Image.open fail for every later format.
+ALLOWED_FORMATS = {"PNG", "JPEG", "WEBP", "GIF", "BMP", "TIFF"}
 
 
 class ImageError(ValueError):

@@ -1,0 +1,5 @@
+"""Step 4 · Flatten each patch."""
+
+from vitviz.ui.page import show_step
+
+show_step("4")

@@ -1,0 +1,88 @@
+"""Shared fixtures: models (the shipped one and a seeded untrained one) and real images."""
+
+from __future__ import annotations
+
+import io
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from PIL import Image, ImageDraw
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:  # `pytest` (not only `python -m pytest`) must find the vitviz package
+    sys.path.insert(0, str(ROOT))
+
+from vitviz import data, weights  # noqa: E402
+from vitviz.images import load_image  # noqa: E402
+from vitviz.model import ViT  # noqa: E402
+from vitviz.train import default_config  # noqa: E402
+
+# Seeds for test images. Training batches use [seed, step] and numpy pads a short seed with
+# zeros, so an int seed s draws the same images as training step 0 of seed s: keep these away
+# from the training seed (0) and from vitviz.train.HELD_OUT_SEED.
+IMAGE_SEED = 424_242
+
+
+def png_bytes(image: Image.Image) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+@pytest.fixture(scope="session")
+def default_model() -> ViT:
+    """The shipped model, `vitviz.weights.load_default()` (shared, read-only)."""
+    if not weights.DEFAULT_PATH.exists():
+        pytest.fail(
+            f"The default model {weights.DEFAULT_PATH} is missing: train it with `python -m vitviz.train` "
+            "(the repository ships it, so this test must not be skipped)."
+        )
+    return weights.load_default()
+
+
+@pytest.fixture
+def small_model() -> ViT:
+    """An untrained model of the default shape, seeded: enough for checks of the arithmetic."""
+    torch.manual_seed(0)
+    return ViT(default_config()).eval()
+
+
+@pytest.fixture(scope="session")
+def real_image_and_label() -> tuple[Image.Image, int]:
+    """A generated shape image that went through PNG encoding and `load_image`, and its label."""
+    images, labels = data.generate(1, seed=IMAGE_SEED)
+    return load_image(png_bytes(Image.fromarray(images[0]))), int(labels[0])
+
+
+@pytest.fixture(scope="session")
+def real_image(real_image_and_label) -> Image.Image:
+    return real_image_and_label[0]
+
+
+def make_photo(width: int = 300, height: int = 200) -> Image.Image:
+    """A non-square photo-like RGB image: a smooth gradient with a few shapes drawn on it.
+
+    Red (255, 0, 0) appears only in a bar along the left edge, outside the centre crop.
+    """
+    xs = torch.linspace(0, 1, width)
+    ys = torch.linspace(0, 1, height)
+    green = (40 + 150 * xs)[None, :].expand(height, width)
+    blue = (60 + 160 * ys)[:, None].expand(height, width)
+    red = torch.full((height, width), 20.0)
+    array = torch.stack([red, green, blue], dim=-1).round().to(torch.uint8).numpy()
+    image = Image.fromarray(array)
+    draw = ImageDraw.Draw(image)
+    draw.rectangle((0, 0, width // 8, height - 1), fill=(255, 0, 0))  # left bar, cut away by the crop
+    cx, cy = width // 2, height // 2
+    draw.ellipse((cx - 40, cy - 40, cx + 40, cy + 40), fill=(250, 250, 250))
+    draw.polygon([(cx - 20, cy + 25), (cx + 20, cy + 25), (cx, cy - 25)], fill=(10, 10, 10))
+    draw.line((width // 4, 10, width - 10, height - 10), fill=(255, 220, 0), width=5)
+    return image
+
+
+@pytest.fixture(scope="session")
+def photo_image() -> Image.Image:
+    """A 300×200 photo-like image, decoded through `load_image` like an upload."""
+    return load_image(png_bytes(make_photo()))

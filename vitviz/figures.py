@@ -1,0 +1,270 @@
+"""Pure figure builders: numpy arrays in, plotly figures (or RGB arrays) out.
+
+Nothing here knows about Streamlit or torch. Large matrices are reduced before they are
+drawn (`shrink`), so a figure stays light in the browser whatever the model's size.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import plotly.graph_objects as go
+from plotly.colors import sample_colorscale
+
+CHANNEL_COLOURS = ("#d62728", "#2ca02c", "#1f77b4")
+MAX_CELLS = 160  # per axis: beyond this a heatmap is block-averaged
+COLOUR_SCALES = ("Viridis", "Inferno", "RdBu_r", "Cividis", "Turbo", "Greys")
+
+
+def _layout(fig: go.Figure, title: str | None = None, height: int = 360, **kwargs) -> go.Figure:
+    fig.update_layout(
+        title=dict(text=title, x=0, font=dict(size=14)) if title else None,
+        height=height,
+        margin=dict(l=10, r=10, t=40 if title else 10, b=10),
+        **kwargs,
+    )
+    return fig
+
+
+def shrink(matrix: np.ndarray, limit: int = MAX_CELLS) -> tuple[np.ndarray, int, int]:
+    """Block-average a 2-D array so neither side exceeds `limit`; returns (array, row step, col step)."""
+    rows, cols = matrix.shape
+    rs, cs = max(1, -(-rows // limit)), max(1, -(-cols // limit))
+    if rs == 1 and cs == 1:
+        return matrix, 1, 1
+    padded = np.full((-(-rows // rs) * rs, -(-cols // cs) * cs), np.nan)
+    padded[:rows, :cols] = matrix
+    blocks = padded.reshape(padded.shape[0] // rs, rs, padded.shape[1] // cs, cs)
+    return np.nanmean(blocks, axis=(1, 3)), rs, cs
+
+
+def heatmap(
+    matrix: np.ndarray,
+    *,
+    title: str | None = None,
+    x_title: str = "",
+    y_title: str = "",
+    colorscale: str = "RdBu_r",
+    centred: bool = True,
+    height: int = 360,
+    y_labels: list[str] | None = None,
+    x_labels: list[str] | None = None,
+    value_name: str = "value",
+    highlight_row: int | None = None,
+) -> go.Figure:
+    """A matrix as a heatmap with hover values; big matrices are block-averaged first."""
+    matrix = np.asarray(matrix, dtype=np.float64)
+    small, rs, cs = shrink(matrix)
+    ys = y_labels if (y_labels is not None and rs == 1) else list(range(0, matrix.shape[0], rs))
+    xs = x_labels if (x_labels is not None and cs == 1) else list(range(0, matrix.shape[1], cs))
+    bound = float(np.nanmax(np.abs(small))) if centred and small.size else None
+    note = f" (mean of {rs}×{cs} blocks)" if rs * cs > 1 else ""
+    fig = go.Figure(
+        go.Heatmap(
+            z=small,
+            x=xs,
+            y=ys,
+            colorscale=colorscale,
+            zmid=0 if centred else None,
+            zmin=-bound if bound else None,
+            zmax=bound if bound else None,
+            hovertemplate=f"row %{{y}}<br>col %{{x}}<br>{value_name}{note} %{{z:.4f}}<extra></extra>",
+            colorbar=dict(thickness=12),
+        )
+    )
+    fig.update_yaxes(autorange="reversed", title=y_title, type="category" if y_labels is not None else None)
+    fig.update_xaxes(title=x_title, type="category" if x_labels is not None else None)
+    if highlight_row is not None:
+        # Category axes place cells at 0, 1, 2…; numeric ones at the (block) row index.
+        row = highlight_row if y_labels is not None and rs == 1 else (highlight_row // rs) * rs
+        half = 0.5 if y_labels is not None and rs == 1 else rs / 2
+        fig.add_shape(type="rect", xref="paper", x0=0, x1=1, y0=row - half, y1=row + half,
+                      line=dict(color="#f59e0b", width=2))
+    return _layout(fig, title, height)
+
+
+def vector_strip(values: np.ndarray, *, title: str | None = None, colorscale: str = "RdBu_r", height: int = 130) -> go.Figure:
+    """One vector as a 1×len strip."""
+    return heatmap(np.asarray(values)[None, :], title=title, colorscale=colorscale, height=height, x_title="index")
+
+
+def channel_bars(flat: np.ndarray, channels: int, *, title: str | None = None, height: int = 240) -> go.Figure:
+    """A flattened patch (p·p·c values, channels last) as bars coloured by channel."""
+    flat = np.asarray(flat)
+    fig = go.Figure()
+    names = ("R", "G", "B") if channels == 3 else tuple(f"ch{i}" for i in range(channels))
+    for ch in range(channels):
+        idx = np.arange(ch, flat.size, channels)
+        fig.add_bar(x=idx, y=flat[idx], name=names[ch], marker_color=CHANNEL_COLOURS[ch % 3],
+                    hovertemplate=f"{names[ch]} · index %{{x}}<br>%{{y:.3f}}<extra></extra>")
+    fig.update_layout(bargap=0, legend=dict(orientation="h", y=1.15))
+    fig.update_xaxes(title="position in the flattened patch")
+    return _layout(fig, title, height)
+
+
+def channel_histograms(pixels: np.ndarray, *, title: str | None = None, height: int = 260) -> go.Figure:
+    """Histogram of each channel's values; pixels (c, H, W)."""
+    fig = go.Figure()
+    names = ("R", "G", "B")
+    for ch in range(pixels.shape[0]):
+        fig.add_histogram(x=pixels[ch].ravel(), name=names[ch % 3], marker_color=CHANNEL_COLOURS[ch % 3],
+                          opacity=0.55, nbinsx=50)
+    fig.update_layout(barmode="overlay", legend=dict(orientation="h", y=1.15))
+    fig.update_xaxes(title="value")
+    fig.update_yaxes(title="pixels")
+    return _layout(fig, title, height)
+
+
+def bars(values: np.ndarray, labels: list[str], *, title: str | None = None, height: int = 300,
+         highlight: int | None = None, value_format: str = ".3f", x_title: str = "") -> go.Figure:
+    """Horizontal bars, largest on top."""
+    colours = ["#4f46e5" if i != highlight else "#f59e0b" for i in range(len(values))]
+    fig = go.Figure(go.Bar(x=values, y=labels, orientation="h", marker_color=colours,
+                           text=[format(v, value_format) for v in values], textposition="auto",
+                           hovertemplate="%{y}: %{x:" + value_format + "}<extra></extra>"))
+    fig.update_yaxes(autorange="reversed")
+    fig.update_xaxes(title=x_title)
+    return _layout(fig, title, height)
+
+
+def lines(series: dict[str, np.ndarray], *, x: np.ndarray | None = None, title: str | None = None,
+          x_title: str = "", y_title: str = "", height: int = 300) -> go.Figure:
+    fig = go.Figure()
+    for name, ys in series.items():
+        xs = x if x is not None else np.arange(len(ys))
+        fig.add_scatter(x=xs, y=ys, mode="lines+markers", name=name)
+    fig.update_xaxes(title=x_title)
+    fig.update_yaxes(title=y_title)
+    fig.update_layout(legend=dict(orientation="h", y=1.15))
+    return _layout(fig, title, height)
+
+
+# --- images (RGB uint8 arrays), shown with st.image -------------------------------------------
+
+
+def to_uint8(image: np.ndarray) -> np.ndarray:
+    """Floats in [0, 1] or uint8 -> uint8."""
+    if image.dtype == np.uint8:
+        return image
+    return (np.clip(image, 0, 1) * 255 + 0.5).astype(np.uint8)
+
+
+def upscale(image: np.ndarray, factor: int) -> np.ndarray:
+    """Nearest-neighbour enlargement, so every pixel stays a crisp square."""
+    return np.repeat(np.repeat(image, factor, axis=0), factor, axis=1)
+
+
+def draw_grid(image: np.ndarray, patch: int, factor: int, colour=(255, 255, 255), highlight: int | None = None) -> np.ndarray:
+    """Upscale an image and draw the patch grid on it; optionally outline one patch (row-major index)."""
+    big = upscale(to_uint8(image), factor).copy()
+    step = patch * factor
+    big[::step, :] = colour
+    big[:, ::step] = colour
+    big[-1, :] = colour
+    big[:, -1] = colour
+    if highlight is not None:
+        gw = image.shape[1] // patch
+        r, c = divmod(highlight, gw)
+        y0, x0 = r * step, c * step
+        for t in range(max(2, factor // 2)):
+            big[y0 + t, x0 : x0 + step] = (255, 200, 0)
+            big[min(y0 + step - 1 - t, big.shape[0] - 1), x0 : x0 + step] = (255, 200, 0)
+            big[y0 : y0 + step, x0 + t] = (255, 200, 0)
+            big[y0 : y0 + step, min(x0 + step - 1 - t, big.shape[1] - 1)] = (255, 200, 0)
+    return big
+
+
+def mosaic(tiles: np.ndarray, columns: int, gap: int = 2, factor: int = 1, background: int = 255) -> np.ndarray:
+    """Tiles (N, h, w, 3) laid out in a grid with gaps."""
+    tiles = to_uint8(tiles)
+    n, h, w, _ = tiles.shape
+    rows = -(-n // columns)
+    h, w = h * factor, w * factor
+    out = np.full((rows * (h + gap) - gap, columns * (w + gap) - gap, 3), background, np.uint8)
+    for i in range(n):
+        r, c = divmod(i, columns)
+        out[r * (h + gap) : r * (h + gap) + h, c * (w + gap) : c * (w + gap) + w] = upscale(tiles[i], factor)
+    return out
+
+
+def filters_as_images(weight: np.ndarray, patch: int, channels: int) -> np.ndarray:
+    """Patch-embedding filters E (d, p·p·c) as (d, p, p, c) images, each stretched to [0, 1]."""
+    tiles = weight.reshape(weight.shape[0], patch, patch, channels)
+    low = tiles.min(axis=(1, 2, 3), keepdims=True)
+    high = tiles.max(axis=(1, 2, 3), keepdims=True)
+    return (tiles - low) / np.maximum(high - low, 1e-12)
+
+
+def colourise(values: np.ndarray, colorscale: str = "Viridis", vmin: float | None = None, vmax: float | None = None) -> np.ndarray:
+    """A 2-D array mapped through a plotly colour scale -> (.., 3) uint8."""
+    values = np.asarray(values, dtype=np.float64)
+    lo = float(values.min()) if vmin is None else vmin
+    hi = float(values.max()) if vmax is None else vmax
+    t = (values - lo) / (hi - lo) if hi > lo else np.zeros_like(values)
+    lut = np.array([_rgb(c) for c in sample_colorscale(colorscale, np.linspace(0, 1, 256))], dtype=np.uint8)
+    return lut[np.clip((t * 255).round().astype(int), 0, 255)]
+
+
+def _rgb(colour: str) -> tuple[int, int, int]:
+    if colour.startswith("#"):
+        return tuple(int(colour[i : i + 2], 16) for i in (1, 3, 5))
+    inside = colour[colour.index("(") + 1 : colour.index(")")]
+    return tuple(int(round(float(v))) for v in inside.split(",")[:3])
+
+
+def attention_overlay(image: np.ndarray, weights: np.ndarray, *, factor: int = 6, opacity: float = 0.6,
+                      colorscale: str = "Inferno", highlight: int | None = None, patch: int | None = None) -> np.ndarray:
+    """The image with a (gh, gw) weight map laid over it, both upscaled by `factor`."""
+    base = upscale(to_uint8(image), factor).astype(np.float64)
+    gh, gw = weights.shape
+    cell_h, cell_w = base.shape[0] // gh, base.shape[1] // gw
+    heat = colourise(weights, colorscale)
+    heat = np.repeat(np.repeat(heat, cell_h, axis=0), cell_w, axis=1).astype(np.float64)
+    out = (1 - opacity) * base + opacity * heat
+    out = out.astype(np.uint8)
+    if highlight is not None and patch is not None:
+        out = draw_outline(out, highlight, gw, cell_h, cell_w)
+    return out
+
+
+def draw_outline(image: np.ndarray, index: int, gw: int, cell_h: int, cell_w: int, colour=(0, 255, 255)) -> np.ndarray:
+    out = image.copy()
+    r, c = divmod(index, gw)
+    y0, x0, y1, x1 = r * cell_h, c * cell_w, (r + 1) * cell_h - 1, (c + 1) * cell_w - 1
+    for t in range(2):
+        out[y0 + t, x0 : x1 + 1] = colour
+        out[y1 - t, x0 : x1 + 1] = colour
+        out[y0 : y1 + 1, x0 + t] = colour
+        out[y0 : y1 + 1, x1 - t] = colour
+    return out
+
+
+def pca_colours(vectors: np.ndarray) -> np.ndarray:
+    """The first three principal components of row vectors, each stretched to [0, 1]: (N, 3)."""
+    centred = vectors - vectors.mean(axis=0, keepdims=True)
+    _, _, vt = np.linalg.svd(centred, full_matrices=False)
+    components = centred @ vt[:3].T
+    if components.shape[1] < 3:
+        components = np.pad(components, ((0, 0), (0, 3 - components.shape[1])))
+    low, high = components.min(axis=0), components.max(axis=0)
+    return (components - low) / np.maximum(high - low, 1e-12)
+
+
+def cosine_similarity(vectors: np.ndarray) -> np.ndarray:
+    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+    unit = vectors / np.maximum(norms, 1e-12)
+    return unit @ unit.T
+
+
+def similarity_tiles(similarity: np.ndarray, grid: tuple[int, int], *, title: str | None = None, height: int = 520) -> go.Figure:
+    """(n, n) similarities between patch positions as a gh×gw grid of gh×gw tiles (ViT paper, Fig. 7)."""
+    gh, gw = grid
+    gap = 1
+    canvas = np.full((gh * (gh + gap), gw * (gw + gap)), np.nan)
+    for i in range(gh * gw):
+        r, c = divmod(i, gw)
+        canvas[r * (gh + gap) : r * (gh + gap) + gh, c * (gw + gap) : c * (gw + gap) + gw] = similarity[i].reshape(gh, gw)
+    fig = go.Figure(go.Heatmap(z=canvas, colorscale="Viridis", zmin=-1, zmax=1, hoverongaps=False,
+                               hovertemplate="cosine %{z:.3f}<extra></extra>", colorbar=dict(thickness=12)))
+    fig.update_yaxes(autorange="reversed", showticklabels=False, scaleanchor="x")
+    fig.update_xaxes(showticklabels=False)
+    return _layout(fig, title, height)

@@ -1,0 +1,1 @@
+"""The Streamlit side of vitviz: the only package that imports streamlit."""

@@ -1,0 +1,139 @@
+"""Widgets shared by the pages: the image picker and the layer/head/query/colour controls.
+
+Values live in `st.session_state` under a "keep_" key, apart from the widget, because
+Streamlit drops a widget's state when a page that does not draw it runs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import streamlit as st
+from streamlit_image_coordinates import streamlit_image_coordinates
+
+from vitviz import figures
+from vitviz.ui import state
+
+UPLOAD_TYPES = ["png", "jpg", "jpeg", "webp", "gif", "bmp", "tif", "tiff"]
+
+
+@dataclass(frozen=True)
+class Controls:
+    layer: int = 0
+    head: int = 0
+    query: int = 0  # token index: 0 is CLS, 1 + i is patch i
+    colorscale: str = "Viridis"
+
+
+def _kept(store: str, default):
+    key = f"keep_{store}"
+    if key not in st.session_state:
+        st.session_state[key] = default
+    return st.session_state[key]
+
+
+def _keep(widget_key: str, store: str) -> None:
+    st.session_state[f"keep_{store}"] = st.session_state[widget_key]
+
+
+def persistent(widget, key: str, default, *, store: str | None = None, **kwargs):
+    """Draw `widget` seeded from the kept value `store` (default: `key`), and keep what the user picks.
+
+    Several widgets (on different pages, or twice on the story page) can share one kept value.
+    """
+    store = store or key
+    value = _kept(store, default)
+    options = kwargs.get("options")
+    if options is not None and value not in options:
+        value = default
+    if "max_value" in kwargs and value > kwargs["max_value"]:
+        value = default
+    st.session_state[key] = value
+    return widget(key=key, on_change=_keep, args=(key, store), **kwargs)
+
+
+def image_picker(container=None) -> None:
+    """Sample / upload / camera. A bad file leaves the previous image in place and says why."""
+    box = container or st.sidebar
+    with box:
+        source = persistent(st.radio, "image_source", "Sample", label="Image", options=["Sample", "Upload", "Camera"],
+                             horizontal=True)
+        if source == "Sample":
+            names = state.sample_names()
+            chosen = persistent(st.selectbox, "sample_name", names[0], label="Sample", options=names)
+            if state.current_image()["name"] != chosen:
+                state.set_image(chosen, state.sample_bytes(chosen))
+        elif source == "Upload":
+            upload = st.file_uploader("Your image", type=UPLOAD_TYPES, key="upload")
+            _take_file(upload)
+        else:
+            shot = st.camera_input("Take a photo", key="camera")
+            _take_file(shot)
+        error = st.session_state.get(state.ERROR_KEY)
+        if error:
+            st.error(error)
+        chosen = state.current_image()
+        try:
+            st.image(state.decoded_image(chosen["bytes"]), caption=chosen["name"], width="stretch")
+        except Exception:  # the kept image always decoded once; never let the sidebar fail
+            st.caption(chosen["name"])
+
+
+def _take_file(upload) -> None:
+    if upload is None:
+        return
+    marker = f"{upload.name}:{upload.size}:{getattr(upload, 'file_id', '')}"
+    if st.session_state.get("last_file") == marker:
+        return
+    st.session_state["last_file"] = marker
+    state.set_image(upload.name, upload.getvalue())
+
+
+def layer_head(depth: int, heads: int, *, with_head: bool = True) -> tuple[int, int]:
+    layer = persistent(st.sidebar.selectbox, "layer", 0, label="Layer", options=list(range(depth)),
+                        format_func=lambda i: f"Layer {i + 1} of {depth}")
+    head = 0
+    if with_head:
+        head = persistent(st.sidebar.selectbox, "head", 0, label="Head", options=list(range(heads)),
+                           format_func=lambda i: f"Head {i + 1} of {heads}")
+    return layer, head
+
+
+def colour_scale() -> str:
+    return persistent(st.sidebar.selectbox, "colorscale", "Viridis", label="Colour scale",
+                       options=list(figures.COLOUR_SCALES))
+
+
+def token_label(index: int, grid: tuple[int, int]) -> str:
+    if index == 0:
+        return "CLS"
+    row, col = divmod(index - 1, grid[1])
+    return f"patch {index - 1} (row {row + 1}, col {col + 1})"
+
+
+def query_token(display: np.ndarray, grid: tuple[int, int], patch: int, *, key: str = "query_click") -> int:
+    """Pick the query token by clicking a patch on the image; CLS by default."""
+    n = grid[0] * grid[1]
+    query = _kept("query", 0)
+    if query > n:
+        query = 0
+    factor = max(1, 320 // max(display.shape[:2]))
+    picture = figures.draw_grid(display, patch, factor, highlight=query - 1 if query else None)
+    st.caption("Click a patch to make it the query; the button switches back to CLS.")
+    click = streamlit_image_coordinates(picture, key=key)
+    if click is not None:
+        marker = (click.get("x"), click.get("y"), click.get("unix_time"))
+        if st.session_state.get(f"{key}_seen") != marker:
+            st.session_state[f"{key}_seen"] = marker
+            row = min(grid[0] - 1, int(click["y"]) // (patch * factor))
+            col = min(grid[1] - 1, int(click["x"]) // (patch * factor))
+            query = 1 + row * grid[1] + col
+            st.session_state["keep_query"] = query
+            st.rerun()
+    left, right = st.columns([2, 1])
+    left.markdown(f"Query: **{token_label(query, grid)}**")
+    if right.button("Use CLS", key=f"{key}_cls", disabled=query == 0):
+        st.session_state["keep_query"] = 0
+        st.rerun()
+    return query

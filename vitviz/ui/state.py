@@ -1,0 +1,120 @@
+"""What a browser session has chosen, and the cached work that follows from it.
+
+The chosen image is kept as bytes in `st.session_state`, apart from any widget, so it
+survives page changes. The model runs once per (image, model) through `cached_trace`;
+every control on every page re-renders from that cached Trace.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import streamlit as st
+from PIL import Image
+
+from vitviz import capture, data, weights
+from vitviz.images import ImageError, Prepared, load_image, prepare
+from vitviz.model import ViT
+
+SAMPLES_DIR = Path(__file__).resolve().parents[2] / "assets" / "samples"
+SCENE_SEED = 31_337  # the generated sample scenes; not a training seed
+IMAGE_KEY = "vitviz_image"  # session_state: the chosen image as {"name", "bytes"}
+ERROR_KEY = "vitviz_image_error"
+
+
+def sample_names() -> list[str]:
+    scenes = [f"Scene {i + 1}: {data.CLASSES[label]}" for i, label in enumerate(_scene_labels())]
+    photos = [f"Photo: {p.stem}" for p in sorted(SAMPLES_DIR.glob("*.jpg"))]
+    return scenes + photos
+
+
+@st.cache_data(max_entries=1)
+def _scene_labels() -> list[int]:
+    return [int(label) for label in data.generate(len(data.CLASSES) * 2, SCENE_SEED)[1]]
+
+
+@st.cache_data(max_entries=64)
+def sample_bytes(name: str) -> bytes:
+    """PNG bytes of a generated scene, or the bytes of a shipped photo."""
+    if name.startswith("Scene "):
+        index = int(name.split(":")[0].split()[1]) - 1
+        images, _ = data.generate(len(data.CLASSES) * 2, SCENE_SEED)
+        buffer = io.BytesIO()
+        Image.fromarray(images[index]).save(buffer, format="PNG")
+        return buffer.getvalue()
+    return (SAMPLES_DIR / f"{name.removeprefix('Photo: ')}.jpg").read_bytes()
+
+
+def set_image(name: str, payload: bytes) -> bool:
+    """Make `payload` the session's image if it decodes; otherwise keep the old one and record why."""
+    try:
+        decoded_image(payload)
+    except ImageError as exc:
+        st.session_state[ERROR_KEY] = f"{name}: {exc}"
+        return False
+    st.session_state[IMAGE_KEY] = {"name": name, "bytes": payload}
+    st.session_state.pop(ERROR_KEY, None)
+    return True
+
+
+def current_image() -> dict:
+    """The session's image, a generated scene until the user picks one."""
+    if IMAGE_KEY not in st.session_state:
+        name = sample_names()[0]
+        st.session_state[IMAGE_KEY] = {"name": name, "bytes": sample_bytes(name)}
+    return st.session_state[IMAGE_KEY]
+
+
+def digest(payload: bytes) -> str:
+    return hashlib.sha256(payload).hexdigest()
+
+
+@st.cache_resource(max_entries=32, show_spinner=False)
+def _decoded(key: str, _payload: bytes) -> Image.Image:
+    return load_image(_payload)
+
+
+def decoded_image(payload: bytes) -> Image.Image:
+    return _decoded(digest(payload), payload)
+
+
+def current_model() -> tuple[str, ViT]:
+    """(a key naming the model, the model). Later issues add per-session models here."""
+    return "default", weights.load_default()
+
+
+@dataclass(frozen=True)
+class Analysis:
+    """Everything a step page needs: the image, what the model saw, and its Trace."""
+
+    name: str
+    image: Image.Image
+    prepared: Prepared
+    trace: capture.Trace
+    model: ViT
+
+    @property
+    def config(self):
+        return self.model.config
+
+    @property
+    def display(self) -> np.ndarray:
+        return self.prepared.display
+
+
+@st.cache_resource(max_entries=24, show_spinner="Running the model…")
+def _traced(image_key: str, model_key: str, _image: Image.Image, _model: ViT) -> tuple[Prepared, capture.Trace]:
+    prepared = prepare(_image, _model.config)
+    return prepared, capture.trace(_model, prepared.pixels)
+
+
+def analysis() -> Analysis:
+    chosen = current_image()
+    model_key, model = current_model()
+    image = decoded_image(chosen["bytes"])
+    prepared, trace = _traced(digest(chosen["bytes"]), model_key, image, model)
+    return Analysis(name=chosen["name"], image=image, prepared=prepared, trace=trace, model=model)
