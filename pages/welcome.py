@@ -14,7 +14,7 @@ st.markdown(
 left, right = st.columns([1, 1])
 with left:
     st.subheader("1. Choose an image")
-    controls.image_picker(st.container())
+    controls.image_picker(st.container(), preview_width=320)
 with right:
     st.subheader("2. What the model says")
     analysis = page.load_analysis()

@@ -71,7 +71,8 @@ def heatmap(
             colorbar=dict(thickness=12),
         )
     )
-    fig.update_yaxes(autorange="reversed", title=y_title, type="category" if y_labels is not None else None)
+    fig.update_yaxes(autorange="reversed", title=y_title, type="category" if y_labels is not None else None,
+                     showticklabels=matrix.shape[0] > 1)
     fig.update_xaxes(title=x_title, type="category" if x_labels is not None else None)
     if highlight_row is not None:
         # Category axes place cells at 0, 1, 2…; numeric ones at the (block) row index.

@@ -43,8 +43,7 @@ def to_bytes(model: ViT) -> bytes:
 
 def _metadata(header_source: bytes | Path) -> dict:
     """The metadata dict of a safetensors file, read from its JSON header."""
-    raw = header_source.read_bytes()[:0] if isinstance(header_source, Path) else header_source
-    if isinstance(header_source, Path):
+    if isinstance(header_source, Path):  # read the header only, not the whole file
         with open(header_source, "rb") as handle:
             raw = handle.read(8)
             length = int.from_bytes(raw, "little") if len(raw) == 8 else -1
@@ -52,6 +51,7 @@ def _metadata(header_source: bytes | Path) -> dict:
                 raise CheckpointError("The file is not a safetensors checkpoint.")
             header = handle.read(length)
     else:
+        raw = header_source
         length = int.from_bytes(raw[:8], "little") if len(raw) >= 8 else -1
         if length <= 0 or length > min(100_000_000, len(raw) - 8):
             raise CheckpointError("The file is not a safetensors checkpoint.")
@@ -67,10 +67,18 @@ def _build(state: dict[str, torch.Tensor], metadata: dict) -> ViT:
         raise CheckpointError("The safetensors file has no vitviz configuration in its metadata.")
     try:
         config = ViTConfig.from_dict(json.loads(metadata[CONFIG_KEY]))
-    except (json.JSONDecodeError, TypeError, ValueError) as exc:
-        raise CheckpointError(f"The vitviz configuration in the file is invalid: {exc}") from exc
-    model = ViT(config)
-    expected = model.state_dict()
+    except (json.JSONDecodeError, TypeError, ValueError, AttributeError, ZeroDivisionError) as exc:
+        raise CheckpointError(f"The vitviz configuration in the file is invalid: {str(exc).rstrip('.')}.") from exc
+    # The configuration comes from the file: check it against the tensors before allocating a
+    # model of whatever size it claims (an upload saying dim=100000 must not exhaust memory).
+    layers = {k.split(".")[1] for k in state if k.startswith("blocks.")}
+    if config.depth != len(layers):
+        raise CheckpointError(f"The checkpoint has {len(layers)} encoder layers, but its configuration says {config.depth}.")
+    try:
+        with torch.device("meta"):  # shapes only, no memory
+            expected = ViT(config).state_dict()
+    except (RuntimeError, ValueError, TypeError) as exc:
+        raise CheckpointError(f"The vitviz configuration in the file is invalid: {str(exc).rstrip('.')}.") from exc
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))
     if missing or unexpected:
@@ -83,6 +91,7 @@ def _build(state: dict[str, torch.Tensor], metadata: dict) -> ViT:
         raise CheckpointError(
             f"The checkpoint's tensor {k} has shape {tuple(state[k].shape)}, but the model needs {tuple(expected[k].shape)}."
         )
+    model = ViT(config)
     model.load_state_dict({k: v.float() for k, v in state.items()})
     return model.eval()
 

@@ -53,7 +53,7 @@ def persistent(widget, key: str, default, *, store: str | None = None, **kwargs)
     return widget(key=key, on_change=_keep, args=(key, store), **kwargs)
 
 
-def image_picker(container=None) -> None:
+def image_picker(container=None, preview_width: int | str = "stretch") -> None:
     """Sample / upload / camera. A bad file leaves the previous image in place and says why."""
     box = container or st.sidebar
     with box:
@@ -75,7 +75,7 @@ def image_picker(container=None) -> None:
             st.error(error)
         chosen = state.current_image()
         try:
-            st.image(state.decoded_image(chosen["bytes"]), caption=chosen["name"], width="stretch")
+            st.image(state.decoded_image(chosen["bytes"]), caption=chosen["name"], width=preview_width)
         except Exception:  # the kept image always decoded once; never let the sidebar fail
             st.caption(chosen["name"])
 

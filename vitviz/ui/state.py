@@ -54,7 +54,7 @@ def set_image(name: str, payload: bytes) -> bool:
     try:
         decoded_image(payload)
     except ImageError as exc:
-        st.session_state[ERROR_KEY] = f"{name}: {exc}"
+        st.session_state[ERROR_KEY] = str(exc)
         return False
     st.session_state[IMAGE_KEY] = {"name": name, "bytes": payload}
     st.session_state.pop(ERROR_KEY, None)
