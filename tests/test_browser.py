@@ -1,0 +1,164 @@
+"""The app in a real browser: Debian's Chromium, driven by Playwright, against a live server."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+playwright_api = pytest.importorskip("playwright.sync_api")
+
+ROOT = Path(__file__).resolve().parent.parent
+CHROMIUM = "/usr/bin/chromium"
+SHOTS = ROOT / "screenshots"
+pytestmark = pytest.mark.browser
+
+if not Path(CHROMIUM).exists():  # CI installs it; a developer without it is told, not silently passed
+    pytest.fail(f"{CHROMIUM} is missing: apt-get install -y chromium", pytrace=False)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server():
+    port = _free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port), "--server.address", "127.0.0.1"],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    url = f"http://127.0.0.1:{port}"
+    for _ in range(120):
+        try:
+            if urllib.request.urlopen(f"{url}/_stcore/health", timeout=1).read() == b"ok":
+                break
+        except OSError:
+            time.sleep(0.5)
+    else:
+        process.kill()
+        pytest.fail("the Streamlit server did not start")
+    yield url
+    process.terminate()
+    log = process.communicate(timeout=20)[0].decode(errors="replace")
+    assert "Traceback" not in log.replace("vitviz: rendering", ""), log[-3000:]
+
+
+@pytest.fixture(scope="module")
+def browser():
+    with playwright_api.sync_playwright() as p:
+        chromium = p.chromium.launch(
+            executable_path=CHROMIUM,
+            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                  "--disable-sync", "--no-first-run", "--disable-quic"],
+        )
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def page(browser):
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    yield context.new_page()
+    context.close()
+
+
+def settle(page) -> None:
+    """Wait until the script has finished running and the page has drawn."""
+    page.wait_for_selector("h1", timeout=60_000)
+    page.wait_for_timeout(400)
+    for _ in range(240):
+        if page.locator('[data-testid="stStatusWidget"]').count() == 0:
+            break
+        page.wait_for_timeout(250)
+    page.wait_for_timeout(600)
+
+
+def shot(page, name: str) -> None:
+    SHOTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
+
+
+def assert_no_traceback(page) -> None:
+    body = page.locator("body").inner_text()
+    assert "Traceback" not in body and "Error:" not in body, body[:2000]
+    assert page.locator('[data-testid="stException"]').count() == 0
+
+
+def upload(page, path: Path) -> None:
+    page.get_by_text("Upload", exact=True).first.click()
+    page.wait_for_selector('input[type="file"]', state="attached", timeout=20_000)
+    page.locator('input[type="file"]').first.set_input_files(str(path))
+    page.wait_for_timeout(1500)
+    settle(page)
+
+
+def test_the_landing_page_and_a_step_page_render(server, page):
+    page.goto(server)
+    settle(page)
+    assert "vitviz" in page.locator("h1").first.inner_text()
+    assert_no_traceback(page)
+    shot(page, "welcome")
+    page.get_by_role("button", name="Start with 0").click()
+    settle(page)
+    assert page.locator("h1").first.inner_text().startswith("0 · ")
+    shot(page, "step_0")
+
+
+def test_an_uploaded_photo_reaches_every_step(server, page, tmp_path):
+    from test_app import expected_prediction, photo_bytes
+
+    payload = photo_bytes()
+    path = tmp_path / "holiday.jpg"
+    path.write_bytes(payload)
+    page.goto(f"{server}/step_13")
+    settle(page)
+    upload(page, path)
+    assert page.get_by_text("holiday.jpg").count() >= 1
+    assert f"Prediction: {expected_prediction(payload)}" in page.locator("body").inner_text()
+    assert_no_traceback(page)
+    shot(page, "step_13_upload")
+    # The chosen image stays while the user moves on with the next button.
+    page.get_by_role("button", name="14 · Training").click()
+    settle(page)
+    assert page.get_by_text("holiday.jpg").count() >= 1
+    assert_no_traceback(page)
+
+
+def test_a_broken_upload_gives_one_sentence(server, page, tmp_path):
+    path = tmp_path / "broken.png"
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 40)
+    page.goto(f"{server}/step_3")
+    settle(page)
+    upload(page, path)
+    alerts = page.locator('[data-testid="stAlert"]')
+    assert alerts.count() == 1
+    text = alerts.first.inner_text().strip()
+    assert text.endswith(".") and "\n" not in text
+    assert_no_traceback(page)
+    assert page.locator("h1").first.inner_text().startswith("3 · ")
+
+
+def test_clicking_a_patch_picks_the_query(server, page):
+    page.goto(f"{server}/step_10_4")
+    settle(page)
+    assert "Query: CLS" in page.locator("body").inner_text()
+    frame = page.frame_locator('iframe[title*="streamlit_image_coordinates"]').first
+    picture = frame.locator("img").first
+    picture.wait_for(timeout=20_000)
+    box = picture.bounding_box()
+    picture.click(position={"x": box["width"] * 0.1, "y": box["height"] * 0.1})
+    page.wait_for_timeout(1000)
+    settle(page)
+    body = page.locator("body").inner_text()
+    assert "Query: patch 0 (row 1, col 1)" in body, body[:1500]
+    assert_no_traceback(page)
+    shot(page, "step_10_4_query")
