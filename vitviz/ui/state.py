@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -82,9 +83,31 @@ def decoded_image(payload: bytes) -> Image.Image:
     return _decoded(digest(payload), payload)
 
 
+MODEL_KEY = "vitviz_model"  # session_state: {"key", "name", "model"} when the session chose its own model
+
+
+def set_session_model(name: str, model: ViT) -> None:
+    """Make `model` this session's model for every page. The model must not be changed afterwards:
+    traces are cached under a key made here, so publish a new model (a copy) after more training."""
+    model.eval()
+    st.session_state[MODEL_KEY] = {"key": f"session:{uuid.uuid4().hex}", "name": name, "model": model}
+
+
+def use_default_model() -> None:
+    st.session_state.pop(MODEL_KEY, None)
+
+
 def current_model() -> tuple[str, ViT]:
-    """(a key naming the model, the model). Later issues add per-session models here."""
+    """(a key naming the model for caches, the model): the session's own model, or the shared default."""
+    chosen = st.session_state.get(MODEL_KEY)
+    if chosen is not None:
+        return chosen["key"], chosen["model"]
     return "default", weights.load_default()
+
+
+def current_model_name() -> str:
+    chosen = st.session_state.get(MODEL_KEY)
+    return chosen["name"] if chosen is not None else "built-in shapes model"
 
 
 @dataclass(frozen=True)
