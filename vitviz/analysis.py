@@ -32,3 +32,95 @@ def cosine_to_next(vectors: np.ndarray) -> np.ndarray:
     """Cosine similarity between consecutive rows: (L,) -> (L-1,)."""
     a, b = vectors[:-1], vectors[1:]
     return (a * b).sum(-1) / np.maximum(np.linalg.norm(a, axis=-1) * np.linalg.norm(b, axis=-1), 1e-12)
+
+
+# --- the ViT paper's analyses and attention attribution -------------------------------------------
+
+
+def fuse_heads(attention: np.ndarray, head_fusion: str = "mean") -> np.ndarray:
+    """(h, N, N) -> (N, N) by mean, max or min over heads."""
+    if head_fusion == "mean":
+        return attention.mean(axis=0)
+    if head_fusion == "max":
+        return attention.max(axis=0)
+    if head_fusion == "min":
+        return attention.min(axis=0)
+    raise ValueError(f"head_fusion must be 'mean', 'max' or 'min', not {head_fusion!r}")
+
+
+def _rollout(fused_layers: np.ndarray, discard_ratio: float) -> np.ndarray:
+    """Shared by both rollouts: fused (L, N, N) maps -> (N, N)."""
+    if not 0.0 <= discard_ratio < 1.0:
+        raise ValueError("discard_ratio must be in [0, 1)")
+    size = fused_layers.shape[-1]
+    result = np.eye(size)
+    for fused in fused_layers:
+        fused = np.array(fused, dtype=np.float64)
+        if discard_ratio > 0:
+            flat = fused.reshape(-1)  # a view: zeroing it zeroes the map
+            count = int(flat.size * discard_ratio)
+            weakest = np.argsort(flat, kind="stable")[:count]
+            flat[weakest[weakest != 0]] = 0.0  # index 0 is CLS→CLS, which is always kept
+        mixed = fused + np.eye(size)  # the residual path: every token also keeps itself
+        mixed /= mixed.sum(axis=-1, keepdims=True)
+        result = mixed @ result  # later layers on the left
+    return result
+
+
+def attention_rollout(attentions: np.ndarray, head_fusion: str = "mean", discard_ratio: float = 0.0) -> np.ndarray:
+    """Attention rollout (Abnar & Zuidema, 2020) of attentions (L, h, N, N): an (N, N) map whose row i says how
+    much of token i's final representation flows from each input token."""
+    attentions = np.asarray(attentions, dtype=np.float64)
+    fused = np.stack([fuse_heads(layer, head_fusion) for layer in attentions])
+    return _rollout(fused, discard_ratio)
+
+
+def gradient_rollout(attentions: np.ndarray, gradients: np.ndarray, discard_ratio: float = 0.0) -> np.ndarray:
+    """Rollout of attention weighted by the gradient of one class score: per layer the head-mean of
+    attention × gradient with negative values clipped to zero, then rolled out like `attention_rollout`."""
+    weighted = np.clip((np.asarray(attentions) * np.asarray(gradients)).mean(axis=1), 0.0, None)
+    return _rollout(weighted, discard_ratio)
+
+
+def patch_centres(grid: tuple[int, int], patch_size: int) -> np.ndarray:
+    """(n, 2) pixel coordinates (y, x) of every patch's centre, row-major."""
+    gh, gw = grid
+    ys, xs = np.meshgrid(np.arange(gh), np.arange(gw), indexing="ij")
+    return (np.stack([ys.ravel(), xs.ravel()], axis=1) + 0.5) * patch_size
+
+
+def mean_attention_distance(attentions: np.ndarray, grid: tuple[int, int], patch_size: int) -> np.ndarray:
+    """(L, h): the attention-weighted pixel distance between query and key patches, averaged over query
+    patches (ViT paper, Fig. 7 right). CLS is dropped and the patch-to-patch rows renormalised."""
+    attentions = np.asarray(attentions, dtype=np.float64)
+    patches = attentions[..., 1:, 1:]
+    patches = patches / np.maximum(patches.sum(axis=-1, keepdims=True), 1e-12)
+    centres = patch_centres(grid, patch_size)
+    distances = np.linalg.norm(centres[:, None, :] - centres[None, :, :], axis=-1)  # (n, n)
+    return (patches * distances).sum(axis=-1).mean(axis=-1)
+
+
+def position_similarity(pos_embedding: np.ndarray, grid: tuple[int, int]) -> np.ndarray:
+    """(gh, gw, gh, gw) cosine similarity between patch position embeddings (Fig. 7 centre); a CLS row is dropped."""
+    gh, gw = grid
+    pos = np.asarray(pos_embedding, dtype=np.float64)
+    if pos.shape[0] == gh * gw + 1:
+        pos = pos[1:]
+    if pos.shape[0] != gh * gw:
+        raise ValueError(f"{pos.shape[0]} position embeddings do not fit a {gh}×{gw} grid")
+    unit = pos / np.maximum(np.linalg.norm(pos, axis=1, keepdims=True), 1e-12)
+    return (unit @ unit.T).reshape(gh, gw, gh, gw)
+
+
+def embedding_filter_components(weight: np.ndarray, count: int = 28) -> tuple[np.ndarray, np.ndarray]:
+    """Principal components of the patch-embedding filters (Fig. 7 left).
+
+    weight is E stored as (d, p'): d filters of p' values. Returns (components (k, p'), the share of
+    variance each explains (k,)), k = min(count, d, p').
+    """
+    filters = np.asarray(weight, dtype=np.float64)
+    centred = filters - filters.mean(axis=0, keepdims=True)
+    _, singular, vt = np.linalg.svd(centred, full_matrices=False)
+    k = min(count, vt.shape[0])
+    variance = singular**2
+    return vt[:k], variance[:k] / max(variance.sum(), 1e-12)

@@ -92,13 +92,26 @@ _LAYER_TAPS = {
 _MODEL_TAPS = {"flat_patches": "flat_patches", "patch_embeddings": "patch_embed", "with_cls": "with_cls", "tokens": "tokens", "final_tokens": "norm"}
 
 
+_KEEP_GRAPH = "__keep_graph__"  # a store holding this key records tensors with their autograd graph
+
+
 def _recorder(key: str, from_input: bool = False):
     def hook(module: nn.Module, args: tuple, output: torch.Tensor) -> None:
         store = _STORE.get()
         if store is not None:
-            store[key] = (args[0] if from_input else output).detach()
+            tensor = args[0] if from_input else output
+            store[key] = tensor if _KEEP_GRAPH in store else tensor.detach()
 
     return hook
+
+
+def _recording(model: ViT, run, keep_graph: bool = False) -> tuple[object, dict]:
+    """Call `run()` with a fresh store current in a private context; return (its result, the store)."""
+    attach(model)
+    store: dict = {_KEEP_GRAPH: True} if keep_graph else {}
+    context = contextvars.copy_context()
+    context.run(_STORE.set, store)
+    return context.run(run), store
 
 
 def attach(model: ViT) -> None:
@@ -130,12 +143,8 @@ def trace(model: ViT, pixels: torch.Tensor) -> Trace:
     """Run `model` on one image (c, H, W) and return every intermediate tensor, batch dim dropped."""
     if pixels.ndim != 3:
         raise ValueError(f"trace expects one image of shape (c, H, W), got {tuple(pixels.shape)}")
-    attach(model)
-    store: dict[str, torch.Tensor] = {}
-    context = contextvars.copy_context()
-    context.run(_STORE.set, store)
     with torch.no_grad():
-        logits = context.run(model, pixels[None])[0]
+        logits, store = _recording(model, lambda: model(pixels[None])[0])
     config = model.config
     p, c = config.patch_size, config.channels
     layer_names = [f.name for f in fields(LayerTrace)]
@@ -174,3 +183,20 @@ def input_gradient(model: ViT, pixels: torch.Tensor, label: int) -> tuple[float,
         loss = torch.nn.functional.cross_entropy(logits, torch.tensor([label]))
         (grad,) = torch.autograd.grad(loss, x)
     return loss.item(), grad[0], logits.detach()[0].softmax(-1)
+
+
+def batch_attentions(model: ViT, pixels: torch.Tensor) -> torch.Tensor:
+    """(B, c, H, W) -> every image's attention maps (B, L, h, N, N), in one batched forward pass."""
+    with torch.no_grad():
+        _, store = _recording(model, lambda: model(pixels))
+    return torch.stack([store[f"{i}.attn"] for i in range(len(model.blocks))], dim=1)
+
+
+def attention_gradients(model: ViT, pixels: torch.Tensor, target: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Attention maps (L, h, N, N) of one image and the gradient of class `target`'s logit with respect to them."""
+    with torch.enable_grad():
+        x = pixels[None].detach().requires_grad_(True)  # a graph even when the weights are frozen
+        logits, store = _recording(model, lambda: model(x)[0], keep_graph=True)
+        maps = [store[f"{i}.attn"] for i in range(len(model.blocks))]
+        grads = torch.autograd.grad(logits[target], maps)
+    return torch.stack([m.detach()[0] for m in maps]), torch.stack([g[0] for g in grads])
