@@ -250,12 +250,6 @@ def pca_colours(vectors: np.ndarray) -> np.ndarray:
     return (components - low) / np.maximum(high - low, 1e-12)
 
 
-def cosine_similarity(vectors: np.ndarray) -> np.ndarray:
-    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
-    unit = vectors / np.maximum(norms, 1e-12)
-    return unit @ unit.T
-
-
 def similarity_tiles(similarity: np.ndarray, grid: tuple[int, int], *, title: str | None = None, height: int = 520) -> go.Figure:
     """(n, n) similarities between patch positions as a gh×gw grid of gh×gw tiles (ViT paper, Fig. 7)."""
     gh, gw = grid
@@ -268,4 +262,20 @@ def similarity_tiles(similarity: np.ndarray, grid: tuple[int, int], *, title: st
                                hovertemplate="cosine %{z:.3f}<extra></extra>", colorbar=dict(thickness=12)))
     fig.update_yaxes(autorange="reversed", showticklabels=False, scaleanchor="x")
     fig.update_xaxes(showticklabels=False)
+    return _layout(fig, title, height)
+
+
+def distance_scatter(series: dict[str, np.ndarray], *, title: str | None = None, height: int = 320) -> go.Figure:
+    """(L, h) distances per series: one dot per head at its layer, slightly offset per series."""
+    fig = go.Figure()
+    symbols = ("circle", "diamond", "square")
+    for index, (name, values) in enumerate(series.items()):
+        layers, heads = values.shape
+        xs = np.repeat(np.arange(1, layers + 1), heads) + (index - (len(series) - 1) / 2) * 0.15
+        fig.add_scatter(x=xs, y=values.ravel(), mode="markers", name=name, marker=dict(size=8, symbol=symbols[index % 3]),
+                        customdata=np.tile(np.arange(1, heads + 1), layers),
+                        hovertemplate="head %{customdata}<br>%{y:.1f} px<extra>" + name + "</extra>")
+    fig.update_xaxes(title="layer", dtick=1)
+    fig.update_yaxes(title="mean attention distance (pixels)", rangemode="tozero")
+    fig.update_layout(legend=dict(orientation="h", y=1.15))
     return _layout(fig, title, height)

@@ -12,7 +12,7 @@ import numpy as np
 import streamlit as st
 
 from vitviz import analysis, data, figures
-from vitviz.ui import state
+from vitviz.ui import paper, state
 from vitviz.ui.controls import Controls, persistent, query_token, token_label
 from vitviz.ui.state import Analysis
 
@@ -129,9 +129,11 @@ def step_5(a: Analysis, c: Controls) -> None:
                          height=320))
     _fig(figures.vector_strip(embedding, title=f"x E + b: the patch's embedding, 1×{d}", colorscale="RdBu_r"))
     st.markdown(f"**E's {d} filters, each drawn as a {p}×{p} RGB patch** (stretched to full contrast):")
-    tiles = figures.filters_as_images(weight, p, ch) if ch == 3 else None
-    if tiles is not None:
-        st.image(figures.mosaic(tiles, min(d, 24), gap=2, factor=max(1, 32 // p)), width="stretch")
+    if ch == 3:
+        st.image(figures.mosaic(figures.filters_as_images(weight, p, ch), min(d, 24), gap=2, factor=max(1, 32 // p)),
+                 width="stretch")
+    st.markdown("**Their principal components**, the view of the ViT paper's Fig. 7:")
+    paper.filter_components(a)
 
 
 def step_6(a: Analysis, c: Controls) -> None:
@@ -156,11 +158,8 @@ def step_7(a: Analysis, c: Controls) -> None:
 
 def step_8(a: Analysis, c: Controls) -> None:
     pos = _np(a.trace.pos_embedding)
-    grid = a.trace.grid
     _fig(figures.heatmap(pos, title=f"Position embeddings: {pos.shape[0]}×{pos.shape[1]}", x_title="d", y_title="position"))
-    similarity = figures.cosine_similarity(pos[1:])
-    _fig(figures.similarity_tiles(similarity, grid,
-                                  title="Cosine similarity of each patch position's embedding (tile) with every other position"))
+    paper.position_similarity(a)
     left, right = st.columns(2)
     with left:
         _fig(figures.heatmap(_np(a.trace.with_cls), title="Before: [CLS; embeddings]", x_title="d", y_title="token", height=300))
@@ -380,6 +379,7 @@ def step_11(a: Analysis, c: Controls) -> None:
     with right:
         _fig(figures.lines({"‖CLS‖": np.linalg.norm(all_cls, axis=1)}, title="Length of the CLS token",
                            x_title="after layer (0 = input)", y_title="L2 norm"))
+    paper.attention_distance(a)
     norm, head = a.model.norm, a.model.head
     probs = analysis.logit_lens(cls, _np(norm.weight), _np(norm.bias), norm.eps, _np(head.weight), _np(head.bias))
     labels = list(a.config.labels) or [str(i) for i in range(probs.shape[1])]

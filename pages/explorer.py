@@ -1,0 +1,5 @@
+"""The attention explorer."""
+
+from vitviz.ui import explorer
+
+explorer.show()

@@ -1,0 +1,59 @@
+"""The attention explorer in AppTest: it renders, and only occlusion runs the model again."""
+
+from __future__ import annotations
+
+import pytest
+import streamlit as st
+from test_app import fresh_app, open_page, problems
+
+from vitviz import weights
+
+EXPLORER = "pages/explorer.py"
+
+
+@pytest.fixture
+def forward_passes():
+    """Counts every forward pass of the shared default model, batched or not."""
+    st.cache_resource.clear()
+    st.cache_data.clear()
+    model = weights.load_default()
+    calls = []
+    handle = model.register_forward_pre_hook(lambda module, args: calls.append(args[0].shape[0]))
+    yield calls
+    handle.remove()
+
+
+def test_the_explorer_renders_every_view(forward_passes):
+    at = open_page(fresh_app(), EXPLORER)
+    assert not problems(at), problems(at)
+    assert at.title[0].value == "Attention explorer"
+    assert [t.label for t in at.tabs] == ["All heads", "Layers × heads", "Attribution", "Occlusion", "Paper Fig. 7"]
+    assert len(at.get("plotly_chart")) >= 2  # the occlusion probabilities and the attention distances
+
+
+def test_switching_layer_head_and_query_does_not_rerun_the_model(forward_passes):
+    at = open_page(fresh_app(), EXPLORER)
+    settled = len(forward_passes)
+    assert settled >= 1
+    at.sidebar.selectbox(key="layer").set_value(2).run()
+    at.sidebar.selectbox(key="explorer_head").set_value(1).run()
+    at.sidebar.selectbox(key="explorer_head").set_value("all heads: max").run()
+    at.sidebar.slider(key="opacity").set_value(0.3).run()
+    at.session_state["keep_query"] = 5  # what a click on patch 4 stores
+    at.run()
+    at.selectbox(key="rollout_fusion").set_value("min").run()
+    assert not problems(at), problems(at)
+    assert "patch 4" in " ".join(m.value for m in at.markdown)
+    assert len(forward_passes) == settled
+
+
+def test_occlusion_reruns_the_model_and_changes_the_prediction(forward_passes):
+    at = open_page(fresh_app(), EXPLORER)
+    settled = len(forward_passes)
+    n = weights.load_default().config.num_patches
+    at.session_state["keep_occluded"] = tuple(range(n))  # hide everything
+    at.run()
+    assert not problems(at), problems(at)
+    assert len(forward_passes) == settled + 1
+    text = " ".join(m.value for m in at.markdown)
+    assert f"**{n}** patches hidden" in text

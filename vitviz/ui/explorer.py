@@ -1,0 +1,191 @@
+"""The attention explorer: one query's attention on the image, every head and layer, rollouts,
+occlusion and the paper's Fig. 7. Everything reuses the cached Trace except occlusion."""
+
+from __future__ import annotations
+
+import numpy as np
+import streamlit as st
+import torch
+from streamlit_image_coordinates import streamlit_image_coordinates
+
+from vitviz import analysis, capture, figures
+from vitviz.images import denormalise
+from vitviz.ui import controls, page, paper, state
+from vitviz.ui.state import Analysis
+
+FUSIONS = ("mean", "max", "min")
+OCCLUDED_KEY = "keep_occluded"
+
+
+def head_options(heads: int) -> list:
+    return list(range(heads)) + [f"all heads: {f}" for f in FUSIONS]
+
+
+def head_label(choice) -> str:
+    return f"Head {choice + 1}" if isinstance(choice, int) else choice.capitalize()
+
+
+def head_map(attn: np.ndarray, choice) -> np.ndarray:
+    """(h, N, N) -> (N, N) for one head, or all heads fused."""
+    if isinstance(choice, int):
+        return attn[choice]
+    return analysis.fuse_heads(attn, choice.removeprefix("all heads: "))
+
+
+def _overlay(a: Analysis, weights: np.ndarray, query: int, colorscale: str, opacity: float, size: int = 320) -> np.ndarray:
+    gh, gw = a.trace.grid
+    return figures.attention_overlay(a.display, weights.reshape(gh, gw), factor=max(1, size // max(a.display.shape[:2])),
+                                     opacity=opacity, colorscale=colorscale, highlight=query - 1 if query else None,
+                                     patch=a.config.patch_size)
+
+
+def show() -> None:
+    st.title("Attention explorer")
+    st.markdown("Click a patch to see where it looks, layer by layer and head by head. The default query is the CLS "
+                "token, the one that makes the prediction. Below: every head at once, attention rollout, occlusion, "
+                "and the three analyses of the ViT paper's Figure 7 for this model.")
+    controls.image_picker()
+    a = page.load_analysis()
+    if a is None:
+        return
+    config = a.config
+    colorscale = controls.colour_scale()
+    layer, _ = controls.layer_head(config.depth, config.heads, with_head=False)
+    head = controls.persistent(st.sidebar.selectbox, "explorer_head", "all heads: mean", label="Heads",
+                               options=head_options(config.heads), format_func=head_label)
+    opacity = controls.persistent(st.sidebar.slider, "opacity", 0.6, label="Heatmap opacity", min_value=0.0,
+                                  max_value=1.0, step=0.05)
+    left, right = st.columns(2)
+    with left:
+        query = controls.query_token(a.display, a.trace.grid, config.patch_size, key="query_click_explorer")
+    attn = a.trace.layers[layer].attn.numpy()
+    row = head_map(attn, head)[query]
+    with right:
+        st.image(_overlay(a, row[1:], query, colorscale, opacity),
+                 caption=f"{head_label(head)}, layer {layer + 1}: attention of {controls.token_label(query, a.trace.grid)}"
+                         f" (CLS gets {row[0]:.3f})", width="stretch")
+    tabs = st.tabs(["All heads", "Layers × heads", "Attribution", "Occlusion", "Paper Fig. 7"])
+    with tabs[0]:
+        page.guarded("all heads", _all_heads, a, layer, query, colorscale, opacity)
+    with tabs[1]:
+        page.guarded("layer × head overview", _overview, a, query, colorscale, opacity)
+    with tabs[2]:
+        page.guarded("attribution", _attribution, a, colorscale, opacity)
+    with tabs[3]:
+        page.guarded("occlusion", _occlusion, a, layer, head, colorscale, opacity)
+    with tabs[4]:
+        page.guarded("Fig. 7", paper.fig7, a)
+
+
+def _all_heads(a: Analysis, layer: int, query: int, colorscale: str, opacity: float) -> None:
+    attn = a.trace.layers[layer].attn.numpy()
+    heads = a.config.heads
+    per_row = min(heads, 6)
+    for start in range(0, heads, per_row):
+        for offset, col in enumerate(st.columns(per_row)):
+            h = start + offset
+            if h < heads:
+                col.image(_overlay(a, attn[h, query, 1:], query, colorscale, opacity, 200), caption=f"Head {h + 1}",
+                          width="stretch")
+
+
+def _overview(a: Analysis, query: int, colorscale: str, opacity: float) -> None:
+    heads = a.config.heads
+    st.caption(f"Rows are layers, columns heads; each shows the attention of {controls.token_label(query, a.trace.grid)}.")
+    columns = min(heads, 12)
+    for layer_index, layer in enumerate(a.trace.layers):
+        attn = layer.attn.numpy()
+        cols = st.columns([1] + [3] * columns)
+        cols[0].markdown(f"**L{layer_index + 1}**")
+        for h in range(columns):
+            cols[h + 1].image(_overlay(a, attn[h, query, 1:], query, colorscale, opacity, 96), width="stretch")
+    if heads > columns:
+        st.caption(f"Showing the first {columns} of {heads} heads.")
+
+
+@st.cache_resource(max_entries=16, show_spinner="Computing gradients…")
+def _gradients(image_key: str, model_key: str, target: int, _model, _pixels) -> tuple[np.ndarray, np.ndarray]:
+    maps, grads = capture.attention_gradients(_model, _pixels, target)
+    return maps.numpy(), grads.numpy()
+
+
+def _attribution(a: Analysis, colorscale: str, opacity: float) -> None:
+    labels = list(a.config.labels) or [str(i) for i in range(len(a.trace.logits))]
+    c1, c2, c3 = st.columns(3)
+    fusion = controls.persistent(c1.selectbox, "rollout_fusion", "mean", label="Head fusion", options=list(FUSIONS))
+    discard = controls.persistent(c2.slider, "rollout_discard", 0.0, label="Discard the weakest", min_value=0.0,
+                                  max_value=0.95, step=0.05)
+    predicted = labels[int(a.trace.probs.argmax())]
+    target = controls.persistent(c3.selectbox, "rollout_class", predicted, label="Class for the gradient",
+                                 options=labels)
+    attentions = a.trace.attentions().numpy()
+    rollout = analysis.attention_rollout(attentions, head_fusion=fusion, discard_ratio=discard)[0, 1:]
+    chosen = state.current_image()
+    maps, grads = _gradients(state.digest(chosen["bytes"]), state.current_model()[0], labels.index(target), a.model,
+                             a.trace.pixels)
+    weighted = analysis.gradient_rollout(maps, grads, discard_ratio=discard)[0, 1:]
+    left, right = st.columns(2)
+    left.image(_overlay(a, rollout, 0, colorscale, opacity),
+               caption=f"Attention rollout from CLS ({fusion} over heads): how much each patch feeds the CLS token "
+                       "through all layers", width="stretch")
+    right.image(_overlay(a, weighted, 0, colorscale, opacity),
+                caption=f"Gradient-weighted rollout for “{target}”: attention that raises that class's score",
+                width="stretch")
+
+
+def occlude(pixels: torch.Tensor, hidden: tuple[int, ...], grid: tuple[int, int], patch: int) -> torch.Tensor:
+    """Set the hidden patches to zero in normalised space, i.e. to the training data's mean colour."""
+    out = pixels.clone()
+    for index in hidden:
+        r, c = divmod(index, grid[1])
+        out[:, r * patch : (r + 1) * patch, c * patch : (c + 1) * patch] = 0.0
+    return out
+
+
+@st.cache_resource(max_entries=16, show_spinner="Running the model on the occluded image…")
+def _occluded_trace(image_key: str, model_key: str, hidden: tuple[int, ...], _model, _pixels) -> capture.Trace:
+    return capture.trace(_model, occlude(_pixels, hidden, _model.config.grid, _model.config.patch_size))
+
+
+def _occlusion(a: Analysis, layer: int, head, colorscale: str, opacity: float) -> None:
+    config = a.config
+    grid, patch = a.trace.grid, config.patch_size
+    hidden = tuple(sorted(i for i in st.session_state.get(OCCLUDED_KEY, ()) if i < grid[0] * grid[1]))
+    chosen = state.current_image()
+    trace = (_occluded_trace(state.digest(chosen["bytes"]), state.current_model()[0], hidden, a.model, a.trace.pixels)
+             if hidden else a.trace)
+    shown = figures.to_uint8(denormalise(trace.pixels, config))
+    factor = max(1, 320 // max(shown.shape[:2]))
+    left, right = st.columns(2)
+    with left:
+        st.caption("Click patches to hide or show them; hidden patches take the training data's mean colour.")
+        click = streamlit_image_coordinates(figures.draw_grid(shown, patch, factor), key="occlusion_click")
+        if click is not None:
+            marker = (click.get("x"), click.get("y"), click.get("unix_time"))
+            if st.session_state.get("occlusion_seen") != marker:
+                st.session_state["occlusion_seen"] = marker
+                index = min(grid[0] - 1, int(click["y"]) // (patch * factor)) * grid[1] + min(
+                    grid[1] - 1, int(click["x"]) // (patch * factor))
+                st.session_state[OCCLUDED_KEY] = tuple(sorted(set(hidden) ^ {index}))
+                st.rerun()
+        if st.button("Show every patch", disabled=not hidden, key="occlusion_clear"):
+            st.session_state[OCCLUDED_KEY] = ()
+            st.rerun()
+    labels = list(config.labels) or [str(i) for i in range(len(trace.probs))]
+    before, after = a.trace.probs.numpy(), trace.probs.numpy()
+    top = int(before.argmax())
+    with right:
+        st.markdown(f"**{len(hidden)}** patches hidden. “{labels[top]}”: {before[top]:.1%} → **{after[top]:.1%}**; "
+                    f"the model now says **{labels[int(after.argmax())]}** ({after.max():.1%}).")
+        order = np.argsort(-before)[: min(8, len(labels))]
+        st.plotly_chart(figures.lines({"original": before[order], "occluded": after[order]},
+                                      x=np.array([labels[i] for i in order]), title="Probabilities",
+                                      y_title="probability", height=260), width="stretch")
+    cls_before = head_map(a.trace.layers[layer].attn.numpy(), head)[0, 1:]
+    cls_after = head_map(trace.layers[layer].attn.numpy(), head)[0, 1:]
+    c1, c2 = st.columns(2)
+    c1.image(_overlay(a, cls_before, 0, colorscale, opacity, 256), caption=f"CLS attention before, layer {layer + 1}",
+             width="stretch")
+    c2.image(figures.attention_overlay(shown, cls_after.reshape(grid), factor=max(1, 256 // max(shown.shape[:2])),
+                                       opacity=opacity, colorscale=colorscale),
+             caption=f"CLS attention with the patches hidden, layer {layer + 1}", width="stretch")

@@ -1,0 +1,82 @@
+"""The three panels of the ViT paper's Fig. 7, drawn for the current model and image.
+
+Shown on steps 5, 8 and 11 and in the attention explorer; each is one function here.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import streamlit as st
+
+from vitviz import analysis, capture, data, figures
+from vitviz.images import normalise
+from vitviz.ui import state
+from vitviz.ui.state import Analysis
+
+DATASET_IMAGES = 64
+CHUNK = 8  # images per forward pass: keeps (B, L, h, N, N) small even for ViT-B
+
+
+def filter_components(a: Analysis) -> None:
+    config = a.config
+    weight = a.model.patch_embed.weight.detach().numpy()
+    components, share = analysis.embedding_filter_components(weight, count=28)
+    tiles = figures.filters_as_images(components, config.patch_size, config.channels)
+    st.image(figures.mosaic(tiles, 7, gap=2, factor=max(1, 40 // config.patch_size)), width=420)
+    st.caption(f"The first {len(components)} principal components of E's {weight.shape[0]} filters, each drawn as a "
+               f"{config.patch_size}×{config.patch_size} RGB patch; together they explain {share.sum():.0%} of the "
+               "filters' variance (ViT paper, Fig. 7 left).")
+
+
+def position_similarity(a: Analysis) -> None:
+    grid = a.trace.grid
+    similarity = analysis.position_similarity(a.trace.pos_embedding.numpy(), grid)
+    n = grid[0] * grid[1]
+    st.plotly_chart(figures.similarity_tiles(similarity.reshape(n, n), grid,
+                                             title="Cosine similarity of each position's embedding with all others"),
+                    width="stretch")
+    st.caption("Tile (r, c) shows how similar the embedding of the patch at row r, column c is to every other "
+               "position (ViT paper, Fig. 7 centre). Nearby positions, rows and columns resemble each other.")
+
+
+@st.cache_resource(max_entries=4, show_spinner="Measuring attention distances over a batch…")
+def _dataset_distance(model_key: str, _model) -> np.ndarray | None:
+    config = _model.config
+    size = config.image_size
+    if size[0] != size[1]:
+        return None
+    images, _ = data.generate(DATASET_IMAGES, state.SCENE_SEED + 2, size=size[0])
+    total = None
+    for start in range(0, DATASET_IMAGES, CHUNK):
+        maps = capture.batch_attentions(_model, normalise(images[start : start + CHUNK], config)).numpy()
+        part = sum(analysis.mean_attention_distance(m, config.grid, config.patch_size) for m in maps)
+        total = part if total is None else total + part
+    return total / DATASET_IMAGES
+
+
+def attention_distance(a: Analysis) -> None:
+    config = a.config
+    this_image = analysis.mean_attention_distance(a.trace.attentions().numpy(), a.trace.grid, config.patch_size)
+    dataset = _dataset_distance(state.current_model()[0], a.model)
+    series = {"this image": this_image}
+    if dataset is not None:
+        series[f"{DATASET_IMAGES} dataset images"] = dataset
+    fig = figures.distance_scatter(series, title="Mean attention distance per head", height=320)
+    st.plotly_chart(fig, width="stretch")
+    st.caption(f"Each dot is one head: how far, in pixels, its patches look on average (ViT paper, Fig. 7 right). "
+               f"The image is {config.image_size[1]} pixels wide; low dots attend locally, high dots globally.")
+
+
+def fig7(a: Analysis) -> None:
+    left, middle, right = st.columns(3)
+    with left:
+        st.markdown("**Embedding filters**")
+        filter_components(a)
+    with middle:
+        st.markdown("**Position embedding similarity**")
+        position_similarity(a)
+    with right:
+        st.markdown("**Mean attention distance**")
+        attention_distance(a)
+
+
