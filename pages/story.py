@@ -5,6 +5,7 @@ import streamlit as st
 from vitviz import steps
 from vitviz.ui import controls, page
 
+page.ensure_navigation()
 controls.image_picker()
 analysis = page.load_analysis()
 if analysis is not None:

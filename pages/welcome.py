@@ -5,6 +5,7 @@ import streamlit as st
 from vitviz import steps
 from vitviz.ui import controls, page
 
+page.ensure_navigation()
 st.title("vitviz: see a Vision Transformer think")
 st.markdown(
     "Pick an image and follow it through a real Vision Transformer, one step per page: cut into patches, "

@@ -101,6 +101,16 @@ def upload(page, path: Path) -> None:
     settle(page)
 
 
+def test_a_deep_link_on_a_fresh_server_gets_the_whole_app(server, page):
+    # Must stay the first test of the module: the server has served no session yet.
+    page.goto(f"{server}/step_12")
+    settle(page)
+    assert page.locator("h1").first.inner_text() == "12 · The CLS output"
+    assert page.get_by_text("Inside one encoder layer").count() >= 1, "the top navigation is missing"
+    assert page.get_by_role("button", name="13 · Class probabilities").count() == 1
+    assert_no_traceback(page)
+
+
 def test_the_landing_page_and_a_step_page_render(server, page):
     page.goto(server)
     settle(page)

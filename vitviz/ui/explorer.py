@@ -40,6 +40,7 @@ def _overlay(a: Analysis, weights: np.ndarray, query: int, colorscale: str, opac
 
 
 def show() -> None:
+    page.ensure_navigation()
     st.title("Attention explorer")
     st.markdown("Click a patch to see where it looks, layer by layer and head by head. The default query is the CLS "
                 "token, the one that makes the prediction. Below: every head at once, attention rollout, occlusion, "

@@ -17,6 +17,23 @@ LAYER_STEPS = {s.key for s in steps.STEPS if s.key.startswith("10.")} | {"11"}
 HEAD_STEPS = LAYER_STEPS - {"10.6", "10.8", "10.9", "10.10", "10.11", "10.12", "11"}
 
 
+def ensure_navigation() -> None:
+    """Make sure this page runs under app.py's st.navigation, not Streamlit's legacy pages/ mode.
+
+    Until some session in this process has called st.navigation, Streamlit treats a pages/
+    folder as a v1 multipage app: a visitor who opens a deep link on a fresh server gets the
+    page file run on its own (no page config, no navigation). Switching the flag off and
+    rerunning makes Streamlit run app.py, which then resolves the requested page.
+    """
+    try:
+        from streamlit.runtime.pages_manager import PagesManager
+    except ImportError:  # a future Streamlit without the legacy mode
+        return
+    if PagesManager.uses_pages_directory:
+        PagesManager.uses_pages_directory = False
+        st.rerun()
+
+
 def page_path(key: str) -> str:
     return f"pages/{steps.BY_KEY[key].slug}.py"
 
@@ -113,6 +130,7 @@ def nav_buttons(key: str, where: str = "bottom") -> None:
 
 def show_step(key: str) -> None:
     """A whole step page."""
+    ensure_navigation()
     controls.image_picker()
     analysis = load_analysis()
     if analysis is None:
