@@ -26,6 +26,7 @@ class ViTConfig:
     mlp_dim: int = 192
     labels: tuple[str, ...] = ()
     layer_norm_eps: float = 1e-6
+    activation: str = "gelu"  # "gelu" (exact) or "gelu_tanh" (the tanh approximation some checkpoints use)
     mean: tuple[float, ...] = (0.5, 0.5, 0.5)
     std: tuple[float, ...] = (0.5, 0.5, 0.5)
     extra: dict = field(default_factory=dict, compare=False)  # free-form provenance
@@ -44,6 +45,8 @@ class ViTConfig:
             raise ValueError(f"image size {self.image_size} is not a multiple of patch size {self.patch_size}")
         if len(self.mean) != self.channels or len(self.std) != self.channels:
             raise ValueError("mean and std need one value per channel")
+        if self.activation not in ("gelu", "gelu_tanh"):
+            raise ValueError(f"unsupported activation {self.activation!r}")
 
     @property
     def grid(self) -> tuple[int, int]:
@@ -132,7 +135,7 @@ class MLP(nn.Module):
     def __init__(self, config: ViTConfig) -> None:
         super().__init__()
         self.fc1 = nn.Linear(config.dim, config.mlp_dim)
-        self.act = nn.GELU()
+        self.act = nn.GELU(approximate="tanh" if config.activation == "gelu_tanh" else "none")
         self.fc2 = nn.Linear(config.mlp_dim, config.dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -7,8 +7,11 @@ whose metadata holds the `ViTConfig` as JSON under "vitviz_config".
 from __future__ import annotations
 
 import copy
+import dataclasses
 import functools
+import io
 import json
+import re
 from pathlib import Path
 
 import torch
@@ -140,3 +143,163 @@ def copy_model(model: ViT) -> ViT:
     for parameter in clone.parameters():
         parameter.requires_grad_(True)
     return clone
+
+
+# --- any checkpoint: the project's own, Hugging Face, timm ------------------------------------------
+
+SAFETENSORS_FILES = ("model.safetensors",)
+PICKLE_FILES = ("pytorch_model.bin", "model.pth", "pytorch_model.pth")
+
+
+def _read_pickle(payload: bytes | Path) -> dict:
+    """A torch checkpoint, read with weights_only=True so a hostile pickle cannot run code."""
+    source = io.BytesIO(payload) if isinstance(payload, bytes) else str(payload)
+    try:
+        loaded = torch.load(source, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises many types for bad or hostile pickles; all mean "refused"
+        raise CheckpointError(
+            "The checkpoint could not be read safely: it is damaged, or a pickle that needs code to load."
+        ) from exc
+    if isinstance(loaded, dict):
+        for key in ("state_dict", "model", "model_state_dict"):
+            if isinstance(loaded.get(key), dict) and all(isinstance(v, torch.Tensor) for v in loaded[key].values()):
+                return {**loaded, "__state__": loaded[key]}
+        return loaded
+    raise CheckpointError("The checkpoint does not hold a dictionary of tensors.")
+
+
+def _read_safetensors(payload: bytes | Path) -> tuple[dict, dict]:
+    metadata = _metadata(payload)
+    try:
+        state = load_bytes(payload) if isinstance(payload, bytes) else load_file(str(payload))
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise CheckpointError("The safetensors file is damaged or truncated.") from exc
+    return state, metadata
+
+
+def _from_state(state: dict, *, metadata: dict | None = None, hf_config: dict | None = None,
+                architecture: str | None = None, hub_config: dict | None = None) -> ViT:
+    """Recognise the key naming of `state` and build the model."""
+    from vitviz import convert
+
+    metadata = metadata or {}
+    try:
+        if CONFIG_KEY in metadata:
+            return _build(state, metadata)
+        if convert.is_hf(state):
+            if hf_config is None:
+                raise CheckpointError("A Hugging Face checkpoint needs its config.json: load the folder that holds both.")
+            config, mapped = convert.from_hf(state, hf_config)
+        elif convert.is_timm(state):
+            architecture = architecture or (hub_config or {}).get("architecture")
+            if not architecture:
+                raise CheckpointError("A timm checkpoint needs its architecture name, e.g. vit_small_patch16_224.")
+            config, mapped = convert.from_timm(state, architecture, hub_config)
+        else:
+            sample = sorted(state)[:4]
+            raise CheckpointError(f"The checkpoint's keys (e.g. {sample}) match no ViT layout vitviz knows.")
+    except convert.ConversionError as exc:
+        raise CheckpointError(str(exc)) from exc
+    return _build(mapped, {CONFIG_KEY: json.dumps(config.to_dict())})
+
+
+def _json_file(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise CheckpointError(f"{path.name} is not valid JSON.") from exc
+
+
+def _load_folder(folder: Path, architecture: str | None) -> ViT:
+    config_path = folder / "config.json"
+    if not config_path.exists():
+        raise CheckpointError("The folder has no config.json.")
+    config = _json_file(config_path)
+    weights_path = next((folder / n for n in SAFETENSORS_FILES + PICKLE_FILES if (folder / n).exists()), None)
+    if weights_path is None:
+        raise CheckpointError("The folder has no model.safetensors or pytorch_model.bin.")
+    if weights_path.suffix == ".safetensors":
+        state, metadata = _read_safetensors(weights_path)
+    else:
+        state, metadata = _read_pickle(weights_path), {}
+        state = state.get("__state__", state)
+    is_timm_hub = "architecture" in config and "model_type" not in config
+    return _from_state(state, metadata=metadata, hf_config=None if is_timm_hub else config,
+                       architecture=architecture, hub_config=config if is_timm_hub else None)
+
+
+def _load_pickle_dict(loaded: dict, architecture: str | None) -> ViT:
+    if "config" in loaded and "__state__" in loaded and isinstance(loaded["config"], dict):
+        # the project's own layout in a .pth: {"config": ViTConfig.to_dict(), "state_dict": ...}
+        return _build(loaded["__state__"], {CONFIG_KEY: json.dumps(loaded["config"])})
+    state = loaded.get("__state__", loaded)
+    state = {k: v for k, v in state.items() if isinstance(v, torch.Tensor)}
+    return _from_state(state, architecture=architecture)
+
+
+def load(source: str | Path | bytes, *, architecture: str | None = None,
+         image_size: tuple[int, int] | None = None) -> ViT:
+    """Load any ViT checkpoint vitviz understands as a vitviz `ViT`.
+
+    `source` is a folder (Hugging Face config.json + model.safetensors or pytorch_model.bin, or a
+    timm hub folder), a .safetensors or .pth file (timm's or vitviz's own), or the bytes of one.
+    `architecture` names a timm model when nothing else does. `image_size` (H, W) runs the model at
+    another input size, with bicubically resampled position embeddings.
+    """
+    if isinstance(source, (bytes, bytearray)):
+        payload = bytes(source)
+        if payload[:2] == b"PK" or payload[:1] == b"\x80":  # a torch zip archive or a legacy pickle
+            model = _load_pickle_dict(_read_pickle(payload), architecture)
+        else:
+            state, metadata = _read_safetensors(payload)
+            model = _from_state(state, metadata=metadata, architecture=architecture)
+    else:
+        path = Path(source).expanduser()
+        if not path.exists():
+            raise CheckpointError(f"There is no file or folder at {path}.")
+        if path.is_dir():
+            model = _load_folder(path, architecture)
+        elif path.suffix == ".safetensors":
+            state, metadata = _read_safetensors(path)
+            model = _from_state(state, metadata=metadata, architecture=architecture)
+        elif path.suffix in (".pth", ".pt", ".bin"):
+            model = _load_pickle_dict(_read_pickle(path), architecture)
+        else:
+            raise CheckpointError("vitviz reads folders, .safetensors files and .pth/.bin files.")
+    return resize(model, image_size) if image_size else model
+
+
+def resize(model: ViT, image_size: tuple[int, int]) -> ViT:
+    """A copy of `model` that takes inputs of `image_size` (H, W), position embeddings resampled."""
+    from vitviz import convert
+
+    image_size = (int(image_size[0]), int(image_size[1]))
+    if image_size == model.config.image_size:
+        return model
+    p = model.config.patch_size
+    if image_size[0] % p or image_size[1] % p or min(image_size) < p:
+        raise CheckpointError(f"The input size must be a multiple of the patch size {p}.")
+    config = dataclasses.replace(model.config, image_size=image_size, extra=dict(model.config.extra))
+    resized = ViT(config)
+    state = {k: v for k, v in model.state_dict().items() if k != "pos_embed"}
+    state["pos_embed"] = convert.resample_positions(model.pos_embed.detach(), model.config.grid, config.grid)
+    resized.load_state_dict(state)
+    return resized.eval()
+
+
+def download(model_id: str) -> Path:
+    """Fetch a model folder from the Hugging Face Hub; one clear sentence when that is impossible."""
+    try:
+        from huggingface_hub import snapshot_download
+    except ImportError as exc:
+        raise CheckpointError("Downloading needs the huggingface_hub package, which is not installed.") from exc
+    if not re.fullmatch(r"[\w.-]+(/[\w.-]+)?", model_id or ""):
+        raise CheckpointError("A Hub model id looks like google/vit-base-patch16-224.")
+    try:
+        return Path(snapshot_download(model_id, allow_patterns=["config.json", "*.safetensors", "pytorch_model.bin"]))
+    except Exception as exc:  # offline, unknown id, gated, rate-limited: all end the same way for the user
+        raise CheckpointError(f"Could not download {model_id} from the Hugging Face Hub (no network, or no such model).") from exc
+
+
+def parameter_count(model: ViT) -> int:
+    return sum(p.numel() for p in model.parameters())

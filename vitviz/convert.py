@@ -1,0 +1,199 @@
+"""Map Hugging Face and timm ViT checkpoints onto vitviz's `ViT`, and resample position embeddings.
+
+Each converter takes a plain state dict (and whatever config the checkpoint came with) and
+returns (ViTConfig, state dict in vitviz's own key names). Nothing here runs a model.
+"""
+
+from __future__ import annotations
+
+import re
+
+import torch
+
+from vitviz.model import ViTConfig
+
+IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+HALF = (0.5, 0.5, 0.5)
+
+# timm's ViT sizes: width, heads (depth and patch come from the weights themselves).
+TIMM_SIZES = {"tiny": (192, 3), "small": (384, 6), "base": (768, 12), "large": (1024, 16), "huge": (1280, 16)}
+_TIMM_NAME = re.compile(r"^vit_(tiny|small|base|large|huge)_patch(\d+)_(?:clip_)?(\d+)")
+
+
+class ConversionError(ValueError):
+    """The checkpoint is not a ViT vitviz can map; the message names what is missing or unexpected."""
+
+
+def resample_positions(pos: torch.Tensor, old_grid: tuple[int, int], new_grid: tuple[int, int]) -> torch.Tensor:
+    """(n_old + 1, d) -> (n_new + 1, d): bicubic, align_corners=False, as transformers' interpolate_pos_encoding."""
+    if tuple(old_grid) == tuple(new_grid):
+        return pos.clone()
+    cls, patches = pos[:1], pos[1:]
+    d = pos.shape[1]
+    grid = patches.reshape(1, old_grid[0], old_grid[1], d).permute(0, 3, 1, 2)
+    grid = torch.nn.functional.interpolate(grid, size=tuple(new_grid), mode="bicubic", align_corners=False)
+    return torch.cat([cls, grid.permute(0, 2, 3, 1).reshape(-1, d)], dim=0)
+
+
+def _patch_weight(conv: torch.Tensor) -> torch.Tensor:
+    """A Conv2d patch projection (d, c, p, p) as vitviz's Linear over (p, p, c)-ordered pixels: (d, p·p·c)."""
+    return conv.permute(0, 2, 3, 1).reshape(conv.shape[0], -1)
+
+
+def _numbered_labels(count: int) -> tuple[str, ...]:
+    return tuple(f"class {i}" for i in range(count))
+
+
+def _hf_labels(config: dict, count: int) -> tuple[str, ...]:
+    id2label = config.get("id2label") or {}
+    try:
+        labels = tuple(str(id2label.get(str(i), id2label.get(i))) for i in range(count))
+    except AttributeError:
+        return _numbered_labels(count)
+    return labels if len(id2label) == count and "None" not in labels else _numbered_labels(count)
+
+
+def _activation(name: str) -> str:
+    if name == "gelu":
+        return "gelu"
+    if name in ("gelu_new", "gelu_pytorch_tanh", "gelu_fast"):
+        return "gelu_tanh"
+    raise ConversionError(f"The checkpoint uses the activation {name!r}, which vitviz does not implement.")
+
+
+def _check_keys(state: dict, expected: set[str], what: str, optional: frozenset[str] = frozenset()) -> None:
+    """Every expected key is there; name the missing and the unexpected ones if not."""
+    known = expected | {k.removesuffix("weight") + "bias" for k in expected if k.endswith(".weight")} | optional
+    missing = sorted(expected - set(state))
+    unexpected = sorted(set(state) - known)
+    if missing or unexpected:
+        raise ConversionError(
+            f"This does not match a {what} checkpoint: missing keys {missing[:6]}, unexpected keys {unexpected[:6]}."
+        )
+
+
+# --- Hugging Face ---------------------------------------------------------------------------------
+
+_HF_LAYOUTS = {
+    # the names of transformers 5 ("layers.N.attention.q_proj") and of earlier versions
+    "new": {
+        "prefix": "vit.layers.{i}.",
+        "q": "attention.q_proj", "k": "attention.k_proj", "v": "attention.v_proj", "o": "attention.o_proj",
+        "fc1": "mlp.fc1", "fc2": "mlp.fc2",
+    },
+    "old": {
+        "prefix": "vit.encoder.layer.{i}.",
+        "q": "attention.attention.query", "k": "attention.attention.key", "v": "attention.attention.value",
+        "o": "attention.output.dense", "fc1": "intermediate.dense", "fc2": "output.dense",
+    },
+}
+
+
+def is_hf(state: dict) -> bool:
+    return any(k.startswith(("vit.layers.", "vit.encoder.layer.")) for k in state)
+
+
+def from_hf(state: dict, hf_config: dict) -> tuple[ViTConfig, dict]:
+    """A `ViTForImageClassification` state dict (either naming) and its config.json contents."""
+    layout = _HF_LAYOUTS["new" if any(k.startswith("vit.layers.") for k in state) else "old"]
+    depth = int(hf_config.get("num_hidden_layers", 0))
+    dim, heads = int(hf_config.get("hidden_size", 0)), int(hf_config.get("num_attention_heads", 0))
+    if not depth or not dim or not heads:
+        raise ConversionError("The config.json lacks num_hidden_layers, hidden_size or num_attention_heads.")
+    expected = {"vit.embeddings.cls_token", "vit.embeddings.position_embeddings",
+                "vit.embeddings.patch_embeddings.projection.weight", "vit.layernorm.weight", "classifier.weight"}
+    for i in range(depth):
+        p = layout["prefix"].format(i=i)
+        expected |= {p + layout[name] + ".weight" for name in ("q", "k", "v", "o", "fc1", "fc2")}
+        expected |= {p + "layernorm_before.weight", p + "layernorm_after.weight"}
+    _check_keys(state, expected, "Hugging Face ViTForImageClassification",
+                frozenset({"vit.pooler.dense.weight", "vit.pooler.dense.bias", "vit.embeddings.mask_token"}))
+    conv = state["vit.embeddings.patch_embeddings.projection.weight"]
+    patch = conv.shape[-1]
+    size = hf_config.get("image_size", 224)
+    image_size = tuple(size) if isinstance(size, (list, tuple)) else (int(size), int(size))
+    classes = state["classifier.weight"].shape[0]
+    out = {
+        "cls_token": state["vit.embeddings.cls_token"].reshape(dim),
+        "pos_embed": state["vit.embeddings.position_embeddings"].reshape(-1, dim),
+        "patch_embed.weight": _patch_weight(conv),
+        "patch_embed.bias": state.get("vit.embeddings.patch_embeddings.projection.bias", torch.zeros(dim)),
+        "norm.weight": state["vit.layernorm.weight"], "norm.bias": state["vit.layernorm.bias"],
+        "head.weight": state["classifier.weight"], "head.bias": state["classifier.bias"],
+    }
+    for i in range(depth):
+        p, o = layout["prefix"].format(i=i), f"blocks.{i}."
+
+        def get(name: str, part: str, p: str = p) -> torch.Tensor:
+            key = p + layout[name] + "." + part
+            return state[key] if key in state else torch.zeros(state[p + layout[name] + ".weight"].shape[0])
+
+        out[o + "attn.qkv.weight"] = torch.cat([get(n, "weight") for n in ("q", "k", "v")])
+        out[o + "attn.qkv.bias"] = torch.cat([get(n, "bias") for n in ("q", "k", "v")])
+        out[o + "attn.proj.weight"], out[o + "attn.proj.bias"] = get("o", "weight"), get("o", "bias")
+        out[o + "mlp.fc1.weight"], out[o + "mlp.fc1.bias"] = get("fc1", "weight"), get("fc1", "bias")
+        out[o + "mlp.fc2.weight"], out[o + "mlp.fc2.bias"] = get("fc2", "weight"), get("fc2", "bias")
+        for ours, theirs in (("norm1", "layernorm_before"), ("norm2", "layernorm_after")):
+            out[o + ours + ".weight"], out[o + ours + ".bias"] = state[p + theirs + ".weight"], state[p + theirs + ".bias"]
+    config = ViTConfig(
+        image_size=image_size, patch_size=patch, channels=conv.shape[1], dim=dim, depth=depth, heads=heads,
+        mlp_dim=int(hf_config.get("intermediate_size", out["blocks.0.mlp.fc1.weight"].shape[0])),
+        labels=_hf_labels(hf_config, classes), layer_norm_eps=float(hf_config.get("layer_norm_eps", 1e-12)),
+        activation=_activation(hf_config.get("hidden_act", "gelu")),
+        mean=tuple(hf_config.get("image_mean", HALF)), std=tuple(hf_config.get("image_std", HALF)),
+        extra={"source": "huggingface"},
+    )
+    return config, out
+
+
+# --- timm -----------------------------------------------------------------------------------------
+
+
+def is_timm(state: dict) -> bool:
+    return "patch_embed.proj.weight" in state and any(k.startswith("blocks.") for k in state)
+
+
+def timm_heads(architecture: str) -> int:
+    match = _TIMM_NAME.match(architecture or "")
+    if not match:
+        raise ConversionError(
+            f"vitviz needs a timm ViT architecture name such as vit_small_patch16_224, not {architecture!r}."
+        )
+    return TIMM_SIZES[match.group(1)][1]
+
+
+def from_timm(state: dict, architecture: str, hub_config: dict | None = None) -> tuple[ViTConfig, dict]:
+    """A timm VisionTransformer state dict; `architecture` gives the head count (e.g. vit_small_patch16_224)."""
+    heads = timm_heads(architecture)
+    hub_config = hub_config or {}
+    pretrained = hub_config.get("pretrained_cfg") or {}
+    depth = 1 + max((int(k.split(".")[1]) for k in state if k.startswith("blocks.")), default=-1)
+    expected = {"cls_token", "pos_embed", "patch_embed.proj.weight", "norm.weight", "head.weight"}
+    for i in range(depth):
+        expected |= {f"blocks.{i}.{n}.weight" for n in ("norm1", "attn.qkv", "attn.proj", "norm2", "mlp.fc1", "mlp.fc2")}
+    _check_keys(state, expected, "timm ViT")  # fc_norm, register tokens, layer scale... are unexpected keys
+    conv = state["patch_embed.proj.weight"]
+    dim, patch = conv.shape[0], conv.shape[-1]
+    count = state["pos_embed"].reshape(-1, dim).shape[0] - 1
+    side = round(count**0.5)
+    input_size = pretrained.get("input_size") or hub_config.get("input_size")
+    image_size = (int(input_size[1]), int(input_size[2])) if input_size else (side * patch, side * patch)
+    classes = state["head.weight"].shape[0]
+    names = hub_config.get("label_names") or pretrained.get("label_names")
+    out = {k: v for k, v in state.items() if k not in ("patch_embed.proj.weight", "patch_embed.proj.bias")}
+    out["cls_token"] = state["cls_token"].reshape(dim)
+    out["pos_embed"] = state["pos_embed"].reshape(-1, dim)
+    out["patch_embed.weight"] = _patch_weight(conv)
+    out["patch_embed.bias"] = state.get("patch_embed.proj.bias", torch.zeros(dim))
+    for i in range(depth):
+        for part in ("attn.qkv", "attn.proj", "mlp.fc1", "mlp.fc2"):
+            key = f"blocks.{i}.{part}.bias"
+            out.setdefault(key, torch.zeros(state[f"blocks.{i}.{part}.weight"].shape[0]))
+    config = ViTConfig(
+        image_size=image_size, patch_size=patch, channels=conv.shape[1], dim=dim, depth=depth, heads=heads,
+        mlp_dim=state["blocks.0.mlp.fc1.weight"].shape[0],
+        labels=tuple(names) if names and len(names) == classes else _numbered_labels(classes),
+        layer_norm_eps=1e-6, mean=tuple(pretrained.get("mean", HALF)), std=tuple(pretrained.get("std", HALF)),
+        extra={"source": "timm", "architecture": architecture},
+    )
+    return config, out
