@@ -73,6 +73,7 @@ def image_picker(container=None, preview_width: int | str = "stretch") -> None:
         error = st.session_state.get(state.ERROR_KEY)
         if error:
             st.error(error)
+        st.caption(f"Model: {state.current_model_name()} (change it on the Model page)")
         chosen = state.current_image()
         try:
             st.image(state.decoded_image(chosen["bytes"]), caption=chosen["name"], width=preview_width)

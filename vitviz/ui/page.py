@@ -9,7 +9,8 @@ import streamlit as st
 
 from vitviz import steps
 from vitviz.images import ImageError
-from vitviz.ui import controls, render, state
+from vitviz.ui import controls, navigation, render, state
+from vitviz.ui.navigation import page_path
 
 log = logging.getLogger("vitviz")
 
@@ -18,12 +19,12 @@ HEAD_STEPS = LAYER_STEPS - {"10.6", "10.8", "10.9", "10.10", "10.11", "10.12", "
 
 
 def ensure_navigation() -> None:
-    """Make sure this page runs under app.py's st.navigation, not Streamlit's legacy pages/ mode.
+    """Make a page look and navigate the same when Streamlit ran it without app.py.
 
     Until some session in this process has called st.navigation, Streamlit treats a pages/
-    folder as a v1 multipage app: a visitor who opens a deep link on a fresh server gets the
-    page file run on its own (no page config, no navigation). Switching the flag off and
-    rerunning makes Streamlit run app.py, which then resolves the requested page.
+    folder as a legacy multipage app and runs a deep-linked page file on its own: no page
+    config, no navigation. Here such a run declares both itself and turns the legacy mode off
+    for every later run. It does not rerun, so a button click in this run is not lost.
     """
     try:
         from streamlit.runtime.pages_manager import PagesManager
@@ -31,11 +32,8 @@ def ensure_navigation() -> None:
         return
     if PagesManager.uses_pages_directory:
         PagesManager.uses_pages_directory = False
-        st.rerun()
-
-
-def page_path(key: str) -> str:
-    return f"pages/{steps.BY_KEY[key].slug}.py"
+        navigation.configure()
+        navigation.navigation()
 
 
 def sizes(config, grid: tuple[int, int]) -> dict[str, int]:

@@ -383,10 +383,11 @@ def step_11(a: Analysis, c: Controls) -> None:
     norm, head = a.model.norm, a.model.head
     probs = analysis.logit_lens(cls, _np(norm.weight), _np(norm.bias), norm.eps, _np(head.weight), _np(head.bias))
     labels = list(a.config.labels) or [str(i) for i in range(probs.shape[1])]
-    fig = figures.heatmap(probs, title="Prediction read from each layer's CLS (final LayerNorm + head)", x_title="class",
-                          y_title="layer", colorscale=c.colorscale, centred=False, x_labels=labels[: probs.shape[1]],
-                          y_labels=[f"layer {i + 1}" for i in range(depth)], value_name="probability",
-                          height=140 + 30 * depth)
+    shown = np.argsort(-probs[-1])[:10]  # the final top classes; a 1000-class model stays readable
+    fig = figures.heatmap(probs[:, shown], title="Prediction read from each layer's CLS (final LayerNorm + head)",
+                          x_title="class", y_title="layer", colorscale=c.colorscale, centred=False,
+                          x_labels=[labels[i] for i in shown], y_labels=[f"layer {i + 1}" for i in range(depth)],
+                          value_name="probability", height=140 + 30 * min(depth, 24))
     _fig(fig)
 
 
@@ -414,26 +415,34 @@ def step_13(a: Analysis, c: Controls) -> None:
 # --- 14: training --------------------------------------------------------------------------------
 
 
-@st.cache_resource(max_entries=16, show_spinner="Backpropagating…")
-def _gradient(image_key: str, model_key: str, label: int, _model, _pixels):
-    from vitviz.capture import input_gradient
+STEP_LEARNING_RATES = (0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0)
 
-    loss, grad, probs = input_gradient(_model, _pixels, label)
-    return loss, _np(grad), _np(probs)
+
+@st.cache_resource(max_entries=16, show_spinner="Backpropagating…")
+def _gradient(image_key: str, model_key: str, label: int, lr: float, _model, _pixels):
+    from vitviz.studio import one_step
+
+    return one_step(_model, _pixels, label, lr)
 
 
 def step_14(a: Analysis, c: Controls) -> None:
+    from vitviz.studio import per_patch_norm
+
     labels = list(a.config.labels) or [str(i) for i in range(len(a.trace.logits))]
     predicted = int(a.trace.probs.argmax())
-    label = persistent(st.selectbox, "true_label", labels[predicted], label="The true label, as you see it",
-                        options=labels)
+    left, right = st.columns(2)
+    with left:
+        label = persistent(st.selectbox, "true_label", labels[predicted], label="The true label, as you see it",
+                           options=labels)
+    with right:
+        lr = persistent(st.select_slider, "step_lr", 0.01, label="Learning rate η of the one step",
+                        options=list(STEP_LEARNING_RATES), format_func=lambda v: f"{v:g}")
     index = labels.index(label)
-    loss, grad, probs = _gradient(state.digest(state.current_image()["bytes"]), state.current_model()[0], index,
-                                  a.model, a.trace.pixels)
-    st.markdown(f"Cross-entropy against **{label}**: **{loss:.4f}** (the model gives it {probs[index]:.1%}).")
-    p = a.config.patch_size
-    gh, gw = a.trace.grid
-    per_patch = np.sqrt((grad.transpose(1, 2, 0).reshape(gh, p, gw, p, -1) ** 2).sum(axis=(1, 3, 4)))
+    result = _gradient(state.digest(state.current_image()["bytes"]), state.current_model()[0], index, float(lr),
+                       a.model, a.trace.pixels)
+    st.markdown(f"Cross-entropy against **{label}**: **{result.loss:.4f}** "
+                f"(the model gives it {result.probs_before[index]:.1%}).")
+    per_patch = per_patch_norm(result.grad, a.config.patch_size)
     left, right = st.columns(2)
     left.image(figures.attention_overlay(a.display, per_patch, factor=_factor(a.display, 256), colorscale=c.colorscale,
                                          opacity=0.7),
@@ -441,6 +450,22 @@ def step_14(a: Analysis, c: Controls) -> None:
     with right:
         _fig(figures.heatmap(per_patch, title="‖∂L/∂x‖ per patch", colorscale=c.colorscale, centred=False, height=320,
                              value_name="gradient norm"))
+    st.markdown(
+        f"**One gradient step.** On a copy of the model, every weight moves against its gradient, "
+        f"w ← w − {lr:g} · ∂L/∂w, and the same image goes through again: the probability of **{label}** goes from "
+        f"{result.probs_before[index]:.1%} to **{result.probs_after[index]:.1%}**, and the loss from "
+        f"{result.loss:.4f} to {result.loss_after:.4f}. The model the pages show is not changed."
+    )
+    order = np.argsort(-result.probs_before)[: min(10, len(labels))]
+    names = [labels[i] for i in order]
+    mark = names.index(label) if label in names else None
+    left, right = st.columns(2)
+    with left:
+        _fig(figures.bars(result.probs_before[order], names, title="Probabilities before the step", value_format=".1%",
+                          highlight=mark))
+    with right:
+        _fig(figures.bars(result.probs_after[order], names, title="Probabilities after one step", value_format=".1%",
+                          highlight=mark))
 
 
 RENDERERS: dict[str, Callable[[Analysis, Controls], None]] = {

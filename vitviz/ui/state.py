@@ -84,13 +84,31 @@ def decoded_image(payload: bytes) -> Image.Image:
 
 
 MODEL_KEY = "vitviz_model"  # session_state: {"key", "name", "model"} when the session chose its own model
+MODELS_KEY = "vitviz_models"  # session_state: name -> that entry, every model this session loaded or trained
+MAX_SESSION_MODELS = 4  # a session keeps its last few models, so memory stays bounded
 
 
 def set_session_model(name: str, model: ViT) -> None:
-    """Make `model` this session's model for every page. The model must not be changed afterwards:
-    traces are cached under a key made here, so publish a new model (a copy) after more training."""
+    """Make `model` this session's model for every page, and remember it for the Model page.
+
+    The model must not be changed afterwards: traces are cached under a key made here, so
+    publish a new model (a copy) after more training."""
     model.eval()
-    st.session_state[MODEL_KEY] = {"key": f"session:{uuid.uuid4().hex}", "name": name, "model": model}
+    entry = {"key": f"session:{uuid.uuid4().hex}", "name": name, "model": model}
+    st.session_state[MODEL_KEY] = entry
+    models = st.session_state.setdefault(MODELS_KEY, {})
+    models.pop(name, None)
+    models[name] = entry
+    while len(models) > MAX_SESSION_MODELS:
+        models.pop(next(iter(models)))
+
+
+def session_models() -> dict[str, dict]:
+    return st.session_state.get(MODELS_KEY, {})
+
+
+def choose_session_model(name: str) -> None:
+    st.session_state[MODEL_KEY] = session_models()[name]
 
 
 def use_default_model() -> None:

@@ -1,0 +1,100 @@
+"""The Model page: choose which ViT every step page runs, and see what it is."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from vitviz import weights
+from vitviz.ui import page, state
+from vitviz.weights import CheckpointError
+
+BUILT_IN = "Built-in shapes model"
+SOURCES = ("This session's models", "Local path", "Upload", "Hugging Face Hub")
+
+
+def _publish(name: str, loader) -> None:
+    """Load with `loader()`, make it the session's model, or say in one sentence why not."""
+    try:
+        with st.spinner(f"Loading {name}…"):
+            model = loader()
+    except CheckpointError as exc:
+        st.error(str(exc))
+        return
+    state.set_session_model(name, model)
+    st.success(f"Every page now runs {name}.")
+
+
+def _size_fields(key: str) -> tuple[int, int] | None:
+    """Optional input size; empty means the checkpoint's own."""
+    st.caption("Input size: leave at 0 to use the checkpoint's own. Other sizes resample the position embeddings.")
+    left, right = st.columns(2)
+    height = left.number_input("Height", min_value=0, max_value=1024, value=0, step=16, key=f"{key}_h")
+    width = right.number_input("Width", min_value=0, max_value=1024, value=0, step=16, key=f"{key}_w")
+    return (int(height), int(width)) if height and width else None
+
+
+def show() -> None:
+    page.ensure_navigation()
+    st.title("Model")
+    st.markdown("Every page shows the tensors of the model chosen here. Besides the built-in shapes model you can "
+                "load a Vision Transformer from a Hugging Face folder (config.json with model.safetensors or "
+                "pytorch_model.bin), a timm checkpoint (name its architecture, e.g. vit_small_patch16_224), a model "
+                "trained in the Training studio, or a vitviz safetensors file.")
+    left, right = st.columns([3, 2])
+    with left:
+        source = st.radio("Source", (BUILT_IN, *SOURCES), horizontal=True, key="model_source")
+        if source == BUILT_IN:
+            if st.button("Use the built-in model", type="primary"):
+                state.use_default_model()
+                st.success("Every page now runs the built-in shapes model.")
+        elif source == "This session's models":
+            names = list(state.session_models())
+            if not names:
+                st.info("No models yet: train one in the Training studio, or load one from another source.")
+            else:
+                name = st.selectbox("Model", names)
+                if st.button("Use this model", type="primary"):
+                    state.choose_session_model(name)
+                    st.success(f"Every page now runs {name}.")
+        elif source == "Local path":
+            path = st.text_input("Folder or file on the server", placeholder="/models/vit-base-patch16-224", key="model_path")
+            architecture = st.text_input("timm architecture (timm files only)", key="path_arch")
+            size = _size_fields("path")
+            if st.button("Load", type="primary", disabled=not path, key="load_path"):
+                _publish(path.rstrip("/").split("/")[-1],
+                         lambda: weights.load(path, architecture=architecture or None, image_size=size))
+        elif source == "Upload":
+            upload = st.file_uploader("Checkpoint", type=["safetensors", "pth", "pt", "bin"], key="model_upload")
+            architecture = st.text_input("timm architecture (timm files only)", key="upload_arch")
+            size = _size_fields("upload")
+            if st.button("Load", type="primary", disabled=upload is None, key="load_upload"):
+                _publish(upload.name, lambda: weights.load(upload.getvalue(), architecture=architecture or None,
+                                                           image_size=size))
+        else:
+            model_id = st.text_input("Model id", placeholder="google/vit-base-patch16-224")
+            size = _size_fields("hub")
+            if st.button("Download and load", type="primary", disabled=not model_id, key="load_hub"):
+                _publish(model_id, lambda: weights.load(weights.download(model_id), image_size=size))
+    with right:
+        describe(*state.current_model()[1:], state.current_model_name())
+
+
+def describe(model, name: str) -> None:
+    config = model.config
+    gh, gw = config.grid
+    st.subheader("In use now")
+    st.markdown(f"**{name}**")
+    rows = {
+        "input size (H × W)": f"{config.image_size[0]} × {config.image_size[1]}",
+        "patch size p": config.patch_size,
+        "patch grid": f"{gh} × {gw} = {config.num_patches} patches",
+        "width d": config.dim,
+        "layers L": config.depth,
+        "heads h": f"{config.heads} (d_h = {config.head_dim})",
+        "MLP width": config.mlp_dim,
+        "parameters": f"{weights.parameter_count(model):,}",
+        "normalisation": f"mean {tuple(round(m, 3) for m in config.mean)}, std {tuple(round(s, 3) for s in config.std)}",
+    }
+    st.table({"": list(rows), "value": [str(v) for v in rows.values()]}, border="horizontal")
+    labels = config.labels
+    st.markdown(f"**{len(labels)} labels:** " + ", ".join(labels[:30]) + (" …" if len(labels) > 30 else ""))

@@ -1,0 +1,331 @@
+"""The training studio page: settings, start/stop/resume, live curves and attention, the trained model.
+
+The run itself (`vitviz.studio.TrainingRun`) lives in this session's `st.session_state` and
+trains on its own thread; this module only draws what the run has reported. The live part
+is a fragment that redraws itself every second while the run trains, so the rest of the app
+never waits for training.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import plotly.graph_objects as go
+import streamlit as st
+
+from vitviz import data, figures, studio, weights
+from vitviz.ui import state
+
+RUN_KEY = "studio_run"
+BYTES_KEY = "studio_download"  # (run id, step, bytes) of the last file offered
+UPLOAD_KEY = "studio_upload_seen"
+NOTE_KEY = "studio_note"
+SHOWN_SNAPSHOTS = 6
+LEARNING_RATES = (1e-4, 3e-4, 1e-3, 2e-3, 3e-3, 5e-3, 1e-2)
+MAX_STEPS = 5000
+
+
+def current_run() -> studio.TrainingRun | None:
+    return st.session_state.get(RUN_KEY)
+
+
+# --- settings and controls --------------------------------------------------------------------
+
+
+def _settings_form(run: studio.TrainingRun | None) -> None:
+    kept = run.settings if run is not None else studio.Settings()
+    busy = run is not None and run.running
+    with st.form("studio_settings", border=True):
+        st.markdown("**Model**")
+        a, b, c, d, e = st.columns(5)
+        image_size = a.selectbox("Image size", [32, 48, 64], index=[32, 48, 64].index(kept.image_size),
+                                 key="studio_image_size", help="The generated shapes are drawn at this size.")
+        patch = b.selectbox("Patch size p", [4, 8, 16], index=[4, 8, 16].index(kept.patch_size), key="studio_patch")
+        dims = [16, 32, 48, 64, 96, 128, 192, 256]
+        dim = c.selectbox("Width d", dims, index=dims.index(kept.dim), key="studio_dim")
+        depth = d.number_input("Layers L", 1, 8, kept.depth, key="studio_depth")
+        heads_options = [1, 2, 3, 4, 6, 8]
+        heads = e.selectbox("Heads h", heads_options, index=heads_options.index(kept.heads), key="studio_heads")
+        st.markdown("**Training**")
+        a, b, c, d = st.columns(4)
+        steps = a.number_input("Steps", 10, MAX_STEPS, kept.steps, step=10, key="studio_steps")
+        batches = [16, 32, 64, 128]
+        batch = b.selectbox("Batch size", batches, index=batches.index(kept.batch_size), key="studio_batch")
+        lr = c.select_slider("Peak learning rate", LEARNING_RATES, value=kept.lr if kept.lr in LEARNING_RATES else 3e-3,
+                             format_func=lambda v: f"{v:g}", key="studio_lr")
+        seed = d.number_input("Seed", 0, 1_000_000, kept.seed, key="studio_seed")
+        label = "Start a new run" if run is not None else "Start training"
+        submitted = st.form_submit_button(label, type="primary", disabled=busy, key="studio_start")
+    if submitted:
+        settings = studio.Settings(image_size=int(image_size), patch_size=int(patch), dim=int(dim), depth=int(depth),
+                                   heads=int(heads), steps=int(steps), batch_size=int(batch), lr=float(lr),
+                                   seed=int(seed))  # fmt: skip
+        problem = settings.problem()
+        if problem:
+            st.error(problem)
+            return
+        if run is not None:
+            run.stop()
+        new = studio.TrainingRun(settings)
+        st.session_state[RUN_KEY] = new
+        st.session_state.pop(BYTES_KEY, None)
+        new.start()
+        st.rerun()
+
+
+def _stop() -> None:
+    run = current_run()
+    if run is not None:
+        run.stop()
+
+
+def _resume() -> None:
+    run = current_run()
+    if run is not None and run.status == "stopped":
+        run.start()
+
+
+def _controls(run: studio.TrainingRun) -> None:
+    left, middle, right = st.columns([1, 1, 4])
+    left.button("Stop", key="studio_stop", on_click=_stop, disabled=run.status != "running", width="stretch")
+    middle.button("Resume", key="studio_resume", on_click=_resume, disabled=run.status != "stopped", width="stretch")
+    s = run.settings
+    right.caption(f"{s.depth} layers × {s.heads} heads, d = {s.dim}, {s.image_size}×{s.image_size} images in "
+                  f"{s.patch_size}×{s.patch_size} patches · {s.steps} steps of {s.batch_size} images · "
+                  f"peak learning rate {s.lr:g} · seed {s.seed}")
+
+
+# --- the live part ------------------------------------------------------------------------------
+
+
+def _duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "…"
+    seconds = int(round(seconds))
+    return f"{seconds // 60} min {seconds % 60:02d} s" if seconds >= 60 else f"{seconds} s"
+
+
+def _progress(run: studio.TrainingRun) -> None:
+    total = run.settings.steps
+    words = {
+        "ready": "Starting…", "running": "Training", "stopping": "Stopping after this step…",
+        "stopped": "Stopped: Resume carries on from here", "done": "Finished", "failed": "Failed",
+    }  # fmt: skip
+    text = f"{words[run.status]} · step {run.step} of {total}"
+    if run.running and run.history:
+        text += f" · {run.rate():.1f} steps/s · {_duration(run.seconds_left())} left"
+    elif run.history:
+        text += f" · {run.rate():.1f} steps/s"
+    st.progress(min(1.0, run.step / total), text=text)
+    if run.finished is not None and run.finished.error:
+        st.error(run.finished.error)
+    if run.history:
+        last = run.history[-1]
+        measured = [p for p in run.history if p.eval_loss is not None]
+        a, b, c, d = st.columns(4)
+        a.metric("Training loss", f"{last.loss:.3f}", help="Cross-entropy of the latest batch.")
+        b.metric("Training accuracy", f"{last.accuracy:.0%}", help="On the latest batch.")
+        if measured:
+            c.metric("Held-out loss", f"{measured[-1].eval_loss:.3f}", help=f"At step {measured[-1].step}.")
+            d.metric("Held-out accuracy", f"{measured[-1].eval_accuracy:.0%}",
+                     help=f"{run.eval_size} images the model never trains on, at step {measured[-1].step}.")
+
+
+def _curve(series: dict[str, tuple[np.ndarray, np.ndarray]], title: str, y_title: str, percent: bool) -> go.Figure:
+    fig = go.Figure()
+    styles = {"training batches": dict(mode="lines", line=dict(width=1, color="#a5b4fc")),
+              "held-out images": dict(mode="lines+markers", line=dict(width=2, color="#f59e0b"))}
+    for name, (xs, ys) in series.items():
+        fig.add_scatter(x=xs, y=ys, name=name, **styles[name],
+                        hovertemplate="step %{x}<br>%{y:" + (".1%" if percent else ".3f") + "}<extra>" + name + "</extra>")
+    fig.update_xaxes(title="step", rangemode="tozero")
+    fig.update_yaxes(title=y_title, tickformat=".0%" if percent else None, range=[0, 1.02] if percent else None,
+                     rangemode="tozero")
+    fig.update_layout(title=dict(text=title, x=0, font=dict(size=14)), height=300, margin=dict(l=10, r=10, t=40, b=10),
+                      legend=dict(orientation="h", y=1.12, x=1, xanchor="right"))
+    return fig
+
+
+def _curves(run: studio.TrainingRun) -> None:
+    if not run.history:
+        return
+    c = run.curves()
+    left, right = st.columns(2)
+    with left:
+        st.plotly_chart(_curve({"training batches": c["train_loss"], "held-out images": c["eval_loss"]},
+                               "Loss (cross-entropy)", "loss", False),
+                        width="stretch", config={"displaylogo": False}, key="studio_loss")
+    with right:
+        st.plotly_chart(_curve({"training batches": c["train_accuracy"], "held-out images": c["eval_accuracy"]},
+                               "Accuracy", "accuracy", True),
+                        width="stretch", config={"displaylogo": False}, key="studio_accuracy")
+
+
+def _overlay(image: np.ndarray, weights_map: np.ndarray, vmax: float, factor: int) -> np.ndarray:
+    """The probe with an attention map over it, on a fixed 0..vmax scale so snapshots compare."""
+    base = figures.upscale(image, factor).astype(np.float64)
+    heat = figures.colourise(weights_map, "Inferno", vmin=0.0, vmax=vmax)
+    cell = base.shape[0] // weights_map.shape[0]
+    heat = np.repeat(np.repeat(heat, cell, axis=0), cell, axis=1).astype(np.float64)
+    return (0.35 * base + 0.65 * heat).astype(np.uint8)
+
+
+def _evenly(items: list, count: int) -> list:
+    if len(items) <= count:
+        return items
+    picks = np.linspace(0, len(items) - 1, count).round().astype(int)
+    return [items[i] for i in sorted(set(picks))]
+
+
+def _snapshots(run: studio.TrainingRun) -> None:
+    if not run.snapshots:
+        return
+    config = run.model.config
+    gh, gw = config.grid
+    truth = data.CLASSES[run.probe_label]
+    st.subheader("Where the probe image's CLS token looks")
+    st.caption(f"A fixed probe picture (a {truth}) goes through the model at regular steps during training. Each "
+               "picture shows how much attention the CLS token pays to each patch, all on one colour scale: "
+               "at the start it spreads evenly; as the model learns, it gathers on the parts that decide the class.")
+    a, b, _ = st.columns([1, 1, 2])
+    layer = a.selectbox("Layer", list(range(config.depth)), index=config.depth - 1, key="studio_layer",
+                        format_func=lambda i: f"Layer {i + 1} of {config.depth}")
+    head = b.selectbox("Head", [-1, *range(config.heads)], key="studio_head",
+                       format_func=lambda h: "Mean of the heads" if h < 0 else f"Head {h + 1} of {config.heads}")
+    shown = _evenly(run.snapshots, SHOWN_SNAPSHOTS)
+    maps = []
+    for shot in shown:
+        rows = shot.cls_attention[layer]  # (h, N)
+        row = rows.mean(0) if head < 0 else rows[head]
+        maps.append(row[1:].reshape(gh, gw))  # the patches; CLS's attention to itself is left out
+    vmax = max(float(m.max()) for m in maps) or 1.0
+    factor = max(1, 160 // config.image_size[0])
+    columns = st.columns(SHOWN_SNAPSHOTS)
+    for column, shot, weights_map in zip(columns, shown, maps, strict=False):
+        column.image(_overlay(run.probe_image, weights_map, vmax, factor), width="stretch",
+                     caption=f"step {shot.step} · {truth} {shot.probs[run.probe_label]:.0%}")
+    steps = np.array([s.step for s in run.snapshots])
+    spread = np.stack([s.entropy() for s in run.snapshots])  # (snapshots, L)
+    fig = figures.lines({f"layer {i + 1}": spread[:, i] for i in range(config.depth)}, x=steps,
+                        title="Spread of the CLS attention: entropy as a fraction of uniform attention (1 = even)",
+                        x_title="step", y_title="entropy / log N", height=280)
+    st.plotly_chart(fig, width="stretch", config={"displaylogo": False}, key="studio_spread")
+
+
+def _confusion(run: studio.TrainingRun) -> None:
+    finished = run.finished
+    if finished is None or finished.confusion is None:
+        return
+    matrix = finished.confusion
+    names = list(data.CLASSES)
+    st.subheader("Confusion matrix")
+    accuracy = np.trace(matrix) / max(1, matrix.sum())
+    st.caption(f"{matrix.sum()} held-out images after step {finished.step}: each row is the true shape, each column "
+               f"what the model answered, so everything off the diagonal is a mistake ({accuracy:.0%} correct).")
+    fig = figures.heatmap(matrix, x_labels=names, y_labels=names, x_title="predicted", y_title="true", centred=False,
+                          colorscale="Blues", value_name="images", height=420)
+    fig.update_traces(text=matrix, texttemplate="%{text}", hovertemplate="true %{y}<br>predicted %{x}<br>%{z} images"
+                      "<extra></extra>")
+    st.plotly_chart(fig, width="stretch", config={"displaylogo": False}, key="studio_confusion")
+
+
+def _live(run: studio.TrainingRun) -> None:
+    @st.fragment(run_every=1.0 if run.running else None)
+    def live() -> None:
+        run = current_run()
+        if run is None:
+            return
+        was_running = run.running
+        run.poll()
+        _progress(run)
+        _curves(run)
+        _snapshots(run)
+        if was_running and not run.running:
+            st.rerun()  # the whole page: buttons, confusion matrix and download follow the finished run
+
+    live()
+
+
+# --- the trained model ----------------------------------------------------------------------------
+
+
+def _use_mine() -> None:
+    run = current_run()
+    if run is not None:
+        state.set_session_model(f"my trained model (step {run.step})", run.copy_model())
+        st.session_state[NOTE_KEY] = "Every step page now shows your model; the built-in model is unchanged."
+
+
+def _use_default() -> None:
+    state.use_default_model()
+    st.session_state[NOTE_KEY] = "Every step page shows the built-in model again."
+
+
+def _download(run: studio.TrainingRun) -> None:
+    if run.running:
+        st.caption("Stop the run, or let it finish, to download the model.")
+        return
+    kept = st.session_state.get(BYTES_KEY)
+    if kept is None or kept[0] is not run or kept[1] != run.step:
+        kept = (run, run.step, weights.to_bytes(run.copy_model()))
+        st.session_state[BYTES_KEY] = kept
+    st.download_button("Download my model (.safetensors)", kept[2], file_name=f"vitviz-studio-step{run.step}.safetensors",
+                       mime="application/octet-stream", key="studio_download_button", icon=":material/download:")
+
+
+def _upload() -> None:
+    upload = st.file_uploader("Load a model file saved here (.safetensors)", type=["safetensors"], key="studio_upload")
+    if upload is None:
+        return
+    marker = f"{upload.name}:{upload.size}:{getattr(upload, 'file_id', '')}"
+    if st.session_state.get(UPLOAD_KEY) == marker:
+        return
+    st.session_state[UPLOAD_KEY] = marker
+    try:
+        model = weights.load_bytes_model(upload.getvalue())
+    except weights.CheckpointError as exc:
+        st.error(str(exc))
+        return
+    state.set_session_model(f"{upload.name} (uploaded)", model)
+    st.session_state[NOTE_KEY] = f"Every step page now shows {upload.name}."
+
+
+def _model_section(run: studio.TrainingRun | None) -> None:
+    st.subheader("Your model on every page")
+    own = state.MODEL_KEY in st.session_state
+    left, right, _ = st.columns([1, 1, 2])
+    left.button("Use my model on every page", key="studio_use", on_click=_use_mine, type="primary",
+                disabled=run is None or run.step == 0, width="stretch")
+    right.button("Back to the built-in model", key="studio_default", on_click=_use_default, disabled=not own,
+                 width="stretch")
+    note = st.session_state.pop(NOTE_KEY, None)
+    if note:
+        st.success(note)
+    st.markdown(f"The step pages show: **{state.current_model_name()}**. Your model belongs to this browser tab "
+                "only: no other visitor sees it, and the built-in model never changes.")
+    if run is not None and run.step:
+        _download(run)
+    _upload()
+
+
+# --- the page -------------------------------------------------------------------------------------
+
+
+def show() -> None:
+    st.title("Training studio")
+    st.markdown(
+        "Train a Vision Transformer of your own on the built-in shapes, here and now. Choose its size and how long "
+        "to train, then watch the loss fall, the accuracy rise and the attention find the shape. Training runs "
+        "in the background on one of the server's cores, so you can keep browsing the steps meanwhile."
+    )
+    run = current_run()
+    if run is not None:
+        run.poll()
+    _settings_form(run)
+    if run is None:
+        st.info("Nothing trained yet. The defaults above train in a few minutes; 20 steps of a tiny model take seconds.")
+    else:
+        _controls(run)
+        _live(run)
+        _confusion(run)
+    st.divider()
+    _model_section(run)
