@@ -1,0 +1,96 @@
+"""A ViT-B/16 checkpoint in vitviz: tracing cost against transformers, and a step page's rerun.
+
+Prints, measured in this run:
+- trace_vs_transformers_ratio: vitviz's trace() of a ViT-B/16 at 224 px ÷ transformers' eager
+  forward with output_attentions=True, same random weights, batch 1 (target ≤ 1.1);
+- vitb_head_change_rerun_ratio: the server-side rerun of step 10.2 after a head change with that
+  model loaded (197 tokens, 12 heads) ÷ the same rerun with the built-in model.
+
+    python benchmarks/bench_checkpoints.py
+"""
+
+from __future__ import annotations
+
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import torch  # noqa: E402
+import transformers  # noqa: E402
+from streamlit.testing.v1 import AppTest  # noqa: E402
+
+from vitviz import capture, weights  # noqa: E402
+
+
+def vit_b16(folder: Path) -> transformers.ViTForImageClassification:
+    torch.manual_seed(0)
+    config = transformers.ViTConfig(image_size=224, patch_size=16, hidden_size=768, num_hidden_layers=12,
+                                    num_attention_heads=12, intermediate_size=3072, num_labels=1000,
+                                    attn_implementation="eager")
+    model = transformers.ViTForImageClassification(config).eval()
+    model.save_pretrained(folder)
+    return model
+
+
+def median_pair(first, second, rounds: int = 7, repeats: int = 5) -> tuple[float, float]:
+    """Alternate the two so machine noise hits both alike; the median of per-round means."""
+    a, b = [], []
+    for _ in range(rounds):
+        for times, action in ((a, first), (b, second)):
+            start = time.perf_counter()
+            for _ in range(repeats):
+                action()
+            times.append((time.perf_counter() - start) / repeats)
+    return statistics.median(a), statistics.median(b)
+
+
+def head_change_time(at: AppTest, rounds: int = 6) -> float:
+    at.switch_page("pages/step_10_2.py")
+    at.run()
+    heads = at.sidebar.selectbox(key="head").options
+    times = []
+    for i in range(rounds):
+        start = time.perf_counter()
+        at.sidebar.selectbox(key="head").set_value(heads[(i + 1) % len(heads)]).run()
+        times.append(time.perf_counter() - start)
+    assert not at.exception, [e.value for e in at.exception]
+    return statistics.median(times)
+
+
+def main() -> None:
+    torch.set_grad_enabled(False)
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        hf = vit_b16(folder)
+        ours = weights.load(folder)
+        pixels = torch.randn(3, 224, 224)
+        capture.trace(ours, pixels), hf(pixels[None], output_attentions=True)  # warm up both
+        ours_t, hf_t = median_pair(lambda: capture.trace(ours, pixels),
+                                   lambda: hf(pixels[None], output_attentions=True))
+        print(f"vitviz_trace_vitb16_s {ours_t:.4f}")
+        print(f"transformers_eager_attn_vitb16_s {hf_t:.4f}")
+        print(f"trace_vs_transformers_ratio {ours_t / hf_t:.3f}")
+
+        built_in = AppTest.from_file(str(ROOT / "app.py"), default_timeout=300)
+        built_in.run()
+        small = head_change_time(built_in)
+        big = AppTest.from_file(str(ROOT / "app.py"), default_timeout=300)
+        big.run()
+        big.switch_page("pages/model.py")
+        big.run()
+        big.radio(key="model_source").set_value("Local path").run()
+        big.text_input(key="model_path").set_value(str(folder)).run()
+        big.button(key="load_path").click().run()
+        wide = head_change_time(big)
+        print(f"builtin_head_change_s {small:.3f}")
+        print(f"vitb16_head_change_s {wide:.3f}")
+        print(f"vitb_head_change_rerun_ratio {wide / small:.2f}")
+
+
+if __name__ == "__main__":
+    main()
