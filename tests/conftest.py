@@ -3,21 +3,15 @@
 from __future__ import annotations
 
 import io
-import sys
-from pathlib import Path
 
 import pytest
 import torch
 from PIL import Image, ImageDraw
 
-ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:  # `pytest` (not only `python -m pytest`) must find the vitviz package
-    sys.path.insert(0, str(ROOT))
-
-from vitviz import data, weights  # noqa: E402
-from vitviz.images import load_image  # noqa: E402
-from vitviz.model import ViT  # noqa: E402
-from vitviz.train import default_config  # noqa: E402
+from vitviz import data, weights
+from vitviz.images import load_image
+from vitviz.model import ViT
+from vitviz.train import default_config
 
 # Seeds for test images. Training batches use [seed, step] and numpy pads a short seed with
 # zeros, so an int seed s draws the same images as training step 0 of seed s: keep these away

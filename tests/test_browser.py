@@ -172,3 +172,76 @@ def test_clicking_a_patch_picks_the_query(server, page):
     assert "Query: patch 0 (row 1, col 1)" in body, body[:1500]
     assert_no_traceback(page)
     shot(page, "step_10_4_query")
+
+
+def wait_for_outcome(page, name: str) -> str:
+    """Wait until the upload of `name` has shown its pages ("image") or one sentence ("sentence")."""
+    for _ in range(120):
+        settle(page)
+        if page.locator('[data-testid="stAlert"]').count():
+            return "sentence"
+        captions = page.locator('[data-testid="stSidebar"] [data-testid="stImageCaption"]')
+        if captions.count() and captions.first.inner_text().strip() == name:
+            return "image"
+        page.wait_for_timeout(500)
+    raise AssertionError(f"{name}: neither its pages nor a sentence appeared")
+
+
+def test_every_corpus_file_through_the_real_uploader(server, page, tmp_path):
+    import corpus
+
+    page.goto(f"{server}/step_3")
+    settle(page)
+    files = [(name, payload) for name, payload, _ in corpus.valid()] + list(corpus.invalid())
+    for name, payload in files:
+        path = tmp_path / name
+        path.write_bytes(payload)
+        if name == files[0][0]:
+            upload(page, path)
+        else:
+            page.locator('input[type="file"]').first.set_input_files(str(path))
+            page.wait_for_timeout(800)
+            settle(page)
+        outcome = wait_for_outcome(page, name)
+        assert_no_traceback(page)
+        assert page.locator("h1").first.inner_text().startswith("3 · "), name
+        if outcome == "sentence":
+            alerts = page.locator('[data-testid="stAlert"]')
+            assert alerts.count() == 1, name
+            text = alerts.first.inner_text().strip()
+            assert text.endswith(".") and "\n" not in text, (name, text)
+    shot(page, "step_3_after_corpus")
+
+
+def test_eight_sessions_each_see_only_their_own_image(server, browser, tmp_path):
+    import io
+
+    from PIL import Image
+    from test_app import expected_prediction
+
+    from vitviz import data
+
+    images, labels = data.generate(8, seed=4242)
+    sessions = []
+    for i in range(8):
+        buffer = io.BytesIO()
+        Image.fromarray(images[i]).resize((160, 160), Image.Resampling.NEAREST).save(buffer, format="PNG")
+        path = tmp_path / f"session-{i}.png"
+        path.write_bytes(buffer.getvalue())
+        context = browser.new_context(viewport={"width": 1200, "height": 900})
+        page = context.new_page()
+        page.goto(f"{server}/step_13")
+        sessions.append((context, page, path))
+    for _, page, _ in sessions:
+        settle(page)
+        page.get_by_text("Upload", exact=True).first.click()
+    for _, page, path in sessions:  # every upload is in flight before any result is read
+        page.wait_for_selector('input[type="file"]', state="attached", timeout=20_000)
+        page.locator('input[type="file"]').first.set_input_files(str(path))
+    for context, page, path in sessions:
+        settle(page)
+        body = page.locator("body").inner_text()
+        assert path.name in body
+        assert f"Prediction: {expected_prediction(path.read_bytes())}" in body, (path.name, body[:600])
+        assert_no_traceback(page)
+        context.close()

@@ -161,7 +161,10 @@ def check_layers(model: ViT, t: Trace) -> None:
 
 def check_output(model: ViT, t: Trace) -> None:
     cfg = model.config
-    close(t.final_tokens, F.layer_norm(t.layers[-1].output, (cfg.dim,), model.norm.weight, model.norm.bias, cfg.layer_norm_eps))
+    close(
+        t.final_tokens,
+        F.layer_norm(t.layers[-1].output, (cfg.dim,), model.norm.weight, model.norm.bias, cfg.layer_norm_eps),
+    )
     exact(t.cls_output, t.final_tokens[0])
     close(t.logits, F.linear(t.cls_output, model.head.weight, model.head.bias))
     close(t.probs, torch.softmax(t.logits, dim=-1))

@@ -9,13 +9,13 @@ nothing into this one, so concurrent Streamlit sessions can share one model safe
 from __future__ import annotations
 
 import contextvars
+import functools
 import threading
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 
 import torch
 from torch import nn
 
-from vitviz.images import denormalise
 from vitviz.model import ViT
 
 _STORE: contextvars.ContextVar[dict | None] = contextvars.ContextVar("vitviz_trace_store", default=None)
@@ -71,36 +71,55 @@ class Trace:
         return torch.stack([layer.attn for layer in self.layers])
 
 
-_LAYER_TAPS = {
-    "input": None,  # the block's own input, taken from the block hook's args
-    "norm1": "norm1",
-    "qkv": "attn.qkv",
-    "q": "attn.q",
-    "k": "attn.k",
-    "v": "attn.v",
-    "scores": "attn.scores",
-    "attn": "attn.attn",
-    "context": "attn.context",
-    "concat": "attn.concat",
-    "attn_out": "attn.proj",
-    "resid": "resid",
-    "norm2": "norm2",
-    "mlp_hidden": "mlp.act",
-    "mlp_out": "mlp.fc2",
-    "output": "",  # the block itself
-}
-_MODEL_TAPS = {"flat_patches": "flat_patches", "patch_embeddings": "patch_embed", "with_cls": "with_cls", "tokens": "tokens", "final_tokens": "norm"}
+# (module, key for its input, key for its output). One hook records both ends of a module, so a
+# tensor that flows straight from one module into the next is recorded once: norm1's output is
+# the attention module's input, resid is norm2's input, the GELU output is fc2's input. At batch 1
+# the cost of a trace is mostly torch's per-module hook dispatch, so fewer hooked modules is what
+# counts. q, k, v and concat are views and a reshape of qkv and context (see `trace`).
+_LAYER_TAPS = (
+    ("", "input", "output"),  # the block itself
+    ("attn", "norm1", "attn_out"),  # the attention module returns W_o's output
+    ("attn.qkv", None, "qkv"),
+    ("attn.scores", None, "scores"),
+    ("attn.attn", None, "attn"),
+    ("attn.context", None, "context"),
+    ("norm2", "resid", "norm2"),
+    ("mlp.fc2", "mlp_hidden", "mlp_out"),
+)
+_MODEL_TAPS = (
+    ("patch_embed", "flat_patches", "patch_embeddings"),
+    ("with_cls", None, "with_cls"),
+    ("tokens", None, "tokens"),
+    ("norm", None, "final_tokens"),
+)
+_RECORDED_LAYER_FIELDS = tuple(key for _, *keys in _LAYER_TAPS for key in keys if key)
+
+
+@functools.lru_cache(maxsize=8)
+def _layer_keys(depth: int) -> tuple[tuple[tuple[str, str], ...], ...]:
+    """Per layer, (field, store key) for every recorded field."""
+    return tuple(tuple((name, f"{i}.{name}") for name in _RECORDED_LAYER_FIELDS) for i in range(depth))
+
+
+@functools.lru_cache(maxsize=8)
+def _display_affine(mean: tuple[float, ...], std: tuple[float, ...], pixels: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """std and mean repeated along a flattened (p, p, c) patch, so denormalising runs on contiguous rows."""
+    return torch.tensor(std).repeat(pixels), torch.tensor(mean).repeat(pixels)
 
 
 _KEEP_GRAPH = "__keep_graph__"  # a store holding this key records tensors with their autograd graph
 
 
-def _recorder(key: str, from_input: bool = False):
+def _recorder(input_key: str | None, output_key: str | None):
     def hook(module: nn.Module, args: tuple, output: torch.Tensor) -> None:
         store = _STORE.get()
         if store is not None:
-            tensor = args[0] if from_input else output
-            store[key] = tensor if _KEEP_GRAPH in store else tensor.detach()
+            keep = _KEEP_GRAPH in store
+            if input_key is not None:
+                tensor = args[0]
+                store[input_key] = tensor if keep or not tensor.requires_grad else tensor.detach()
+            if output_key is not None:
+                store[output_key] = output if keep or not output.requires_grad else output.detach()
 
     return hook
 
@@ -122,12 +141,12 @@ def attach(model: ViT) -> None:
         if getattr(model, _HANDLES_ATTR, None) is not None:
             return
         handles = []
-        for key, name in _MODEL_TAPS.items():
-            handles.append(model.get_submodule(name).register_forward_hook(_recorder(key)))
+        for name, input_key, output_key in _MODEL_TAPS:
+            handles.append(model.get_submodule(name).register_forward_hook(_recorder(input_key, output_key)))
         for index, block in enumerate(model.blocks):
-            for key, name in _LAYER_TAPS.items():
-                target = block if not name else block.get_submodule(name)
-                handles.append(target.register_forward_hook(_recorder(f"{index}.{key}", from_input=name is None)))
+            for name, *keys in _LAYER_TAPS:
+                input_key, output_key = (f"{index}.{key}" if key else None for key in keys)
+                handles.append(block.get_submodule(name).register_forward_hook(_recorder(input_key, output_key)))
         setattr(model, _HANDLES_ATTR, handles)
 
 
@@ -146,19 +165,25 @@ def trace(model: ViT, pixels: torch.Tensor) -> Trace:
     with torch.no_grad():
         logits, store = _recording(model, lambda: model(pixels[None])[0])
     config = model.config
-    p, c = config.patch_size, config.channels
-    layer_names = [f.name for f in fields(LayerTrace)]
-    layers = [
-        LayerTrace(**{name: store[f"{i}.{name}"][0] for name in layer_names}) for i in range(len(model.blocks))
-    ]
-    display = torch.from_numpy(denormalise(pixels, config))  # (H, W, c)
-    gh, gw = pixels.shape[1] // p, pixels.shape[2] // p
-    patches = display.reshape(gh, p, gw, p, c).permute(0, 2, 1, 3, 4).reshape(gh * gw, p, p, c)
+    p, c, heads, head_dim = config.patch_size, config.channels, config.heads, config.head_dim
+    layers = []
+    for keys in _layer_keys(len(model.blocks)):
+        recorded = {name: store[key][0] for name, key in keys}
+        qkv, context = recorded["qkv"], recorded["context"]
+        tokens = qkv.shape[0]
+        # The model's own split of qkv into heads (views of the same memory) and its concat.
+        q, k, v = qkv.reshape(tokens, 3, heads, head_dim).permute(1, 2, 0, 3).unbind(0)
+        concat = context.transpose(0, 1).reshape(tokens, heads * head_dim)
+        layers.append(LayerTrace(q=q, k=k, v=v, concat=concat, **recorded))
+    flat = store["flat_patches"][0]
+    # Display-space patches: the same arithmetic as images.denormalise, on the flattened patches.
+    std, mean = _display_affine(config.mean, config.std, p * p)
+    patches = (flat * std + mean).clamp_(0, 1).view(-1, p, p, c)
     pos = model.pos_embed.detach()
     return Trace(
         pixels=pixels.detach().clone(),
         patches=patches,
-        flat_patches=store["flat_patches"][0],
+        flat_patches=flat,
         patch_embeddings=store["patch_embeddings"][0],
         cls_token=model.cls_token.detach().clone(),
         with_cls=store["with_cls"][0],

@@ -76,7 +76,7 @@ def image_picker(container=None, preview_width: int | str = "stretch") -> None:
         st.caption(f"Model: {state.current_model_name()} (change it on the Model page)")
         chosen = state.current_image()
         try:
-            st.image(state.decoded_image(chosen["bytes"]), caption=chosen["name"], width=preview_width)
+            st.image(state.preview(chosen["bytes"]), caption=chosen["name"], width=preview_width)
         except Exception:  # the kept image always decoded once; never let the sidebar fail
             st.caption(chosen["name"])
 

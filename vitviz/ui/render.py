@@ -70,7 +70,8 @@ def step_0(a: Analysis, c: Controls) -> None:
 
 def step_1(a: Analysis, c: Controls) -> None:
     left, right = st.columns(2)
-    left.image(a.image, caption=f"Your image, {a.image.width}×{a.image.height}", width="stretch")
+    left.image(state.preview(state.current_image()["bytes"]), caption=f"Your image, {a.image.width}×{a.image.height}",
+               width="stretch")
     h, w = a.config.image_size
     right.image(figures.upscale(a.display, _factor(a.display, 384)),
                 caption=f"What the model sees: a centre crop resized to {w}×{h}", width="stretch")
@@ -459,13 +460,13 @@ def step_14(a: Analysis, c: Controls) -> None:
     order = np.argsort(-result.probs_before)[: min(10, len(labels))]
     names = [labels[i] for i in order]
     mark = names.index(label) if label in names else None
+    top = float(max(result.probs_before.max(), result.probs_after.max())) * 1.05  # one scale for both
     left, right = st.columns(2)
-    with left:
-        _fig(figures.bars(result.probs_before[order], names, title="Probabilities before the step", value_format=".1%",
-                          highlight=mark))
-    with right:
-        _fig(figures.bars(result.probs_after[order], names, title="Probabilities after one step", value_format=".1%",
-                          highlight=mark))
+    for column, probs, title in ((left, result.probs_before, "Probabilities before the step"),
+                                 (right, result.probs_after, "Probabilities after one step")):
+        with column:
+            fig = figures.bars(probs[order], names, title=title, value_format=".1%", highlight=mark)
+            _fig(fig.update_xaxes(range=[0, top], tickformat=".0%"))
 
 
 RENDERERS: dict[str, Callable[[Analysis, Controls], None]] = {

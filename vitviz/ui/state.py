@@ -83,6 +83,21 @@ def decoded_image(payload: bytes) -> Image.Image:
     return _decoded(digest(payload), payload)
 
 
+PREVIEW_SIDE = 640  # what the browser gets to show the original: a 24-megapixel photo is not sent whole
+
+
+@st.cache_resource(max_entries=32, show_spinner=False)
+def _preview(key: str, _payload: bytes) -> Image.Image:
+    image = decoded_image(_payload).copy()
+    image.thumbnail((PREVIEW_SIDE, PREVIEW_SIDE), Image.Resampling.LANCZOS)
+    return image
+
+
+def preview(payload: bytes) -> Image.Image:
+    """A copy of the decoded image no larger than PREVIEW_SIDE, for display."""
+    return _preview(digest(payload), payload)
+
+
 MODEL_KEY = "vitviz_model"  # session_state: {"key", "name", "model"} when the session chose its own model
 MODELS_KEY = "vitviz_models"  # session_state: name -> that entry, every model this session loaded or trained
 MAX_SESSION_MODELS = 4  # a session keeps its last few models, so memory stays bounded

@@ -1,0 +1,195 @@
+"""Core benchmark: what recording costs, and how vitviz's training step compares with vit-pytorch's.
+
+Prints ratios against baselines measured in the same run (the two sides of each ratio are
+measured in alternating rounds, and the median of the per-round ratios is reported, so a busy
+machine slows both sides alike):
+
+  trace_overhead_ratio   capture.trace(model, x) ÷ the same model's forward with no hooks attached
+                         (batch 1, the default configuration)
+  train_step_ratio       one vitviz training step, data generation included as in train.fit,
+                         ÷ one step of vit-pytorch's ViT of the same shape on the same kind of data
+                         (batch 128, AdamW, gradient clipping)
+
+    python benchmarks/bench_core.py [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import os
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from vitviz import capture, data, train  # noqa: E402
+from vitviz.images import normalise  # noqa: E402
+from vitviz.model import ViT  # noqa: E402
+
+BATCH = 128
+
+
+def load_vit_pytorch() -> type[torch.nn.Module]:
+    """vit_pytorch.vit.ViT, loaded by file path: the package's __init__ imports torchvision."""
+    package = importlib.util.find_spec("vit_pytorch")  # locates the package without running __init__
+    if package is None or not package.submodule_search_locations:
+        raise SystemExit("vit-pytorch is not installed: pip install --no-deps -r benchmarks/requirements.txt")
+    path = Path(next(iter(package.submodule_search_locations))) / "vit.py"
+    spec = importlib.util.spec_from_file_location("vit_pytorch_vit", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.ViT
+
+
+def per_call(fn: Callable[[], object], calls: int) -> float:
+    start = time.perf_counter()
+    for _ in range(calls):
+        fn()
+    return (time.perf_counter() - start) / calls
+
+
+def alternate(
+    a: Callable[[], object], b: Callable[[], object], rounds: int, calls: int
+) -> tuple[list[float], list[float]]:
+    """Seconds per call of `a` and of `b`, one pair per round, the order swapped every round."""
+    times_a, times_b = [], []
+    for index in range(rounds):
+        if index % 2:
+            times_b.append(per_call(b, calls))
+            times_a.append(per_call(a, calls))
+        else:
+            times_a.append(per_call(a, calls))
+            times_b.append(per_call(b, calls))
+    return times_a, times_b
+
+
+def ratio_of(times_a: list[float], times_b: list[float]) -> float:
+    return statistics.median(x / y for x, y in zip(times_a, times_b, strict=True))
+
+
+def bench_trace(rounds: int, calls: int) -> None:
+    torch.manual_seed(0)
+    config = train.default_config()
+    model = ViT(config).eval()
+    images, _ = data.generate(1, seed=5)
+    pixels = normalise(images, config)[0]
+
+    def traced() -> None:
+        capture.trace(model, pixels)
+
+    def plain() -> None:
+        with torch.no_grad():
+            model(pixels[None])
+
+    capture.attach(model)
+    n_hooks = sum(len(module._forward_hooks) for module in model.modules())
+
+    def measure(hooked: bool, fn: Callable[[], object]) -> float:
+        (capture.attach if hooked else capture.detach_hooks)(model)
+        fn()  # warm
+        return per_call(fn, calls)
+
+    # trace() against the uninstrumented forward (hooks removed), then the plain forward with the
+    # hooks attached but nobody recording (what a session that only classifies pays).
+    traced_times, plain_times, hooked_times, unhooked_times = [], [], [], []
+    for index in range(rounds):
+        pairs = [(traced_times, True, traced), (plain_times, False, plain)]
+        for times, hooked, fn in pairs if index % 2 == 0 else pairs[::-1]:
+            times.append(measure(hooked, fn))
+        pairs = [(hooked_times, True, plain), (unhooked_times, False, plain)]
+        for times, hooked, fn in pairs if index % 2 == 0 else pairs[::-1]:
+            times.append(measure(hooked, fn))
+
+    print(f"trace_overhead_ratio {ratio_of(traced_times, plain_times):.2f}")
+    print(f"  traced_forward_ms {statistics.median(traced_times) * 1e3:.3f}")
+    print(f"  plain_forward_ms {statistics.median(plain_times) * 1e3:.3f}  (batch 1, hooks detached)")
+    print(
+        f"  hooked_plain_forward_ratio {ratio_of(hooked_times, unhooked_times):.2f}  ({n_hooks} hooks attached, nobody recording)"
+    )
+
+
+def training_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, config, fixed=None):
+    """One step as train.fit takes it: draw the batch (unless `fixed`), forward, backward, clip, AdamW."""
+    counter = iter(range(10**9))
+
+    def step() -> None:
+        if fixed is None:
+            images, labels = data.generate(BATCH, [0, next(counter)], size=config.image_size[0])
+            x, y = normalise(images, config), torch.from_numpy(labels)
+        else:
+            x, y = fixed
+        loss = F.cross_entropy(model(x), y)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+
+    return step
+
+
+def bench_train(rounds: int, calls: int) -> None:
+    config = train.default_config()
+    torch.manual_seed(0)
+    ours = ViT(config).train()
+    ours_opt = train.make_optimizer(ours, 1e-3, 0.05)
+    VitPytorch = load_vit_pytorch()
+    theirs = VitPytorch(
+        image_size=64, patch_size=8, num_classes=len(data.CLASSES), dim=96, depth=4, heads=4, mlp_dim=192, dim_head=24
+    ).train()
+    theirs_opt = torch.optim.AdamW(theirs.parameters(), lr=1e-3, weight_decay=0.05, betas=(0.9, 0.99))
+    n_ours = sum(p.numel() for p in ours.parameters())
+    n_theirs = sum(p.numel() for p in theirs.parameters())
+
+    ours_step = training_step(ours, ours_opt, config)
+    theirs_step = training_step(theirs, theirs_opt, config)
+    ours_step(), theirs_step()  # warm
+    ours_times, theirs_times = alternate(ours_step, theirs_step, rounds, calls)
+
+    images, labels = data.generate(BATCH, 12345)
+    fixed = (normalise(images, config), torch.from_numpy(labels))
+    ours_fixed = training_step(ours, ours_opt, config, fixed)
+    theirs_fixed = training_step(theirs, theirs_opt, config, fixed)
+    ours_model_times, theirs_model_times = alternate(ours_fixed, theirs_fixed, rounds, calls)
+    data_time = statistics.median(
+        per_call(lambda: normalise(data.generate(BATCH, 7)[0], config), 1) for _ in range(rounds)
+    )
+
+    print(f"train_step_ratio {ratio_of(ours_times, theirs_times):.2f}")
+    print(
+        f"  vitviz_step_ms {statistics.median(ours_times) * 1e3:.1f}  ({n_ours} parameters, batch {BATCH}, data drawn in the step)"
+    )
+    print(f"  vit_pytorch_step_ms {statistics.median(theirs_times) * 1e3:.1f}  ({n_theirs} parameters)")
+    print(f"  train_step_ratio_model_only {ratio_of(ours_model_times, theirs_model_times):.2f}  (one fixed batch)")
+    print(f"  vitviz_model_step_ms {statistics.median(ours_model_times) * 1e3:.1f}")
+    print(f"  vit_pytorch_model_step_ms {statistics.median(theirs_model_times) * 1e3:.1f}")
+    print(f"  data_generation_ms {data_time * 1e3:.1f}  (generate + normalise, {BATCH} images)")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="fewer rounds (a smoke run)")
+    parser.add_argument("--only", choices=["trace", "train"], help="run one of the two comparisons")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch intra-op threads (default 1: on a busy 2-core machine, 2 threads make batch-1 timings swing 100x)",
+    )
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} intra-op threads, {os.cpu_count()} cores")
+    if args.only in (None, "trace"):
+        bench_trace(rounds=5, calls=20) if args.quick else bench_trace(rounds=301, calls=10)
+    if args.only in (None, "train"):
+        bench_train(rounds=2, calls=1) if args.quick else bench_train(rounds=7, calls=2)
+
+
+if __name__ == "__main__":
+    main()
