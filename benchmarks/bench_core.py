@@ -172,6 +172,26 @@ def bench_train(rounds: int, calls: int) -> None:
     print(f"  data_generation_ms {data_time * 1e3:.1f}  (generate + normalise, {BATCH} images)")
 
 
+LOAD_SCRIPT = """
+import time
+from vitviz import weights
+start = time.perf_counter()
+weights.load_file_model(weights.DEFAULT_PATH)
+print(time.perf_counter() - start)
+"""
+
+
+def bench_load() -> None:
+    """Loading the shipped model in a fresh process (torch already imported, as in the app)."""
+    import subprocess
+    import sys
+
+    root = str(Path(__file__).resolve().parent.parent)
+    runs = [float(subprocess.run([sys.executable, "-c", LOAD_SCRIPT], cwd=root, capture_output=True, text=True,
+                                 check=True).stdout.split()[-1]) for _ in range(3)]
+    print(f"default_model_load_s {statistics.median(runs):.3f}  (fresh process, median of 3)")
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer rounds (a smoke run)")
@@ -185,6 +205,8 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} intra-op threads, {os.cpu_count()} cores")
+    if args.only is None:
+        bench_load()
     if args.only in (None, "trace"):
         bench_trace(rounds=5, calls=20) if args.quick else bench_trace(rounds=301, calls=10)
     if args.only in (None, "train"):

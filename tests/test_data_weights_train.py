@@ -267,3 +267,12 @@ def test_evaluate_keeps_the_training_mode():
     assert model.training
     assert math.isfinite(loss) and 0 <= accuracy <= 1
     assert images.shape == (32, 3, 32, 32)
+
+
+def test_parameter_shapes_match_the_real_model():
+    from vitviz.model import ViT, ViTConfig, parameter_shapes
+
+    for config in (ViTConfig(labels=("a", "b")), ViTConfig(image_size=(32, 48), patch_size=16, dim=12, depth=3, heads=3,
+                                                            mlp_dim=7, labels=())):
+        real = {k: tuple(v.shape) for k, v in ViT(config).state_dict().items()}
+        assert parameter_shapes(config) == real

@@ -80,6 +80,27 @@ class ViTConfig:
         return cls(**{k: v for k, v in values.items() if k in known})
 
 
+def parameter_shapes(config: ViTConfig) -> dict[str, tuple[int, ...]]:
+    """The shape of every tensor in `ViT(config).state_dict()`, without building the model.
+
+    Lets a loader check a checkpoint against its claimed configuration before allocating anything.
+    """
+    d, mlp, k = config.dim, config.mlp_dim, max(config.num_labels, 1)
+    shapes: dict[str, tuple[int, ...]] = {
+        "cls_token": (d,), "pos_embed": (config.num_patches + 1, d),
+        "patch_embed.weight": (d, config.patch_dim), "patch_embed.bias": (d,),
+    }
+    for i in range(config.depth):
+        block = {
+            "norm1.weight": (d,), "norm1.bias": (d,), "attn.qkv.weight": (3 * d, d), "attn.qkv.bias": (3 * d,),
+            "attn.proj.weight": (d, d), "attn.proj.bias": (d,), "norm2.weight": (d,), "norm2.bias": (d,),
+            "mlp.fc1.weight": (mlp, d), "mlp.fc1.bias": (mlp,), "mlp.fc2.weight": (d, mlp), "mlp.fc2.bias": (d,),
+        }
+        shapes.update({f"blocks.{i}.{name}": shape for name, shape in block.items()})
+    shapes.update({"norm.weight": (d,), "norm.bias": (d,), "head.weight": (k, d), "head.bias": (k,)})
+    return shapes
+
+
 def patchify(pixels: torch.Tensor, patch_size: int) -> torch.Tensor:
     """(B, c, H, W) -> (B, n, p·p·c): row-major patches, each flattened pixel by pixel, channels last."""
     b, c, h, w = pixels.shape
@@ -122,9 +143,13 @@ class Attention(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, n, d = x.shape
-        qkv = self.qkv(x).reshape(b, n, 3, self.heads, self.head_dim).permute(2, 0, 3, 1, 4)
-        q, k, v = self.q(qkv[0]), self.k(qkv[1]), self.v(qkv[2])  # each (B, h, N, d_h)
-        scores = self.scores((q @ k.transpose(-2, -1)) * self.scale)
+        # Split [q | k | v] with unbind on the (B, N, 3, h, d_h) view: its backward writes the three
+        # gradients straight into qkv's layout, where indexing a permuted view would zero-fill and
+        # copy (about a tenth of a training step).
+        parts = self.qkv(x).reshape(b, n, 3, self.heads, self.head_dim).unbind(2)  # each (B, N, h, d_h)
+        q, k, v = (tap(part.transpose(1, 2)) for tap, part in zip((self.q, self.k, self.v), parts, strict=True))
+        # Scale q (N·d_h numbers) rather than the scores (N·N): the same q kᵀ / √d_h, less work.
+        scores = self.scores((q * self.scale) @ k.transpose(-2, -1))
         attn = self.attn(scores.softmax(dim=-1))
         context = self.context(attn @ v)
         concat = self.concat(context.transpose(1, 2).reshape(b, n, d))
