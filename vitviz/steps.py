@@ -40,7 +40,7 @@ STEPS: tuple[Step, ...] = (
          "A ViT learns from examples: images paired with the class a person gave them. The built-in model "
          "learned from generated pictures of eight shapes, drawn in random colours, sizes, angles and places "
          "on noisy backgrounds. Below is a fresh batch from the same generator, with the labels it was drawn with.",
-         shape="(N, H, W, c)"),
+         shape="(H, W, c)"),
     Step("1", "One image", DATA,
          "From here on we follow a single image, a batch of one. The model never sees your original file: it "
          "sees a centre crop resized to its input size, with each channel shifted and scaled by the mean and "

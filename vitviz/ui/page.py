@@ -14,8 +14,8 @@ from vitviz.ui.navigation import page_path
 
 log = logging.getLogger("vitviz")
 
-LAYER_STEPS = {s.key for s in steps.STEPS if s.key.startswith("10.")} | {"11"}
-HEAD_STEPS = LAYER_STEPS - {"10.6", "10.8", "10.9", "10.10", "10.11", "10.12", "11"}
+LAYER_STEPS = {s.key for s in steps.STEPS if s.key.startswith("10.")}
+HEAD_STEPS = LAYER_STEPS - {"10.6", "10.8", "10.9", "10.10", "10.11", "10.12"}
 
 
 def ensure_navigation() -> None:
