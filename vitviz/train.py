@@ -53,13 +53,42 @@ def lr_at(step: int, steps: int, lr: float, warmup: int) -> float:
     return lr * (0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * min(t, 1.0))))
 
 
-def _batches(config: ViTConfig, batch_size: int, seed: int, first: int, last: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+_THREADS_LOCK = threading.Lock()
+
+
+def _in_new_thread(function: Callable, *args):
+    result = []
+    helper = threading.Thread(target=lambda: result.append(function(*args)), name="vitviz-threads")
+    helper.start()
+    helper.join()
+    return result[0]
+
+
+def limit_threads(count: int) -> None:
+    """Run the calling thread's torch operations on at most `count` intra-op threads; leave other threads alone.
+
+    torch.set_num_threads sets the calling thread's OpenMP and MKL thread counts, which are per
+    thread, but also the default that every thread started later picks up (each Streamlit rerun
+    is a new thread). So the default is read and put back from short-lived helper threads.
+    """
+    with _THREADS_LOCK:
+        default = _in_new_thread(torch.get_num_threads)  # a fresh thread reports the default
+        torch.get_num_threads()  # settle this thread's own count first, or torch resets it lazily
+        torch.set_num_threads(count)
+        _in_new_thread(torch.set_num_threads, default)
+
+
+def _batches(
+    config: ViTConfig, batch_size: int, seed: int, first: int, last: int, threads: int | None = None
+) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """Training batches for steps first..last-1, drawn two ahead on a daemon thread."""
     size = config.image_size[0]
     ready: queue.Queue = queue.Queue(maxsize=2)
     stop = threading.Event()
 
     def produce() -> None:
+        if threads:
+            limit_threads(threads)
         for step in range(first, last):
             images, labels = data.generate(batch_size, [seed, step], size=size)
             item = (normalise(images, config), torch.from_numpy(labels))
@@ -113,24 +142,28 @@ def fit(
     eval_size: int = 512,
     start_step: int = 0,
     optimizer: torch.optim.Optimizer | None = None,
+    threads: int | None = None,
 ) -> Iterator[Progress]:
     """Train `model` in place on the built-in data and yield a `Progress` after each step.
 
     To resume, pass the same optimizer and `start_step`; the learning-rate schedule and
-    the data continue where they stopped.
+    the data continue where they stopped. `threads` bounds the torch threads of the thread
+    that iterates (and of the batch thread), so a server keeps cores for its other sessions.
     """
     config = model.config
     if config.image_size[0] != config.image_size[1]:
         raise ValueError("The built-in data is square; this model's input is not.")
     if config.num_labels != len(data.CLASSES):
         raise ValueError(f"The built-in data has {len(data.CLASSES)} classes; this model predicts {config.num_labels}.")
+    if threads:
+        limit_threads(threads)
     warmup = max(1, steps // 20) if warmup is None else warmup
     optimizer = optimizer or make_optimizer(model, lr, weight_decay)
     torch.manual_seed(seed)
     eval_images, eval_labels = held_out(config, eval_size) if eval_every else (None, None)
     model.train()
     started = time.perf_counter()
-    for step, (images, labels) in enumerate(_batches(config, batch_size, seed, start_step, steps), start=start_step):
+    for step, (images, labels) in enumerate(_batches(config, batch_size, seed, start_step, steps, threads), start=start_step):
         rate = lr_at(step, steps, lr, warmup)
         for group in optimizer.param_groups:
             group["lr"] = rate

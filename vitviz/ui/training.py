@@ -2,7 +2,7 @@
 
 The run itself (`vitviz.studio.TrainingRun`) lives in this session's `st.session_state` and
 trains on its own thread; this module only draws what the run has reported. The live part
-is a fragment that redraws itself every second while the run trains, so the rest of the app
+is a fragment that redraws itself every two seconds while the run trains, so the rest of the app
 never waits for training.
 """
 
@@ -19,7 +19,10 @@ RUN_KEY = "studio_run"
 BYTES_KEY = "studio_download"  # (run id, step, bytes) of the last file offered
 UPLOAD_KEY = "studio_upload_seen"
 NOTE_KEY = "studio_note"
+STRIP_KEY = "studio_strip"  # the drawn snapshot pictures, redrawn only when they change
 SHOWN_SNAPSHOTS = 6
+REFRESH_SECONDS = 2.0  # each rerun costs Streamlit a full garbage collection: refresh calmly
+CURVE_POINTS = 500  # per training curve; longer runs are thinned for the browser
 LEARNING_RATES = (1e-4, 3e-4, 1e-3, 2e-3, 3e-3, 5e-3, 1e-2)
 MAX_STEPS = 5000
 
@@ -138,17 +141,25 @@ def _curve(series: dict[str, tuple[np.ndarray, np.ndarray]], title: str, y_title
         fig.add_scatter(x=xs, y=ys, name=name, **styles[name],
                         hovertemplate="step %{x}<br>%{y:" + (".1%" if percent else ".3f") + "}<extra>" + name + "</extra>")
     fig.update_xaxes(title="step", rangemode="tozero")
-    fig.update_yaxes(title=y_title, tickformat=".0%" if percent else None, range=[0, 1.02] if percent else None,
-                     rangemode="tozero")
+    fig.update_yaxes(title=y_title, tickformat=".0%" if percent else None, range=[0, 1.02] if percent else None)
     fig.update_layout(title=dict(text=title, x=0, font=dict(size=14)), height=300, margin=dict(l=10, r=10, t=40, b=10),
                       legend=dict(orientation="h", y=1.12, x=1, xanchor="right"))
     return fig
 
 
+def _thin(series: tuple[np.ndarray, np.ndarray], limit: int = CURVE_POINTS) -> tuple[np.ndarray, np.ndarray]:
+    """Every k-th point and always the latest, so a long run stays light to redraw."""
+    xs, ys = series
+    if len(xs) <= limit:
+        return xs, ys
+    keep = np.unique(np.append(np.arange(0, len(xs), -(-len(xs) // limit)), len(xs) - 1))
+    return xs[keep], ys[keep]
+
+
 def _curves(run: studio.TrainingRun) -> None:
     if not run.history:
         return
-    c = run.curves()
+    c = {name: _thin(series) for name, series in run.curves().items()}
     left, right = st.columns(2)
     with left:
         st.plotly_chart(_curve({"training batches": c["train_loss"], "held-out images": c["eval_loss"]},
@@ -161,12 +172,17 @@ def _curves(run: studio.TrainingRun) -> None:
 
 
 def _overlay(image: np.ndarray, weights_map: np.ndarray, vmax: float, factor: int) -> np.ndarray:
-    """The probe with an attention map over it, on a fixed 0..vmax scale so snapshots compare."""
+    """The probe with an attention map over it, on a fixed 0..vmax scale so snapshots compare.
+
+    The colour covers a patch more the more attention it gets, so the picture stays readable
+    where attention is low and the hot patches stand out.
+    """
     base = figures.upscale(image, factor).astype(np.float64)
-    heat = figures.colourise(weights_map, "Inferno", vmin=0.0, vmax=vmax)
+    heat = figures.colourise(weights_map, "Inferno", vmin=0.0, vmax=vmax).astype(np.float64)
+    cover = 0.25 + 0.7 * np.clip(weights_map / vmax, 0.0, 1.0)[..., None]
     cell = base.shape[0] // weights_map.shape[0]
-    heat = np.repeat(np.repeat(heat, cell, axis=0), cell, axis=1).astype(np.float64)
-    return (0.35 * base + 0.65 * heat).astype(np.uint8)
+    heat, cover = (np.repeat(np.repeat(a, cell, axis=0), cell, axis=1) for a in (heat, cover))
+    return ((1 - cover) * base + cover * heat).astype(np.uint8)
 
 
 def _evenly(items: list, count: int) -> list:
@@ -192,22 +208,29 @@ def _snapshots(run: studio.TrainingRun) -> None:
     head = b.selectbox("Head", [-1, *range(config.heads)], key="studio_head",
                        format_func=lambda h: "Mean of the heads" if h < 0 else f"Head {h + 1} of {config.heads}")
     shown = _evenly(run.snapshots, SHOWN_SNAPSHOTS)
-    maps = []
-    for shot in shown:
-        rows = shot.cls_attention[layer]  # (h, N)
-        row = rows.mean(0) if head < 0 else rows[head]
-        maps.append(row[1:].reshape(gh, gw))  # the patches; CLS's attention to itself is left out
-    vmax = max(float(m.max()) for m in maps) or 1.0
-    factor = max(1, 160 // config.image_size[0])
+    key = (run, tuple(shot.step for shot in shown), layer, head)
+    kept = st.session_state.get(STRIP_KEY)
+    if kept is None or kept[0][0] is not run or kept[0][1:] != key[1:]:
+        maps = []
+        for shot in shown:
+            rows = shot.cls_attention[layer]  # (h, N)
+            row = rows.mean(0) if head < 0 else rows[head]
+            maps.append(row[1:].reshape(gh, gw))  # the patches; CLS's attention to itself is left out
+        vmax = max(float(m.max()) for m in maps) or 1.0
+        factor = max(1, 160 // config.image_size[0])
+        kept = (key, [_overlay(run.probe_image, weights_map, vmax, factor) for weights_map in maps])
+        st.session_state[STRIP_KEY] = kept
     columns = st.columns(SHOWN_SNAPSHOTS)
-    for column, shot, weights_map in zip(columns, shown, maps, strict=False):
-        column.image(_overlay(run.probe_image, weights_map, vmax, factor), width="stretch",
-                     caption=f"step {shot.step} · {truth} {shot.probs[run.probe_label]:.0%}")
+    for column, shot, picture in zip(columns, shown, kept[1], strict=False):
+        column.image(picture, width="stretch", caption=f"step {shot.step} · {truth} {shot.probs[run.probe_label]:.0%}")
+    if len(run.snapshots) < 2:
+        return
     steps = np.array([s.step for s in run.snapshots])
     spread = np.stack([s.entropy() for s in run.snapshots])  # (snapshots, L)
     fig = figures.lines({f"layer {i + 1}": spread[:, i] for i in range(config.depth)}, x=steps,
-                        title="Spread of the CLS attention: entropy as a fraction of uniform attention (1 = even)",
+                        title="Spread of the CLS attention, mean of the heads: 1 is even, lower is more focused",
                         x_title="step", y_title="entropy / log N", height=280)
+    fig.update_yaxes(range=[0, 1.05])
     st.plotly_chart(fig, width="stretch", config={"displaylogo": False}, key="studio_spread")
 
 
@@ -229,7 +252,7 @@ def _confusion(run: studio.TrainingRun) -> None:
 
 
 def _live(run: studio.TrainingRun) -> None:
-    @st.fragment(run_every=1.0 if run.running else None)
+    @st.fragment(run_every=REFRESH_SECONDS if run.running else None)
     def live() -> None:
         run = current_run()
         if run is None:
@@ -294,7 +317,7 @@ def _model_section(run: studio.TrainingRun | None) -> None:
     own = state.MODEL_KEY in st.session_state
     left, right, _ = st.columns([1, 1, 2])
     left.button("Use my model on every page", key="studio_use", on_click=_use_mine, type="primary",
-                disabled=run is None or run.step == 0, width="stretch")
+                disabled=run is None, width="stretch")
     right.button("Back to the built-in model", key="studio_default", on_click=_use_default, disabled=not own,
                  width="stretch")
     note = st.session_state.pop(NOTE_KEY, None)
@@ -322,7 +345,8 @@ def show() -> None:
         run.poll()
     _settings_form(run)
     if run is None:
-        st.info("Nothing trained yet. The defaults above train in a few minutes; 20 steps of a tiny model take seconds.")
+        st.info("Nothing trained yet. The defaults above take a few minutes; a tiny model (width 32, one layer, "
+                "20 steps) takes seconds.")
     else:
         _controls(run)
         _live(run)

@@ -1,0 +1,6 @@
+"""The training studio: train a ViT of your own in the browser."""
+
+from vitviz.ui import page, training
+
+page.ensure_navigation()
+training.show()

@@ -1,0 +1,359 @@
+"""The training studio's engine: one training run in a background thread, and step 14's single step.
+
+A `TrainingRun` owns a fresh model and its optimizer, and runs `vitviz.train.fit` (the one
+training loop) on a daemon thread with a bounded number of torch threads. The thread sends
+what it sees, progress records, attention snapshots of a fixed probe image and a final
+confusion matrix, through a bounded queue; the page takes them with `poll()` whenever it
+redraws. Nothing here imports Streamlit.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import queue
+import threading
+import weakref
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from vitviz import capture, data, train, weights
+from vitviz.images import normalise
+from vitviz.model import ViT, ViTConfig
+
+log = logging.getLogger("vitviz")
+
+# Half the cores (one on a 2-core server): a run must leave room for every other session.
+TRAIN_THREADS = max(1, (os.cpu_count() or 2) // 2)
+PROBE_SEED = 706  # a large heart: easy to see where attention goes
+SNAPSHOTS = 12  # attention snapshots per run, besides the one before the first step
+QUEUE_ITEMS = 64
+
+
+@dataclass(frozen=True)
+class Settings:
+    """What the user picks on the training page."""
+
+    # Small enough to learn visibly in a few minutes on one core (about half the held-out shapes
+    # right after 600 steps, against one in eight by chance), with patches small enough for the
+    # attention snapshots to show a shape.
+    image_size: int = 32
+    patch_size: int = 4
+    dim: int = 64
+    depth: int = 2
+    heads: int = 4
+    steps: int = 600
+    batch_size: int = 64
+    lr: float = 5e-3
+    seed: int = 0
+
+    def problem(self) -> str | None:
+        """Why these settings cannot make a model, in one sentence; None if they can."""
+        if self.dim % self.heads:
+            return f"The width {self.dim} must split evenly into {self.heads} heads."
+        if self.image_size % self.patch_size:
+            return f"The image size {self.image_size} must be a multiple of the patch size {self.patch_size}."
+        if self.steps < 1 or self.batch_size < 1 or not self.lr > 0:
+            return "Steps, batch size and learning rate must all be positive."
+        return None
+
+    def config(self) -> ViTConfig:
+        return ViTConfig(
+            image_size=(self.image_size, self.image_size), patch_size=self.patch_size, dim=self.dim,
+            depth=self.depth, heads=self.heads, mlp_dim=2 * self.dim, labels=data.CLASSES,
+            extra={"trained_with": "vitviz training studio", "steps": self.steps, "batch_size": self.batch_size,
+                   "lr": self.lr, "seed": self.seed},
+        )  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """The probe image as the model saw it at one step."""
+
+    step: int
+    cls_attention: np.ndarray  # (L, h, N): each layer's and head's CLS row, N = n + 1 tokens
+    probs: np.ndarray  # (k,)
+
+    def entropy(self) -> np.ndarray:
+        """(L,) mean over heads of the CLS row's entropy, as a fraction of uniform attention's (1 = uniform)."""
+        p = np.clip(self.cls_attention, 1e-12, 1.0)
+        return (-(p * np.log(p)).sum(-1) / math.log(p.shape[-1])).mean(-1)
+
+
+@dataclass(frozen=True)
+class Finished:
+    step: int
+    reason: str  # "done", "stopped" or "failed"
+    confusion: np.ndarray | None = None  # (k, k) rows: true class, columns: predicted
+    error: str | None = None
+
+
+def snapshot_steps(steps: int, count: int = SNAPSHOTS) -> set[int]:
+    """The steps after which the probe is traced: evenly spread, always the last one."""
+    return {max(1, round(steps * i / count)) for i in range(1, count + 1)}
+
+
+def probe(config: ViTConfig) -> tuple[np.ndarray, int]:
+    """The fixed probe picture (H, W, 3) uint8 at the model's size, and its label."""
+    images, labels = data.generate(1, PROBE_SEED, size=config.image_size[0])
+    return images[0], int(labels[0])
+
+
+def take_snapshot(model: ViT, pixels: torch.Tensor, step: int) -> Snapshot:
+    # Trace a copy: hooks then never sit on the model being trained.
+    found = capture.trace(weights.copy_model(model).eval(), pixels)
+    cls_rows = found.attentions()[:, :, 0, :]
+    return Snapshot(step=step, cls_attention=cls_rows.numpy().astype(np.float32), probs=found.probs.numpy())
+
+
+def confusion(labels: np.ndarray, predicted: np.ndarray, classes: int) -> np.ndarray:
+    """(classes, classes) counts: row = true class, column = predicted class."""
+    cells = np.asarray(labels, dtype=np.int64) * classes + np.asarray(predicted, dtype=np.int64)
+    return np.bincount(cells, minlength=classes * classes).reshape(classes, classes)
+
+
+@torch.no_grad()
+def held_out_confusion(model: ViT, count: int) -> np.ndarray:
+    images, labels = train.held_out(model.config, count)
+    was_training = model.training
+    model.eval()
+    predicted = torch.cat([model(images[i : i + 256]).argmax(-1) for i in range(0, count, 256)])
+    model.train(was_training)
+    return confusion(labels.numpy(), predicted.numpy(), model.config.num_labels)
+
+
+class _Outbox:
+    """The worker's end of the bounded queue. It never waits: records that find the queue full
+    stay here and go in with the next record, so a page that is not watching never stalls training."""
+
+    def __init__(self, channel: queue.Queue, gone: threading.Event) -> None:
+        self.channel, self.gone, self.pending = channel, gone, []
+
+    def send(self, item) -> None:
+        self.pending.append(item)
+        try:
+            self.channel.put_nowait(self.pending)
+            self.pending = []
+        except queue.Full:
+            pass
+
+    def close(self, item) -> None:
+        """Send the last record, waiting for room unless the run's owner has gone."""
+        self.pending.append(item)
+        while not self.gone.is_set():
+            try:
+                self.channel.put(self.pending, timeout=0.2)
+                return
+            except queue.Full:
+                continue
+
+
+def _work(model, optimizer, settings: Settings, start: int, probe_pixels, outbox: _Outbox, stop: threading.Event,
+          lock: threading.Lock, threads: int, eval_size: int) -> None:
+    """The training thread: fit from `start`, one step at a time under `lock`, until done or stopped."""
+    step, reason, matrix, error = start, "done", None, None
+    try:
+        # Bound this thread's torch threads before its first operation (fit also does it, for its batch thread).
+        train.limit_threads(threads)
+        if start == 0:
+            outbox.send(take_snapshot(model, probe_pixels, 0))
+        when = snapshot_steps(settings.steps)
+        records = train.fit(
+            model, steps=settings.steps, batch_size=settings.batch_size, lr=settings.lr, seed=settings.seed,
+            eval_every=max(1, settings.steps // 20), eval_size=eval_size, start_step=start, optimizer=optimizer,
+            threads=threads,
+        )  # fmt: skip
+        try:
+            while not stop.is_set():
+                with lock:
+                    progress = next(records, None)
+                    if progress is None:
+                        break
+                    step = progress.step
+                    shot = take_snapshot(model, probe_pixels, step) if step in when else None
+                outbox.send(progress)
+                if shot is not None:
+                    outbox.send(shot)
+        finally:
+            records.close()  # stops fit's batch thread
+        reason = "done" if step >= settings.steps else "stopped"
+        with lock:
+            matrix = held_out_confusion(model, eval_size)
+    except Exception as exc:  # the thread must always report back; the page shows one sentence
+        log.exception("vitviz: training failed")
+        reason, error = "failed", f"Training stopped with an error: {str(exc).rstrip('.') or type(exc).__name__}."
+    outbox.close(Finished(step=step, reason=reason, confusion=matrix, error=error))
+
+
+class TrainingRun:
+    """One session's training: its own model, optimizer, history and worker thread.
+
+    The worker changes the model only while holding the run's lock, one step at a time, so
+    `copy_model()` always copies the weights between two steps.
+    """
+
+    def __init__(self, settings: Settings, *, threads: int = TRAIN_THREADS, eval_size: int = 256) -> None:
+        problem = settings.problem()
+        if problem:
+            raise ValueError(problem)
+        self.settings = settings
+        self.threads = threads
+        self.eval_size = eval_size
+        with torch.random.fork_rng(devices=[]):  # seeded weights, without reseeding everyone's generator
+            torch.manual_seed(settings.seed)
+            self.model = ViT(settings.config())
+        self.optimizer = train.make_optimizer(self.model, settings.lr, 0.05)
+        self.probe_image, self.probe_label = probe(self.model.config)
+        self.probe_pixels = normalise(self.probe_image[None], self.model.config)[0]
+        self.history: list[train.Progress] = []
+        self.snapshots: list[Snapshot] = []
+        self.finished: Finished | None = None
+        self.status = "ready"  # ready, running, stopping, stopped, done, failed
+        self._segment = 0  # the step the current fit call started from (Progress.elapsed restarts there)
+        self._lock = threading.Lock()
+        self._channel: queue.Queue = queue.Queue(maxsize=QUEUE_ITEMS)
+        self._stop = threading.Event()
+        self._gone = threading.Event()
+        self._thread: threading.Thread | None = None
+        # A session that closes drops its run: stop the thread then too. The worker holds no reference to `self`.
+        weakref.finalize(self, _abandon, self._stop, self._gone)
+
+    # --- control ------------------------------------------------------------------------------
+
+    @property
+    def step(self) -> int:
+        return self.history[-1].step if self.history else 0
+
+    @property
+    def running(self) -> bool:
+        return self.status in ("running", "stopping")
+
+    def start(self) -> None:
+        """Start, or resume after a stop: fit continues with the same optimizer, data and schedule."""
+        if self.running or self.status in ("done", "failed"):
+            return
+        self._stop.clear()
+        self.finished = None
+        self._segment = self.step
+        self.status = "running"
+        outbox = _Outbox(self._channel, self._gone)
+        self._thread = threading.Thread(
+            target=_work, name="vitviz-training", daemon=True,
+            args=(self.model, self.optimizer, self.settings, self.step, self.probe_pixels, outbox, self._stop,
+                  self._lock, self.threads, self.eval_size),
+        )  # fmt: skip
+        self._thread.start()
+
+    def stop(self) -> None:
+        if self.running:
+            self._stop.set()
+            self.status = "stopping"
+
+    def join(self, timeout: float | None = None) -> None:
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def poll(self) -> bool:
+        """Take everything the worker has sent since the last call; True if anything arrived."""
+        arrived = False
+        while True:
+            try:
+                items = self._channel.get_nowait()
+            except queue.Empty:
+                return arrived
+            arrived = True
+            for item in items:
+                self._take(item)
+
+    def _take(self, item) -> None:
+        if isinstance(item, train.Progress):
+            self.history.append(item)
+        elif isinstance(item, Snapshot):
+            self.snapshots.append(item)
+        elif isinstance(item, Finished):
+            self.finished = item
+            self.status = item.reason
+
+    def copy_model(self) -> ViT:
+        """An independent copy of the weights as they are between two steps, in eval mode."""
+        with self._lock:
+            return weights.copy_model(self.model).eval()
+
+    # --- what the page shows ------------------------------------------------------------------
+
+    def rate(self) -> float:
+        """Steps per second since the last start or resume."""
+        last = self.history[-1] if self.history else None
+        if last is None or last.elapsed <= 0:
+            return 0.0
+        return (last.step - self._segment) / last.elapsed
+
+    def seconds_left(self) -> float | None:
+        rate = self.rate()
+        return (self.settings.steps - self.step) / rate if rate > 0 else None
+
+    def curves(self) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+        """name -> (steps, values): training loss and accuracy every step, held-out ones where measured."""
+        steps = np.array([p.step for p in self.history])
+        measured = [p for p in self.history if p.eval_loss is not None]
+        held = np.array([p.step for p in measured])
+        return {
+            "train_loss": (steps, np.array([p.loss for p in self.history])),
+            "train_accuracy": (steps, np.array([p.accuracy for p in self.history])),
+            "eval_loss": (held, np.array([p.eval_loss for p in measured])),
+            "eval_accuracy": (held, np.array([p.eval_accuracy for p in measured])),
+        }
+
+
+def _abandon(stop: threading.Event, gone: threading.Event) -> None:
+    stop.set()
+    gone.set()
+
+
+# --- step 14: one gradient step on one image ------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class OneStep:
+    loss: float  # cross-entropy before the step
+    loss_after: float
+    grad: np.ndarray  # (c, H, W): ∂L/∂x, the loss's gradient with respect to the input pixels
+    probs_before: np.ndarray  # (k,)
+    probs_after: np.ndarray  # (k,)
+
+
+def one_step(model: ViT, pixels: torch.Tensor, label: int, lr: float) -> OneStep:
+    """Backpropagate the loss of one image against `label`, then take one plain SGD step on a copy.
+
+    `model` itself is never changed (it may be the shared default model).
+    """
+    clone = weights.copy_model(model).eval()
+    x = pixels.detach().clone()[None].requires_grad_(True)
+    target = torch.tensor([label])
+    with torch.enable_grad():
+        logits = clone(x)
+        loss = F.cross_entropy(logits, target)
+        loss.backward()
+    with torch.no_grad():
+        for parameter in clone.parameters():
+            if parameter.grad is not None:
+                parameter.sub_(lr * parameter.grad)  # w ← w − η ∂L/∂w
+        after = clone(pixels[None])
+    return OneStep(
+        loss=loss.item(),
+        loss_after=F.cross_entropy(after, target).item(),
+        grad=x.grad[0].numpy(),
+        probs_before=logits.detach()[0].softmax(-1).numpy(),
+        probs_after=after[0].softmax(-1).numpy(),
+    )
+
+
+def per_patch_norm(grad: np.ndarray, patch: int) -> np.ndarray:
+    """(c, H, W) -> (gh, gw): the length of the gradient over each patch's pixels and channels."""
+    c, h, w = grad.shape
+    blocks = grad.transpose(1, 2, 0).reshape(h // patch, patch, w // patch, patch, c)
+    return np.sqrt((blocks**2).sum(axis=(1, 3, 4)))
