@@ -276,3 +276,17 @@ def test_parameter_shapes_match_the_real_model():
                                                             mlp_dim=7, labels=())):
         real = {k: tuple(v.shape) for k, v in ViT(config).state_dict().items()}
         assert parameter_shapes(config) == real
+
+
+def test_a_failure_while_drawing_batches_reaches_the_training_loop(monkeypatch):
+    from vitviz import data as data_module
+    from vitviz import train
+    from vitviz.model import ViT, ViTConfig
+
+    def broken(*args, **kwargs):
+        raise MemoryError("no room for this batch")
+
+    monkeypatch.setattr(data_module, "generate", broken)
+    model = ViT(ViTConfig(image_size=(32, 32), patch_size=8, dim=16, depth=1, heads=2, mlp_dim=32, labels=data_module.CLASSES))
+    with pytest.raises(MemoryError):
+        next(train.fit(model, steps=3, batch_size=4, eval_every=0))

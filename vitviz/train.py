@@ -87,25 +87,34 @@ def _batches(
     stop = threading.Event()
 
     def produce() -> None:
-        if threads:
-            limit_threads(threads)
-        for step in range(first, last):
-            images, labels = data.generate(batch_size, [seed, step], size=size)
-            item = (normalise(images, config), torch.from_numpy(labels))
-            while not stop.is_set():
-                try:
-                    ready.put(item, timeout=0.1)
-                    break
-                except queue.Full:
-                    continue
-            if stop.is_set():
-                return
+        try:
+            if threads:
+                limit_threads(threads)
+            for step in range(first, last):
+                images, labels = data.generate(batch_size, [seed, step], size=size)
+                if not offer((normalise(images, config), torch.from_numpy(labels))):
+                    return
+        except Exception as exc:  # hand the failure to the training loop instead of leaving it waiting
+            offer(exc)
+
+    def offer(item) -> bool:
+        """Put `item` in the queue unless training has stopped; True when it was delivered."""
+        while not stop.is_set():
+            try:
+                ready.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
 
     worker = threading.Thread(target=produce, daemon=True, name="vitviz-batches")
     worker.start()
     try:
         for _ in range(first, last):
-            yield ready.get()
+            item = ready.get()
+            if isinstance(item, Exception):
+                raise item
+            yield item
     finally:
         stop.set()
 
