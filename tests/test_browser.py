@@ -245,3 +245,24 @@ def test_eight_sessions_each_see_only_their_own_image(server, browser, tmp_path)
         assert f"Prediction: {expected_prediction(path.read_bytes())}" in body, (path.name, body[:600])
         assert_no_traceback(page)
         context.close()
+
+
+def test_the_attention_explorer_follows_a_clicked_patch(server, page):
+    page.goto(f"{server}/explorer")
+    settle(page)
+    assert page.locator("h1").first.inner_text() == "Attention explorer"
+    assert "Query: CLS" in page.locator("body").inner_text()
+    frame = page.frame_locator('iframe[title*="streamlit_image_coordinates"]').first
+    picture = frame.locator("img").first
+    picture.wait_for(timeout=20_000)
+    box = picture.bounding_box()
+    picture.click(position={"x": box["width"] * 0.95, "y": box["height"] * 0.95})  # the last patch
+    page.wait_for_timeout(1000)
+    settle(page)
+    body = page.locator("body").inner_text()
+    assert "Query: patch" in body and "(row 8, col 8)" in body, body[:1500]
+    page.get_by_role("tab", name="Occlusion").click()
+    page.wait_for_timeout(500)
+    assert "patches hidden" in page.locator("body").inner_text()
+    assert_no_traceback(page)
+    shot(page, "explorer_query")

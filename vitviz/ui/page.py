@@ -19,14 +19,16 @@ HEAD_STEPS = LAYER_STEPS - {"10.6", "10.8", "10.9", "10.10", "10.11", "10.12"}
 
 
 def ensure_navigation() -> None:
-    """Make a page look and navigate the same when Streamlit ran it without app.py.
+    """Make a page look, navigate and respond the same when Streamlit ran it without app.py.
 
     Until some session in this process has called st.navigation, Streamlit treats a pages/
     folder as a legacy multipage app and runs a deep-linked page file on its own: no page
-    config, no navigation. Here such a run declares both itself and turns the legacy mode off
-    for every later run. It does not rerun, so a button click in this run is not lost.
+    config, no navigation, and widget ids that the next run will not recognise (the user's
+    first click would be lost). Such a run turns the legacy mode off for the whole process,
+    declares the navigation, and on a real server reruns, this time through app.py.
     """
     try:
+        from streamlit.runtime import Runtime
         from streamlit.runtime.pages_manager import PagesManager
     except ImportError:  # a future Streamlit without the legacy mode
         return
@@ -34,6 +36,10 @@ def ensure_navigation() -> None:
         PagesManager.uses_pages_directory = False
         navigation.configure()
         navigation.navigation()
+        # AppTest runs every script in legacy mode and would lose its button clicks to a rerun;
+        # it stands in a mock runtime, a real server does not.
+        if Runtime.exists() and type(Runtime.instance()) is Runtime:
+            st.rerun()
 
 
 def sizes(config, grid: tuple[int, int]) -> dict[str, int]:

@@ -261,8 +261,10 @@ def step_10_4(a: Analysis, c: Controls) -> None:
 
 def step_10_5(a: Analysis, c: Controls) -> None:
     context = _np(_layer(a, c).context[c.head])
+    query = min(c.query, context.shape[0] - 1)
     _fig(figures.heatmap(context, title=f"Context P V for every token ({_where(a, c)}): {context.shape[0]}×{context.shape[1]}",
-                         x_title="d_h", y_title="token", height=460))
+                         x_title="d_h", y_title="token", height=460, highlight_row=query))
+    st.caption(f"The outlined row is the query chosen on step 10.4: {token_label(query, a.trace.grid)}.")
 
 
 def step_10_6(a: Analysis, c: Controls) -> None:
