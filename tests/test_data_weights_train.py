@@ -290,3 +290,16 @@ def test_a_failure_while_drawing_batches_reaches_the_training_loop(monkeypatch):
     model = ViT(ViTConfig(image_size=(32, 32), patch_size=8, dim=16, depth=1, heads=2, mlp_dim=32, labels=data_module.CLASSES))
     with pytest.raises(MemoryError):
         next(train.fit(model, steps=3, batch_size=4, eval_every=0))
+
+
+def test_fit_really_learns_a_head_from_scratch(default_model):
+    """A tiny from-scratch ViT stays near chance for hundreds of steps, so learning is shown on a fresh
+    classifier head over the shipped features: fit must take the loss from chance to far below it."""
+    model = weights.copy_model(default_model)
+    torch.nn.init.zeros_(model.head.weight)
+    torch.nn.init.zeros_(model.head.bias)  # every class equally likely: loss = ln 8
+    records = list(train.fit(model, steps=40, batch_size=32, lr=3e-3, seed=5, eval_every=40, eval_size=128, warmup=5))
+    assert records[0].loss == pytest.approx(math.log(8), abs=0.05)
+    assert sum(r.loss for r in records[-5:]) / 5 < 0.6
+    assert records[-1].eval_accuracy > 0.9
+    assert default_model.head.weight.abs().sum() > 0  # the shared model was not touched
