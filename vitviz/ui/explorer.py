@@ -10,7 +10,7 @@ from streamlit_image_coordinates import streamlit_image_coordinates
 
 from vitviz import analysis, capture, figures
 from vitviz.images import denormalise
-from vitviz.ui import controls, page, paper, state
+from vitviz.ui import controls, page, paper, render, state
 from vitviz.ui.state import Analysis
 
 FUSIONS = ("mean", "max", "min")
@@ -80,14 +80,9 @@ def show() -> None:
 
 def _all_heads(a: Analysis, layer: int, query: int, colorscale: str, opacity: float) -> None:
     attn = a.trace.layers[layer].attn.numpy()
-    heads = a.config.heads
-    per_row = min(heads, 6)
-    for start in range(0, heads, per_row):
-        for offset, col in enumerate(st.columns(per_row)):
-            h = start + offset
-            if h < heads:
-                col.image(_overlay(a, attn[h, query, 1:], query, colorscale, opacity, 200), caption=f"Head {h + 1}",
-                          width="stretch")
+    items = [(_overlay(a, attn[h, query, 1:], query, colorscale, opacity, 200), f"Head {h + 1}")
+             for h in range(a.config.heads)]
+    render.image_grid(items, per_row=min(a.config.heads, 6))
 
 
 def _overview(a: Analysis, query: int, colorscale: str, opacity: float) -> None:

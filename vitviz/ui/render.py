@@ -34,6 +34,13 @@ def _chosen_patch(n: int, step: str) -> int:
                       min_value=0, max_value=n - 1)
 
 
+def image_grid(items: list[tuple[np.ndarray, str]], per_row: int) -> None:
+    """(picture, caption) pairs in rows of `per_row` columns."""
+    for start in range(0, len(items), per_row):
+        for col, (picture, caption) in zip(st.columns(per_row), items[start : start + per_row], strict=False):
+            col.image(picture, caption=caption, width="stretch")
+
+
 def _fig(fig, key: str | None = None) -> None:
     st.plotly_chart(fig, width="stretch", config={"displaylogo": False}, key=key)
 
@@ -272,15 +279,9 @@ def step_10_6(a: Analysis, c: Controls) -> None:
     query = _query_picker(a, "10.6")
     heads = a.config.heads
     st.markdown(f"**Every head of layer {c.layer + 1}**, attention of {token_label(query, a.trace.grid)}:")
-    per_row = min(heads, 4)
-    for start in range(0, heads, per_row):
-        cols = st.columns(per_row)
-        for offset, col in enumerate(cols):
-            h = start + offset
-            if h < heads:
-                row = _np(layer.attn[h, query])
-                col.image(_overlay(a, row, c, query, 192), caption=f"Head {h + 1}: CLS {row[0]:.2f}, max {row.max():.2f}",
-                          width="stretch")
+    rows = [_np(layer.attn[h, query]) for h in range(heads)]
+    image_grid([(_overlay(a, row, c, query, 192), f"Head {h + 1}: CLS {row[0]:.2f}, max {row.max():.2f}")
+                for h, row in enumerate(rows)], per_row=min(heads, 4))
 
 
 def step_10_7(a: Analysis, c: Controls) -> None:
@@ -363,15 +364,10 @@ def step_11(a: Analysis, c: Controls) -> None:
     gh, gw = a.trace.grid
     depth = len(a.trace.layers)
     st.markdown("**What CLS attends to in each layer** (mean over heads):")
-    per_row = min(depth, 6)
-    for start in range(0, depth, per_row):
-        cols = st.columns(per_row)
-        for offset, col in enumerate(cols):
-            i = start + offset
-            if i < depth:
-                row = _np(a.trace.layers[i].attn[:, 0].mean(0))
-                col.image(figures.attention_overlay(a.display, row[1:].reshape(gh, gw), factor=_factor(a.display, 160),
-                                                    colorscale=c.colorscale), caption=f"Layer {i + 1}", width="stretch")
+    cls_rows = [_np(layer.attn[:, 0].mean(0)) for layer in a.trace.layers]
+    image_grid([(figures.attention_overlay(a.display, row[1:].reshape(gh, gw), factor=_factor(a.display, 160),
+                                           colorscale=c.colorscale), f"Layer {i + 1}") for i, row in enumerate(cls_rows)],
+               per_row=min(depth, 6))
     cls = np.stack([_np(layer.output[0]) for layer in a.trace.layers])
     first = _np(a.trace.tokens[0])
     all_cls = np.vstack([first[None], cls])
