@@ -258,10 +258,12 @@ def similarity_tiles(similarity: np.ndarray, grid: tuple[int, int], *, title: st
     for i in range(gh * gw):
         r, c = divmod(i, gw)
         canvas[r * (gh + gap) : r * (gh + gap) + gh, c * (gw + gap) : c * (gw + gap) + gw] = similarity[i].reshape(gh, gw)
-    fig = go.Figure(go.Heatmap(z=canvas, colorscale="Viridis", zmin=-1, zmax=1, hoverongaps=False,
+    # Stretch the colours over the values present (learned embeddings rarely go below 0), as the paper does.
+    low = float(np.nanmin(canvas))
+    fig = go.Figure(go.Heatmap(z=canvas, colorscale="Viridis", zmin=min(low, 0.999), zmax=1, hoverongaps=False,
                                hovertemplate="cosine %{z:.3f}<extra></extra>", colorbar=dict(thickness=12)))
-    fig.update_yaxes(autorange="reversed", showticklabels=False, scaleanchor="x")
-    fig.update_xaxes(showticklabels=False)
+    fig.update_yaxes(autorange="reversed", showticklabels=False, scaleanchor="x", showgrid=False, zeroline=False)
+    fig.update_xaxes(showticklabels=False, showgrid=False, zeroline=False)
     return _layout(fig, title, height)
 
 
