@@ -132,14 +132,11 @@ class Attention(nn.Module):
         self.scale = self.head_dim**-0.5
         self.qkv = nn.Linear(config.dim, 3 * config.dim)
         self.proj = nn.Linear(config.dim, config.dim)
-        # Taps: each is an identity whose output the capture module can record.
-        self.q = nn.Identity()
-        self.k = nn.Identity()
-        self.v = nn.Identity()
+        # Taps for tensors no module returns; capture records their outputs. q, k, v and the
+        # concatenation are views of qkv and context, so capture derives them from those.
         self.scores = nn.Identity()
         self.attn = nn.Identity()
         self.context = nn.Identity()
-        self.concat = nn.Identity()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, n, d = x.shape
@@ -147,12 +144,12 @@ class Attention(nn.Module):
         # gradients straight into qkv's layout, where indexing a permuted view would zero-fill and
         # copy (about a tenth of a training step).
         parts = self.qkv(x).reshape(b, n, 3, self.heads, self.head_dim).unbind(2)  # each (B, N, h, d_h)
-        q, k, v = (tap(part.transpose(1, 2)) for tap, part in zip((self.q, self.k, self.v), parts, strict=True))
+        q, k, v = (part.transpose(1, 2) for part in parts)
         # Scale q (N·d_h numbers) rather than the scores (N·N): the same q kᵀ / √d_h, less work.
         scores = self.scores((q * self.scale) @ k.transpose(-2, -1))
         attn = self.attn(scores.softmax(dim=-1))
         context = self.context(attn @ v)
-        concat = self.concat(context.transpose(1, 2).reshape(b, n, d))
+        concat = context.transpose(1, 2).reshape(b, n, d)
         return self.proj(concat)
 
 
@@ -172,12 +169,11 @@ class Block(nn.Module):
         super().__init__()
         self.norm1 = nn.LayerNorm(config.dim, eps=config.layer_norm_eps)
         self.attn = Attention(config)
-        self.resid = nn.Identity()
         self.norm2 = nn.LayerNorm(config.dim, eps=config.layer_norm_eps)
         self.mlp = MLP(config)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.resid(x + self.attn(self.norm1(x)))
+        x = x + self.attn(self.norm1(x))  # capture records this as the input of norm2
         return x + self.mlp(self.norm2(x))
 
 
@@ -185,7 +181,6 @@ class ViT(nn.Module):
     def __init__(self, config: ViTConfig) -> None:
         super().__init__()
         self.config = config
-        self.flat_patches = nn.Identity()
         self.patch_embed = nn.Linear(config.patch_dim, config.dim)  # E, stored as (d, p')
         self.cls_token = nn.Parameter(torch.zeros(config.dim))
         self.pos_embed = nn.Parameter(torch.zeros(config.num_patches + 1, config.dim))
@@ -216,7 +211,7 @@ class ViT(nn.Module):
 
     def features(self, pixels: torch.Tensor) -> torch.Tensor:
         """(B, c, H, W) -> the final token matrix (B, n+1, d), before the final LayerNorm."""
-        flat = self.flat_patches(patchify(pixels, self.config.patch_size))
+        flat = patchify(pixels, self.config.patch_size)  # recorded as the input of patch_embed
         embedded = self.patch_embed(flat)
         cls = self.cls_token.expand(embedded.shape[0], 1, -1)
         x = self.with_cls(torch.cat([cls, embedded], dim=1))

@@ -40,10 +40,6 @@ class Progress:
     eval_loss: float | None = None  # held-out figures, on the steps where they were measured
     eval_accuracy: float | None = None
 
-    @property
-    def steps_per_second(self) -> float:
-        return self.step / self.elapsed if self.elapsed > 0 else 0.0
-
 
 def lr_at(step: int, steps: int, lr: float, warmup: int) -> float:
     """Linear warmup, then cosine decay to 2% of the peak."""

@@ -30,18 +30,23 @@ class CheckpointError(ValueError):
     """A checkpoint vitviz cannot use; the message is one sentence for the user."""
 
 
-def save(model: ViT, path: str | Path) -> None:
+def _serialisable(model: ViT) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """The state dict and metadata of a vitviz file."""
     state = {k: v.detach().contiguous().clone() for k, v in model.state_dict().items()}
-    metadata = {CONFIG_KEY: json.dumps(model.config.to_dict())}
+    return state, {CONFIG_KEY: json.dumps(model.config.to_dict())}
+
+
+def save(model: ViT, path: str | Path) -> None:
+    state, metadata = _serialisable(model)
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     save_file(state, str(path), metadata=metadata)
 
 
 def to_bytes(model: ViT) -> bytes:
-    from safetensors.torch import save
+    from safetensors.torch import save as save_bytes
 
-    state = {k: v.detach().contiguous().clone() for k, v in model.state_dict().items()}
-    return save(state, metadata={CONFIG_KEY: json.dumps(model.config.to_dict())})
+    state, metadata = _serialisable(model)
+    return save_bytes(state, metadata=metadata)
 
 
 def _metadata(header_source: bytes | Path) -> dict:
@@ -97,23 +102,12 @@ def _build(state: dict[str, torch.Tensor], metadata: dict) -> ViT:
 
 def load_file_model(path: str | Path) -> ViT:
     """A model saved by `save`."""
-    path = Path(path)
-    metadata = _metadata(path)
-    try:
-        state = load_file(str(path))
-    except (SafetensorError, OSError, ValueError) as exc:
-        raise CheckpointError("The safetensors file is damaged or truncated.") from exc
-    return _build(state, metadata)
+    return _build(*_read_safetensors(Path(path)))
 
 
 def load_bytes_model(data: bytes) -> ViT:
     """A model from the bytes of a file written by `save` (an upload, say)."""
-    metadata = _metadata(data)
-    try:
-        state = load_bytes(data)
-    except (SafetensorError, ValueError) as exc:
-        raise CheckpointError("The safetensors file is damaged or truncated.") from exc
-    return _build(state, metadata)
+    return _build(*_read_safetensors(data))
 
 
 @functools.lru_cache(maxsize=1)

@@ -83,7 +83,7 @@ def shared_controls(key: str, analysis: state.Analysis) -> controls.Controls:
     config = analysis.config
     layer = head = 0
     if key in LAYER_STEPS:
-        layer, head = controls.layer_head(config.depth, config.heads, with_head=key in HEAD_STEPS or key in {"10.1"})
+        layer, head = controls.layer_head(config.depth, config.heads, with_head=key in HEAD_STEPS)
     colorscale = controls.colour_scale()
     return controls.Controls(layer=layer, head=head, query=st.session_state.get("keep_query", 0), colorscale=colorscale)
 

@@ -21,10 +21,6 @@ def _np(tensor) -> np.ndarray:
     return tensor.detach().cpu().numpy()
 
 
-def _token_labels(grid: tuple[int, int]) -> list[str]:
-    return ["CLS"] + [f"p{i}" for i in range(grid[0] * grid[1])]
-
-
 def _factor(display: np.ndarray, target: int = 256) -> int:
     return max(1, target // max(display.shape[:2]))
 
