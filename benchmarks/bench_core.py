@@ -10,6 +10,9 @@ machine slows both sides alike):
                          ÷ one step of vit-pytorch's ViT of the same shape on the same kind of data
                          (batch 128, AdamW, gradient clipping)
 
+Both sides run in the same process, so both get the allocator settings vitviz applies on import
+(vitviz/allocator.py), as the app and the training CLI do.
+
     python benchmarks/bench_core.py [--quick]
 """
 

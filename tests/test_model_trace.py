@@ -255,6 +255,42 @@ def test_no_state_left_behind(small_model, real_image):
     exact(capture.trace(model, pixels).logits, t.logits)
 
 
+def test_a_trace_is_read_only_and_outlives_changes_to_its_model(small_model, real_image):
+    model = sharpen(small_model)
+    t = capture.trace(model, preprocess(real_image, model.config))
+    with pytest.raises(AttributeError, match="read-only"):
+        t.logits = torch.zeros(1)
+    with pytest.raises(AttributeError, match="read-only"):
+        t.layers[0].attn = torch.zeros(1)
+    layer = t.layers[1]
+    assert layer.attn is layer.attn  # a field is made once, then kept
+    before = {name: getattr(t, name).clone() for name in ("cls_token", "pos_embedding")}
+    with torch.no_grad():  # the model goes on training after the trace was taken
+        for parameter in model.parameters():
+            parameter.add_(1.0)
+    for name, value in before.items():
+        exact(getattr(t, name), value)
+    exact(t.tokens, t.with_cls + t.pos_embedding)
+
+
+def test_repeated_traces_reuse_memory_instead_of_faulting_it_in(default_model, real_image):
+    # vitviz tunes glibc's malloc on import (vitviz.allocator). Untuned, every trace of the default
+    # model page-faulted ~170 times as freed memory went back to the OS and came in again.
+    import resource
+
+    from vitviz import allocator
+
+    assert allocator.keep_freed_memory()  # this machine's C library is glibc
+    pixels = preprocess(real_image, default_model.config)
+    for _ in range(5):
+        capture.trace(default_model, pixels)
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    for _ in range(50):
+        capture.trace(default_model, pixels)
+    faults = (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before) / 50
+    assert faults < 20, f"{faults:.0f} page faults per trace"
+
+
 def test_concurrent_traces_never_mix(small_model):
     model = sharpen(small_model)
     images, _ = data.generate(10, seed=31_337)

@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextvars
 import functools
 import threading
-from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -23,82 +22,153 @@ _ATTACH_LOCK = threading.Lock()
 _HANDLES_ATTR = "_vitviz_hook_handles"
 
 
-@dataclass(frozen=True)
-class LayerTrace:
-    """One encoder block (steps 10.1–10.12). N = n + 1 tokens."""
+class _lazy:
+    """A field made on first read and then kept on the instance (a non-data descriptor).
 
-    input: torch.Tensor  # (N, d)
-    norm1: torch.Tensor  # (N, d)
-    qkv: torch.Tensor  # (N, 3d), laid out [q | k | v], each head-major
-    q: torch.Tensor  # (h, N, d_h)
-    k: torch.Tensor  # (h, N, d_h)
-    v: torch.Tensor  # (h, N, d_h)
-    scores: torch.Tensor  # (h, N, N), q kᵀ / √d_h
-    attn: torch.Tensor  # (h, N, N), row softmax of scores
-    context: torch.Tensor  # (h, N, d_h), attn v
-    concat: torch.Tensor  # (N, d), heads side by side
-    attn_out: torch.Tensor  # (N, d), after W_o
-    resid: torch.Tensor  # (N, d), input + attn_out
-    norm2: torch.Tensor  # (N, d)
-    mlp_hidden: torch.Tensor  # (N, mlp_dim), after GELU
-    mlp_out: torch.Tensor  # (N, d)
-    output: torch.Tensor  # (N, d), resid + mlp_out
+    Two threads reading a new field at once both make the same view; either one is kept.
+    """
+
+    def __init__(self, make) -> None:
+        self.make = make
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+
+    def __get__(self, instance, owner=None):
+        if instance is None:
+            return self
+        value = instance.__dict__[self.name] = self.make(instance)
+        return value
 
 
-@dataclass(frozen=True)
-class Trace:
-    pixels: torch.Tensor  # (c, H, W), normalised model input
-    patches: torch.Tensor  # (n, p, p, c), display-space pixels in [0, 1]
-    flat_patches: torch.Tensor  # (n, p')
-    patch_embeddings: torch.Tensor  # (n, d)
-    cls_token: torch.Tensor  # (d,)
-    with_cls: torch.Tensor  # (n+1, d)
-    pos_embedding: torch.Tensor  # (n+1, d)
-    tokens: torch.Tensor  # (n+1, d)
-    layers: list[LayerTrace]
-    final_tokens: torch.Tensor  # (n+1, d), all tokens after the final LayerNorm
-    cls_output: torch.Tensor  # (d,), CLS after the final LayerNorm
-    logits: torch.Tensor  # (k,)
-    probs: torch.Tensor  # (k,)
+def _recorded(name: str, offset: int = 0) -> _lazy:
+    """The tensor a hook recorded under `name` for this layer (or the one `offset` after it), batch dimension dropped."""
+    return _lazy(lambda layer: layer._store[f"{layer._index + offset}.{name}"][0])
+
+
+class _ReadOnly:
+    """Traces are cached and shared between sessions: nobody may change one."""
+
+    def __setattr__(self, name: str, value) -> None:
+        raise AttributeError(f"a {type(self).__name__} is read-only: traces are cached and shared between sessions")
+
+    def _set(self, **fields) -> None:
+        for name, value in fields.items():
+            object.__setattr__(self, name, value)
+
+
+class LayerTrace(_ReadOnly):
+    """One encoder block (steps 10.1–10.12). N = n + 1 tokens.
+
+    Every field is a view of a tensor the hooks recorded for the whole batch, made when first read:
+    a page reads a handful of a trace's ~60 layer tensors, and making all of them up front cost
+    more than the recording itself. Read-only, like the rest of a Trace.
+    """
+
+    def __init__(self, store: dict[str, torch.Tensor], index: int, heads: int) -> None:
+        self._set(_store=store, _index=index, _heads=heads)
+
+    input = _recorded("input")  # (N, d)
+    norm1 = _recorded("norm1")  # (N, d)
+    qkv = _recorded("qkv")  # (N, 3d), laid out [q | k | v], each head-major
+    scores = _recorded("scores")  # (h, N, N), q kᵀ / √d_h
+    attn = _recorded("attn")  # (h, N, N), row softmax of scores
+    concat = _recorded("concat")  # (N, d), the heads' outputs side by side: W_o's input
+    attn_out = _recorded("attn_out")  # (N, d), after W_o
+    resid = _recorded("resid")  # (N, d), input + attn_out
+    norm2 = _recorded("norm2")  # (N, d)
+    mlp_hidden = _recorded("mlp_hidden")  # (N, mlp_dim), after GELU
+    mlp_out = _recorded("mlp_out")  # (N, d)
+    output = _recorded("input", offset=1)  # (N, d), resid + mlp_out: the next block's input
+
+    # q, k and v are the model's own split of qkv into heads: views of the same memory.
+    q = _lazy(lambda layer: layer._heads_of(0))  # (h, N, d_h)
+    k = _lazy(lambda layer: layer._heads_of(1))  # (h, N, d_h)
+    v = _lazy(lambda layer: layer._heads_of(2))  # (h, N, d_h)
+    # Each head's attn v, as it sits inside the concatenation.
+    context = _lazy(lambda layer: layer._heads_in(layer.concat))  # (h, N, d_h)
+
+    def _heads_of(self, part: int) -> torch.Tensor:
+        """Part 0, 1 or 2 of [q | k | v], split into heads."""
+        tokens = self.qkv.shape[0]
+        return self.qkv.reshape(tokens, 3, self._heads, -1)[:, part].transpose(0, 1)
+
+    def _heads_in(self, rows: torch.Tensor) -> torch.Tensor:
+        """(N, d) head-major columns -> (h, N, d_h)."""
+        return rows.reshape(rows.shape[0], self._heads, -1).transpose(0, 1)
+
+    def __repr__(self) -> str:
+        return f"LayerTrace({self._index}, {self._heads} heads)"
+
+
+class Trace(_ReadOnly):
+    """Every tensor of one image's forward pass (steps 1–13), batch dimension dropped.
+
+    Like LayerTrace, the recorded tensors become views on first read; the model's parameters are
+    copied at once, so a model trained later cannot change a trace taken before.
+    """
+
+    def __init__(self, store: dict, pixels: torch.Tensor, model: ViT, logits: torch.Tensor) -> None:
+        pos = model.pos_embed.detach()
+        self._set(
+            _store=store,
+            _config=model.config,
+            pixels=pixels.detach().clone(),  # (c, H, W), normalised model input
+            cls_token=model.cls_token.detach().clone(),  # (d,)
+            pos_embedding=(pos if pos.ndim == 2 else pos[0]).clone(),  # (n+1, d)
+            layers=[LayerTrace(store, index, model.config.heads) for index in range(len(model.blocks))],
+            logits=logits,  # (k,)
+        )
+
+    flat_patches = _lazy(lambda t: t._store["flat_patches"][0])  # (n, p')
+    patch_embeddings = _lazy(lambda t: t._store["patch_embeddings"][0])  # (n, d)
+    with_cls = _lazy(lambda t: t._store["with_cls"][0])  # (n+1, d)
+    tokens = _lazy(lambda t: t._store["0.input"][0])  # (n+1, d), what the first block receives
+    final_tokens = _lazy(lambda t: t._store["final_tokens"][0])  # (n+1, d), all tokens after the final LayerNorm
+    cls_output = _lazy(lambda t: t.final_tokens[0])  # (d,), CLS after the final LayerNorm
+    probs = _lazy(lambda t: t.logits.softmax(-1))  # (k,)
+    patches = _lazy(lambda t: t._display_patches())  # (n, p, p, c), display-space pixels in [0, 1]
+
+    def _display_patches(self) -> torch.Tensor:
+        """The same arithmetic as images.denormalise, on the flattened patches."""
+        config = self._config
+        p, c = config.patch_size, config.channels
+        std, mean = _display_affine(config.mean, config.std, p * p)
+        return (self.flat_patches * std + mean).clamp_(0, 1).view(-1, p, p, c)
 
     @property
     def grid(self) -> tuple[int, int]:
-        p = self.patches.shape[1]
+        p = self._config.patch_size
         return (self.pixels.shape[1] // p, self.pixels.shape[2] // p)
 
     def attentions(self) -> torch.Tensor:
         """(L, h, N, N): every layer's attention probabilities."""
         return torch.stack([layer.attn for layer in self.layers])
 
+    def __repr__(self) -> str:
+        return f"Trace({tuple(self.pixels.shape)}, {len(self.layers)} layers)"
+
 
 # (module, key for its input, key for its output). One hook records both ends of a module, so a
 # tensor that flows straight from one module into the next is recorded once: norm1's output is
-# the attention module's input, resid is norm2's input, the GELU output is fc2's input. At batch 1
-# the cost of a trace is mostly torch's per-module hook dispatch, so fewer hooked modules is what
-# counts. q, k, v and concat are views and a reshape of qkv and context (see `trace`).
+# qkv's input, the concatenated heads are W_o's input, resid is norm2's input, the GELU output is
+# fc2's input, and a block's output is the next block's input (the final norm's, for the last).
+# At batch 1 the cost of a trace is mostly torch's per-module hook dispatch, so fewer hooked
+# modules is what counts. q, k, v and context are views of qkv and of the concatenation.
 _LAYER_TAPS = (
-    ("", "input", "output"),  # the block itself
-    ("attn", "norm1", "attn_out"),  # the attention module returns W_o's output
+    ("norm1", "input", "norm1"),
     ("attn.qkv", None, "qkv"),
     ("attn.scores", None, "scores"),
     ("attn.attn", None, "attn"),
-    ("attn.context", None, "context"),
+    ("attn.proj", "concat", "attn_out"),
     ("norm2", "resid", "norm2"),
     ("mlp.fc2", "mlp_hidden", "mlp_out"),
 )
 _MODEL_TAPS = (
     ("patch_embed", "flat_patches", "patch_embeddings"),
     ("with_cls", None, "with_cls"),
-    ("tokens", None, "tokens"),
-    ("norm", None, "final_tokens"),
+    ("norm", "{depth}.input", "final_tokens"),  # the last block's output, as if a next block took it
 )
-_RECORDED_LAYER_FIELDS = tuple(key for _, *keys in _LAYER_TAPS for key in keys if key)
-
-
-@functools.lru_cache(maxsize=8)
-def _layer_keys(depth: int) -> tuple[tuple[tuple[str, str], ...], ...]:
-    """Per layer, (field, store key) for every recorded field."""
-    return tuple(tuple((name, f"{i}.{name}") for name in _RECORDED_LAYER_FIELDS) for i in range(depth))
 
 
 @functools.lru_cache(maxsize=8)
@@ -107,27 +177,31 @@ def _display_affine(mean: tuple[float, ...], std: tuple[float, ...], pixels: int
     return torch.tensor(std).repeat(pixels), torch.tensor(mean).repeat(pixels)
 
 
-_KEEP_GRAPH = "__keep_graph__"  # a store holding this key records tensors with their autograd graph
-
-
 def _recorder(input_key: str | None, output_key: str | None):
-    def hook(module: nn.Module, args: tuple, output: torch.Tensor) -> None:
-        store = _STORE.get()
-        if store is not None:
-            keep = _KEEP_GRAPH in store
-            if input_key is not None:
-                tensor = args[0]
-                store[input_key] = tensor if keep or not tensor.requires_grad else tensor.detach()
-            if output_key is not None:
-                store[output_key] = output if keep or not output.requires_grad else output.detach()
+    # Kept as small as it can be: a trace runs 8 of these per block. Tensors are stored as they
+    # are: trace() runs without autograd, and attention_gradients() needs the graph.
+    if input_key is None:
+
+        def hook(module: nn.Module, args: tuple, output: torch.Tensor) -> None:
+            store = _STORE.get()
+            if store is not None:
+                store[output_key] = output
+
+    else:
+
+        def hook(module: nn.Module, args: tuple, output: torch.Tensor) -> None:
+            store = _STORE.get()
+            if store is not None:
+                store[input_key] = args[0]
+                store[output_key] = output
 
     return hook
 
 
-def _recording(model: ViT, run, keep_graph: bool = False) -> tuple[object, dict]:
+def _recording(model: ViT, run) -> tuple[object, dict]:
     """Call `run()` with a fresh store current in a private context; return (its result, the store)."""
     attach(model)
-    store: dict = {_KEEP_GRAPH: True} if keep_graph else {}
+    store: dict = {}
     context = contextvars.copy_context()
     context.run(_STORE.set, store)
     return context.run(run), store
@@ -142,6 +216,7 @@ def attach(model: ViT) -> None:
             return
         handles = []
         for name, input_key, output_key in _MODEL_TAPS:
+            input_key = input_key and input_key.format(depth=len(model.blocks))
             handles.append(model.get_submodule(name).register_forward_hook(_recorder(input_key, output_key)))
         for index, block in enumerate(model.blocks):
             for name, *keys in _LAYER_TAPS:
@@ -164,37 +239,7 @@ def trace(model: ViT, pixels: torch.Tensor) -> Trace:
         raise ValueError(f"trace expects one image of shape (c, H, W), got {tuple(pixels.shape)}")
     with torch.no_grad():
         logits, store = _recording(model, lambda: model(pixels[None])[0])
-    config = model.config
-    p, c, heads, head_dim = config.patch_size, config.channels, config.heads, config.head_dim
-    layers = []
-    for keys in _layer_keys(len(model.blocks)):
-        recorded = {name: store[key][0] for name, key in keys}
-        qkv, context = recorded["qkv"], recorded["context"]
-        tokens = qkv.shape[0]
-        # The model's own split of qkv into heads (views of the same memory) and its concat.
-        q, k, v = qkv.reshape(tokens, 3, heads, head_dim).permute(1, 2, 0, 3).unbind(0)
-        concat = context.transpose(0, 1).reshape(tokens, heads * head_dim)
-        layers.append(LayerTrace(q=q, k=k, v=v, concat=concat, **recorded))
-    flat = store["flat_patches"][0]
-    # Display-space patches: the same arithmetic as images.denormalise, on the flattened patches.
-    std, mean = _display_affine(config.mean, config.std, p * p)
-    patches = (flat * std + mean).clamp_(0, 1).view(-1, p, p, c)
-    pos = model.pos_embed.detach()
-    return Trace(
-        pixels=pixels.detach().clone(),
-        patches=patches,
-        flat_patches=flat,
-        patch_embeddings=store["patch_embeddings"][0],
-        cls_token=model.cls_token.detach().clone(),
-        with_cls=store["with_cls"][0],
-        pos_embedding=pos.clone() if pos.ndim == 2 else pos[0].clone(),
-        tokens=store["tokens"][0],
-        layers=layers,
-        final_tokens=store["final_tokens"][0],
-        cls_output=store["final_tokens"][0, 0],
-        logits=logits,
-        probs=logits.softmax(-1),
-    )
+    return Trace(store, pixels, model, logits)
 
 
 def input_gradient(model: ViT, pixels: torch.Tensor, label: int) -> tuple[float, torch.Tensor, torch.Tensor]:
@@ -221,7 +266,7 @@ def attention_gradients(model: ViT, pixels: torch.Tensor, target: int) -> tuple[
     """Attention maps (L, h, N, N) of one image and the gradient of class `target`'s logit with respect to them."""
     with torch.enable_grad():
         x = pixels[None].detach().requires_grad_(True)  # a graph even when the weights are frozen
-        logits, store = _recording(model, lambda: model(x)[0], keep_graph=True)
+        logits, store = _recording(model, lambda: model(x)[0])
         maps = [store[f"{i}.attn"] for i in range(len(model.blocks))]
         grads = torch.autograd.grad(logits[target], maps)
     return torch.stack([m.detach()[0] for m in maps]), torch.stack([g[0] for g in grads])

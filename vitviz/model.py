@@ -39,6 +39,8 @@ class ViTConfig:
         object.__setattr__(self, "labels", tuple(self.labels))
         object.__setattr__(self, "mean", tuple(float(m) for m in self.mean))
         object.__setattr__(self, "std", tuple(float(s) for s in self.std))
+        if self.depth < 1:
+            raise ValueError("a ViT needs at least one encoder block")
         if self.dim % self.heads:
             raise ValueError(f"dim {self.dim} is not divisible by heads {self.heads}")
         if any(s % self.patch_size for s in self.image_size):
@@ -132,11 +134,11 @@ class Attention(nn.Module):
         self.scale = self.head_dim**-0.5
         self.qkv = nn.Linear(config.dim, 3 * config.dim)
         self.proj = nn.Linear(config.dim, config.dim)
-        # Taps for tensors no module returns; capture records their outputs. q, k, v and the
-        # concatenation are views of qkv and context, so capture derives them from those.
+        # Taps for tensors no module returns; capture records their outputs. q, k, v and each
+        # head's context are views of qkv and of the concatenation W_o receives, so capture
+        # derives them from those.
         self.scores = nn.Identity()
         self.attn = nn.Identity()
-        self.context = nn.Identity()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, n, d = x.shape
@@ -148,7 +150,7 @@ class Attention(nn.Module):
         # Scale q (N·d_h numbers) rather than the scores (N·N): the same q kᵀ / √d_h, less work.
         scores = self.scores((q * self.scale) @ k.transpose(-2, -1))
         attn = self.attn(scores.softmax(dim=-1))
-        context = self.context(attn @ v)
+        context = attn @ v  # (B, h, N, d_h)
         concat = context.transpose(1, 2).reshape(b, n, d)
         return self.proj(concat)
 
@@ -185,7 +187,6 @@ class ViT(nn.Module):
         self.cls_token = nn.Parameter(torch.zeros(config.dim))
         self.pos_embed = nn.Parameter(torch.zeros(config.num_patches + 1, config.dim))
         self.with_cls = nn.Identity()
-        self.tokens = nn.Identity()
         self.blocks = nn.ModuleList(Block(config) for _ in range(config.depth))
         self.norm = nn.LayerNorm(config.dim, eps=config.layer_norm_eps)
         self.head = nn.Linear(config.dim, max(config.num_labels, 1))
@@ -215,7 +216,7 @@ class ViT(nn.Module):
         embedded = self.patch_embed(flat)
         cls = self.cls_token.expand(embedded.shape[0], 1, -1)
         x = self.with_cls(torch.cat([cls, embedded], dim=1))
-        x = self.tokens(x + self.pos_embed)
+        x = x + self.pos_embed  # capture records these tokens as the first block's input
         for block in self.blocks:
             x = block(x)
         return x
