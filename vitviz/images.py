@@ -114,10 +114,14 @@ def preprocess(image: Image.Image, config: ViTConfig) -> torch.Tensor:
 
 def normalise(images: np.ndarray, config: ViTConfig) -> torch.Tensor:
     """uint8 (N, H, W, c) -> float (N, c, H, W) with the model's mean and std."""
-    x = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float().div_(255)
+    if any(stride < 0 for stride in images.strides):  # torch cannot view a flipped array
+        images = images.copy()
+    # Generated batches are channels-last views of channels-first memory: the permute undoes that
+    # for free, and the arithmetic runs in place on the one float copy.
+    x = torch.from_numpy(images).permute(0, 3, 1, 2).float()
     mean = torch.tensor(config.mean).view(1, -1, 1, 1)
     std = torch.tensor(config.std).view(1, -1, 1, 1)
-    return (x - mean) / std
+    return x.div_(255).sub_(mean).div_(std)
 
 
 def denormalise(pixels: torch.Tensor, config: ViTConfig) -> np.ndarray:
