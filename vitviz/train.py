@@ -2,8 +2,8 @@
 
 `fit` is a generator: it trains the model in place and yields a `Progress` record after
 every step, so a caller can draw curves, stop early (just stop iterating) or resume
-(call `fit` again with `start_step`). Batches are generated on a background thread so
-that drawing shapes overlaps with the model's arithmetic.
+(call `fit` again with `start_step`). Batches are drawn on a background thread when torch
+leaves a core free (the studio's bounded training), and in the loop itself otherwise.
 
     python -m vitviz.train            # trains the default model into assets/
 """
