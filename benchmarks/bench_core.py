@@ -165,6 +165,8 @@ def bench_train(rounds: int, calls: int) -> None:
     theirs_fixed = training_step(theirs, theirs_opt, config, fixed)
     ours_model_times, theirs_model_times = alternate(ours_fixed, theirs_fixed, rounds, calls)
     data_times, theirs_again = alternate(lambda: normalise(data.generate(BATCH, 7)[0], config), theirs_fixed, rounds, 1)
+    # The strictest reading: our whole step, data included, against theirs with no data at all.
+    fit_again, theirs_bare = alternate(fit_step, theirs_fixed, rounds, calls)
     steps.close()
 
     print(f"train_step_ratio {ratio_of(ours_times, theirs_times):.2f}"
@@ -174,6 +176,8 @@ def bench_train(rounds: int, calls: int) -> None:
     print(f"  train_step_ratio_model_only {ratio_of(ours_model_times, theirs_model_times):.2f}  (one fixed batch, no data)")
     print(f"  vitviz_model_step_ms {statistics.median(ours_model_times) * 1e3:.1f}")
     print(f"  vit_pytorch_model_step_ms {statistics.median(theirs_model_times) * 1e3:.1f}")
+    print(f"  fit_vs_bare_model_ratio {ratio_of(fit_again, theirs_bare):.2f}  (the fit step, data included ÷ vit-pytorch's"
+          " step on one fixed batch, no data drawn)")
     print(f"  data_ratio {ratio_of(data_times, theirs_again):.2f}  (drawing one batch ÷ vit-pytorch's step without data;"
           f" {statistics.median(data_times) * 1e3:.1f} ms for generate + normalise of {BATCH} images)")
 
