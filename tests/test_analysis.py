@@ -143,7 +143,7 @@ def test_attention_gradients_match_autograd_on_the_rollout_inputs():
         output[0, head, row, col] += eps
         return output
 
-    handle = model.blocks[layer].attn.attn.register_forward_hook(nudge)
+    handle = model.blocks[layer].attn.softmax.register_forward_hook(nudge)
     with torch.no_grad():
         up = model(pixels[None])[0, 1]
     handle.remove()

@@ -151,15 +151,15 @@ class Trace(_ReadOnly):
 
 # (module, key for its input, key for its output). One hook records both ends of a module, so a
 # tensor that flows straight from one module into the next is recorded once: norm1's output is
-# qkv's input, the concatenated heads are W_o's input, resid is norm2's input, the GELU output is
-# fc2's input, and a block's output is the next block's input (the final norm's, for the last).
+# qkv's input, the scores are the softmax's input, the concatenated heads are W_o's input, resid
+# is norm2's input, the GELU output is fc2's input, and a block's output is the next block's
+# input (the final norm's, for the last).
 # At batch 1 the cost of a trace is mostly torch's per-module hook dispatch, so fewer hooked
 # modules is what counts. q, k, v and context are views of qkv and of the concatenation.
 _LAYER_TAPS = (
     ("norm1", "input", "norm1"),
     ("attn.qkv", None, "qkv"),
-    ("attn.scores", None, "scores"),
-    ("attn.attn", None, "attn"),
+    ("attn.softmax", "scores", "attn"),
     ("attn.proj", "concat", "attn_out"),
     ("norm2", "resid", "norm2"),
     ("mlp.fc2", "mlp_hidden", "mlp_out"),

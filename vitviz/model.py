@@ -2,8 +2,9 @@
 
 The layout follows timm and Hugging Face (pre-norm blocks, one `qkv` Linear laid out
 [q | k | v] with each part head-major, CLS token first, learned position embeddings), so
-real checkpoints can be mapped onto it. `nn.Identity` taps mark the tensors that the
-capture module records with forward hooks; they cost nothing when nobody is listening.
+real checkpoints can be mapped onto it. Every tensor of the forward pass enters or leaves a
+module (an `nn.Identity` tap where no real module does), so the capture module can record it
+with forward hooks, which cost almost nothing when nobody is listening.
 """
 
 from __future__ import annotations
@@ -134,11 +135,10 @@ class Attention(nn.Module):
         self.scale = self.head_dim**-0.5
         self.qkv = nn.Linear(config.dim, 3 * config.dim)
         self.proj = nn.Linear(config.dim, config.dim)
-        # Taps for tensors no module returns; capture records their outputs. q, k, v and each
-        # head's context are views of qkv and of the concatenation W_o receives, so capture
-        # derives them from those.
-        self.scores = nn.Identity()
-        self.attn = nn.Identity()
+        # The softmax is a module so that one forward hook sees both the scores (its input) and
+        # the attention probabilities (its output). q, k, v and each head's context are views of
+        # qkv and of the concatenation W_o receives, so capture derives them from those.
+        self.softmax = nn.Softmax(dim=-1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, n, d = x.shape
@@ -148,8 +148,8 @@ class Attention(nn.Module):
         parts = self.qkv(x).reshape(b, n, 3, self.heads, self.head_dim).unbind(2)  # each (B, N, h, d_h)
         q, k, v = (part.transpose(1, 2) for part in parts)
         # Scale q (N·d_h numbers) rather than the scores (N·N): the same q kᵀ / √d_h, less work.
-        scores = self.scores((q * self.scale) @ k.transpose(-2, -1))
-        attn = self.attn(scores.softmax(dim=-1))
+        scores = (q * self.scale) @ k.transpose(-2, -1)
+        attn = self.softmax(scores)
         context = attn @ v  # (B, h, N, d_h)
         concat = context.transpose(1, 2).reshape(b, n, d)
         return self.proj(concat)
