@@ -242,19 +242,6 @@ def trace(model: ViT, pixels: torch.Tensor) -> Trace:
     return Trace(store, pixels, model, logits)
 
 
-def input_gradient(model: ViT, pixels: torch.Tensor, label: int) -> tuple[float, torch.Tensor, torch.Tensor]:
-    """Cross-entropy of one image against `label`, its gradient w.r.t. the input (c, H, W), and the probs.
-
-    Only the input needs a gradient, so the shared model's weights are left untouched.
-    """
-    x = pixels.detach().clone()[None].requires_grad_(True)
-    with torch.enable_grad():
-        logits = model(x)
-        loss = torch.nn.functional.cross_entropy(logits, torch.tensor([label]))
-        (grad,) = torch.autograd.grad(loss, x)
-    return loss.item(), grad[0], logits.detach()[0].softmax(-1)
-
-
 def batch_attentions(model: ViT, pixels: torch.Tensor) -> torch.Tensor:
     """(B, c, H, W) -> every image's attention maps (B, L, h, N, N), in one batched forward pass."""
     with torch.no_grad():

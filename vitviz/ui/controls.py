@@ -76,7 +76,7 @@ def image_picker(container=None, preview_width: int | str = "stretch") -> None:
         st.caption(f"Model: {state.current_model_name()} (change it on the Model page)")
         chosen = state.current_image()
         try:
-            st.image(state.preview(chosen["bytes"]), caption=chosen["name"], width=preview_width)
+            st.image(state.preview(chosen), caption=chosen["name"], width=preview_width)
         except Exception:  # the kept image always decoded once; never let the sidebar fail
             st.caption(chosen["name"])
 
@@ -113,6 +113,23 @@ def token_label(index: int, grid: tuple[int, int]) -> str:
     return f"patch {index - 1} (row {row + 1}, col {col + 1})"
 
 
+def clicked_patch(picture: np.ndarray, grid: tuple[int, int], cell: int, *, key: str) -> int | None:
+    """Show `picture` (a grid of `cell`-pixel patches) and return the patch a new click landed on.
+
+    The component keeps returning its last click on every rerun, so a click is only new once.
+    """
+    click = streamlit_image_coordinates(picture, key=key)
+    if click is None:
+        return None
+    marker = (click.get("x"), click.get("y"), click.get("unix_time"))
+    if st.session_state.get(f"{key}_seen") == marker:
+        return None
+    st.session_state[f"{key}_seen"] = marker
+    row = min(grid[0] - 1, int(click["y"]) // cell)
+    col = min(grid[1] - 1, int(click["x"]) // cell)
+    return row * grid[1] + col
+
+
 def query_token(display: np.ndarray, grid: tuple[int, int], patch: int, *, key: str = "query_click") -> int:
     """Pick the query token by clicking a patch on the image; CLS by default."""
     n = grid[0] * grid[1]
@@ -122,16 +139,10 @@ def query_token(display: np.ndarray, grid: tuple[int, int], patch: int, *, key: 
     factor = max(1, 320 // max(display.shape[:2]))
     picture = figures.draw_grid(display, patch, factor, highlight=query - 1 if query else None)
     st.caption("Click a patch to make it the query; the button switches back to CLS.")
-    click = streamlit_image_coordinates(picture, key=key)
-    if click is not None:
-        marker = (click.get("x"), click.get("y"), click.get("unix_time"))
-        if st.session_state.get(f"{key}_seen") != marker:
-            st.session_state[f"{key}_seen"] = marker
-            row = min(grid[0] - 1, int(click["y"]) // (patch * factor))
-            col = min(grid[1] - 1, int(click["x"]) // (patch * factor))
-            query = 1 + row * grid[1] + col
-            st.session_state["keep_query"] = query
-            st.rerun()
+    clicked = clicked_patch(picture, grid, patch * factor, key=key)
+    if clicked is not None:
+        st.session_state["keep_query"] = 1 + clicked
+        st.rerun()
     left, right = st.columns([2, 1])
     left.markdown(f"Query: **{token_label(query, grid)}**")
     if right.button("Use CLS", key=f"{key}_cls", disabled=query == 0):

@@ -6,11 +6,10 @@ from __future__ import annotations
 import numpy as np
 import streamlit as st
 import torch
-from streamlit_image_coordinates import streamlit_image_coordinates
 
 from vitviz import analysis, capture, figures
 from vitviz.images import denormalise
-from vitviz.ui import controls, page, paper, render, state
+from vitviz.ui import controls, page, paper, render
 from vitviz.ui.state import Analysis
 
 FUSIONS = ("mean", "max", "min")
@@ -33,10 +32,7 @@ def head_map(attn: np.ndarray, choice) -> np.ndarray:
 
 
 def _overlay(a: Analysis, weights: np.ndarray, query: int, colorscale: str, opacity: float, size: int = 320) -> np.ndarray:
-    gh, gw = a.trace.grid
-    return figures.attention_overlay(a.display, weights.reshape(gh, gw), factor=max(1, size // max(a.display.shape[:2])),
-                                     opacity=opacity, colorscale=colorscale, highlight=query - 1 if query else None,
-                                     patch=a.config.patch_size)
+    return render.overlay(a, weights, query, colorscale, opacity=opacity, size=size)
 
 
 def show() -> None:
@@ -106,7 +102,7 @@ def _gradients(image_key: str, model_key: str, target: int, _model, _pixels) -> 
 
 
 def _attribution(a: Analysis, colorscale: str, opacity: float) -> None:
-    labels = list(a.config.labels) or [str(i) for i in range(len(a.trace.logits))]
+    labels = a.labels
     c1, c2, c3 = st.columns(3)
     fusion = controls.persistent(c1.selectbox, "rollout_fusion", "mean", label="Head fusion", options=list(FUSIONS))
     discard = controls.persistent(c2.slider, "rollout_discard", 0.0, label="Discard the weakest", min_value=0.0,
@@ -116,9 +112,7 @@ def _attribution(a: Analysis, colorscale: str, opacity: float) -> None:
                                  options=labels)
     attentions = a.trace.attentions().numpy()
     rollout = analysis.attention_rollout(attentions, head_fusion=fusion, discard_ratio=discard)[0, 1:]
-    chosen = state.current_image()
-    maps, grads = _gradients(state.digest(chosen["bytes"]), state.current_model()[0], labels.index(target), a.model,
-                             a.trace.pixels)
+    maps, grads = _gradients(a.image_key, a.model_key, labels.index(target), a.model, a.trace.pixels)
     weighted = analysis.gradient_rollout(maps, grads, discard_ratio=discard)[0, 1:]
     left, right = st.columns(2)
     left.image(_overlay(a, rollout, 0, colorscale, opacity),
@@ -147,27 +141,21 @@ def _occlusion(a: Analysis, layer: int, head, colorscale: str, opacity: float) -
     config = a.config
     grid, patch = a.trace.grid, config.patch_size
     hidden = tuple(sorted(i for i in st.session_state.get(OCCLUDED_KEY, ()) if i < grid[0] * grid[1]))
-    chosen = state.current_image()
-    trace = (_occluded_trace(state.digest(chosen["bytes"]), state.current_model()[0], hidden, a.model, a.trace.pixels)
-             if hidden else a.trace)
+    trace = _occluded_trace(a.image_key, a.model_key, hidden, a.model, a.trace.pixels) if hidden else a.trace
     shown = figures.to_uint8(denormalise(trace.pixels, config))
     factor = max(1, 320 // max(shown.shape[:2]))
     left, right = st.columns(2)
     with left:
         st.caption("Click patches to hide or show them; hidden patches take the training data's mean colour.")
-        click = streamlit_image_coordinates(figures.draw_grid(shown, patch, factor), key="occlusion_click")
-        if click is not None:
-            marker = (click.get("x"), click.get("y"), click.get("unix_time"))
-            if st.session_state.get("occlusion_seen") != marker:
-                st.session_state["occlusion_seen"] = marker
-                index = min(grid[0] - 1, int(click["y"]) // (patch * factor)) * grid[1] + min(
-                    grid[1] - 1, int(click["x"]) // (patch * factor))
-                st.session_state[OCCLUDED_KEY] = tuple(sorted(set(hidden) ^ {index}))
-                st.rerun()
+        index = controls.clicked_patch(figures.draw_grid(shown, patch, factor), grid, patch * factor,
+                                       key="occlusion_click")
+        if index is not None:
+            st.session_state[OCCLUDED_KEY] = tuple(sorted(set(hidden) ^ {index}))
+            st.rerun()
         if st.button("Show every patch", disabled=not hidden, key="occlusion_clear"):
             st.session_state[OCCLUDED_KEY] = ()
             st.rerun()
-    labels = list(config.labels) or [str(i) for i in range(len(trace.probs))]
+    labels = a.labels
     before, after = a.trace.probs.numpy(), trace.probs.numpy()
     top = int(before.argmax())
     with right:

@@ -79,13 +79,12 @@ def header(step: steps.Step, analysis: state.Analysis | None) -> None:
         st.latex(step.formula)
 
 
-def shared_controls(key: str, analysis: state.Analysis) -> controls.Controls:
+def shared_controls(key: str, analysis: state.Analysis) -> None:
+    """The sidebar widgets this step uses; `body` reads their kept values through `current_controls`."""
     config = analysis.config
-    layer = head = 0
     if key in LAYER_STEPS:
-        layer, head = controls.layer_head(config.depth, config.heads, with_head=key in HEAD_STEPS)
-    colorscale = controls.colour_scale()
-    return controls.Controls(layer=layer, head=head, query=st.session_state.get("keep_query", 0), colorscale=colorscale)
+        controls.layer_head(config.depth, config.heads, with_head=key in HEAD_STEPS)
+    controls.colour_scale()
 
 
 def guarded(what: str, draw, *args) -> None:

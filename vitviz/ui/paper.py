@@ -17,13 +17,18 @@ DATASET_IMAGES = 64
 CHUNK = 8  # images per forward pass: keeps (B, L, h, N, N) small even for ViT-B
 
 
+@st.cache_resource(max_entries=8, show_spinner=False)
+def _filter_components(model_key: str, _model) -> tuple[np.ndarray, np.ndarray]:
+    # A property of the model alone: an SVD that takes ~0.2 s for ViT-B, so not on every rerun.
+    return analysis.embedding_filter_components(_model.patch_embed.weight.detach().numpy(), count=28)
+
+
 def filter_components(a: Analysis) -> None:
     config = a.config
-    weight = a.model.patch_embed.weight.detach().numpy()
-    components, share = analysis.embedding_filter_components(weight, count=28)
+    components, share = _filter_components(a.model_key, a.model)
     tiles = figures.filters_as_images(components, config.patch_size, config.channels)
     st.image(figures.mosaic(tiles, 7, gap=2, factor=max(1, 40 // config.patch_size)), width=420)
-    st.caption(f"The first {len(components)} principal components of E's {weight.shape[0]} filters, each drawn as a "
+    st.caption(f"The first {len(components)} principal components of E's {config.dim} filters, each drawn as a "
                f"{config.patch_size}×{config.patch_size} RGB patch; together they explain {share.sum():.0%} of the "
                "filters' variance (ViT paper, Fig. 7 left).")
 
@@ -57,7 +62,7 @@ def _dataset_distance(model_key: str, _model) -> np.ndarray | None:
 def attention_distance(a: Analysis) -> None:
     config = a.config
     this_image = analysis.mean_attention_distance(a.trace.attentions().numpy(), a.trace.grid, config.patch_size)
-    dataset = _dataset_distance(state.current_model()[0], a.model)
+    dataset = _dataset_distance(a.model_key, a.model)
     series = {"this image": this_image}
     if dataset is not None:
         series[f"{DATASET_IMAGES} dataset images"] = dataset

@@ -61,7 +61,7 @@ def step_0(a: Analysis, c: Controls) -> None:
     if a.config.image_size[0] != a.config.image_size[1] or len(names) != len(data.CLASSES):
         st.info("This model was not trained on the built-in shapes, so there is no dataset preview for it.")
         return
-    images, labels, predicted = _dataset_preview(state.current_model()[0], a.model)
+    images, labels, predicted = _dataset_preview(a.model_key, a.model)
     st.markdown(f"**{len(names)} classes:** " + ", ".join(names))
     columns = st.columns(8)
     for i in range(len(labels)):
@@ -73,7 +73,7 @@ def step_0(a: Analysis, c: Controls) -> None:
 
 def step_1(a: Analysis, c: Controls) -> None:
     left, right = st.columns(2)
-    left.image(state.preview(state.current_image()["bytes"]), caption=f"Your image, {a.image.width}×{a.image.height}",
+    left.image(state.preview(state.current_image()), caption=f"Your image, {a.image.width}×{a.image.height}",
                width="stretch")
     h, w = a.config.image_size
     right.image(figures.upscale(a.display, _factor(a.display, 384)),
@@ -235,10 +235,12 @@ def _query_picker(a: Analysis, step: str) -> int:
     return query_token(a.display, a.trace.grid, a.config.patch_size, key=f"query_click_{step}")
 
 
-def _overlay(a: Analysis, row: np.ndarray, c: Controls, query: int, factor_target: int = 256) -> np.ndarray:
+def overlay(a: Analysis, weights: np.ndarray, query: int, colorscale: str, *, opacity: float = 0.6,
+            size: int = 256) -> np.ndarray:
+    """What the model saw, about `size` pixels wide, with one weight per patch laid over it and the query outlined."""
     gh, gw = a.trace.grid
-    return figures.attention_overlay(a.display, row[1:].reshape(gh, gw), factor=_factor(a.display, factor_target),
-                                     colorscale=c.colorscale, highlight=query - 1 if query else None,
+    return figures.attention_overlay(a.display, weights.reshape(gh, gw), factor=_factor(a.display, size),
+                                     opacity=opacity, colorscale=colorscale, highlight=query - 1 if query else None,
                                      patch=a.config.patch_size)
 
 
@@ -249,7 +251,7 @@ def step_10_4(a: Analysis, c: Controls) -> None:
         query = _query_picker(a, "10.4")
     row = _np(layer.attn[c.head, query])
     with right:
-        st.image(_overlay(a, row, c, query), caption=f"Attention of {token_label(query, a.trace.grid)} over the patches "
+        st.image(overlay(a, row[1:], query, c.colorscale), caption=f"Attention of {token_label(query, a.trace.grid)} over the patches "
                  f"({_where(a, c)}); CLS gets {row[0]:.3f}", width="stretch")
     v = _np(layer.v[c.head])
     context = row @ v
@@ -276,7 +278,7 @@ def step_10_6(a: Analysis, c: Controls) -> None:
     heads = a.config.heads
     st.markdown(f"**Every head of layer {c.layer + 1}**, attention of {token_label(query, a.trace.grid)}:")
     rows = [_np(layer.attn[h, query]) for h in range(heads)]
-    image_grid([(_overlay(a, row, c, query, 192), f"Head {h + 1}: CLS {row[0]:.2f}, max {row.max():.2f}")
+    image_grid([(overlay(a, row[1:], query, c.colorscale, size=192), f"Head {h + 1}: CLS {row[0]:.2f}, max {row.max():.2f}")
                 for h, row in enumerate(rows)], per_row=min(heads, 4))
 
 
@@ -377,7 +379,7 @@ def step_11(a: Analysis, c: Controls) -> None:
     paper.attention_distance(a)
     norm, head = a.model.norm, a.model.head
     probs = analysis.logit_lens(cls, _np(norm.weight), _np(norm.bias), norm.eps, _np(head.weight), _np(head.bias))
-    labels = list(a.config.labels) or [str(i) for i in range(probs.shape[1])]
+    labels = a.labels
     shown = np.argsort(-probs[-1])[:10]  # the final top classes; a 1000-class model stays readable
     fig = figures.heatmap(probs[:, shown], title="Prediction read from each layer's CLS (final LayerNorm + head)",
                           x_title="class", y_title="layer", colorscale=c.colorscale, centred=False,
@@ -394,7 +396,7 @@ def step_12(a: Analysis, c: Controls) -> None:
 
 def step_13(a: Analysis, c: Controls) -> None:
     logits, probs = _np(a.trace.logits), _np(a.trace.probs)
-    labels = list(a.config.labels) or [str(i) for i in range(len(logits))]
+    labels = a.labels
     order = np.argsort(-probs)
     k = min(10, len(labels))
     top = order[0]
@@ -423,7 +425,7 @@ def _gradient(image_key: str, model_key: str, label: int, lr: float, _model, _pi
 def step_14(a: Analysis, c: Controls) -> None:
     from vitviz.studio import per_patch_norm
 
-    labels = list(a.config.labels) or [str(i) for i in range(len(a.trace.logits))]
+    labels = a.labels
     predicted = int(a.trace.probs.argmax())
     left, right = st.columns(2)
     with left:
@@ -433,8 +435,7 @@ def step_14(a: Analysis, c: Controls) -> None:
         lr = persistent(st.select_slider, "step_lr", 0.01, label="Learning rate η of the one step",
                         options=list(STEP_LEARNING_RATES), format_func=lambda v: f"{v:g}")
     index = labels.index(label)
-    result = _gradient(state.digest(state.current_image()["bytes"]), state.current_model()[0], index, float(lr),
-                       a.model, a.trace.pixels)
+    result = _gradient(a.image_key, a.model_key, index, float(lr), a.model, a.trace.pixels)
     st.markdown(f"Cross-entropy against **{label}**: **{result.loss:.4f}** "
                 f"(the model gives it {result.probs_before[index]:.1%}).")
     per_patch = per_patch_norm(result.grad, a.config.patch_size)

@@ -23,7 +23,7 @@ from vitviz.model import ViT
 
 SAMPLES_DIR = Path(__file__).resolve().parents[2] / "assets" / "samples"
 SCENE_SEED = 31_337  # the generated sample scenes; not a training seed
-IMAGE_KEY = "vitviz_image"  # session_state: the chosen image as {"name", "bytes"}
+IMAGE_KEY = "vitviz_image"  # session_state: the chosen image as {"name", "bytes", "key"}
 ERROR_KEY = "vitviz_image_error"
 
 
@@ -50,14 +50,20 @@ def sample_bytes(name: str) -> bytes:
     return (SAMPLES_DIR / f"{name.removeprefix('Photo: ')}.jpg").read_bytes()
 
 
+def _chosen(name: str, payload: bytes) -> dict:
+    # The digest names the image in every cache; hashed once here, not on every rerun (uploads reach 50 MB).
+    return {"name": name, "bytes": payload, "key": hashlib.sha256(payload).hexdigest()}
+
+
 def set_image(name: str, payload: bytes) -> bool:
     """Make `payload` the session's image if it decodes; otherwise keep the old one and record why."""
+    chosen = _chosen(name, payload)
     try:
-        decoded_image(payload)
+        decoded_image(chosen)
     except ImageError as exc:
         st.session_state[ERROR_KEY] = str(exc)
         return False
-    st.session_state[IMAGE_KEY] = {"name": name, "bytes": payload}
+    st.session_state[IMAGE_KEY] = chosen
     st.session_state.pop(ERROR_KEY, None)
     return True
 
@@ -66,12 +72,8 @@ def current_image() -> dict:
     """The session's image, a generated scene until the user picks one."""
     if IMAGE_KEY not in st.session_state:
         name = sample_names()[0]
-        st.session_state[IMAGE_KEY] = {"name": name, "bytes": sample_bytes(name)}
+        st.session_state[IMAGE_KEY] = _chosen(name, sample_bytes(name))
     return st.session_state[IMAGE_KEY]
-
-
-def digest(payload: bytes) -> str:
-    return hashlib.sha256(payload).hexdigest()
 
 
 @st.cache_resource(max_entries=32, show_spinner=False)
@@ -79,8 +81,8 @@ def _decoded(key: str, _payload: bytes) -> Image.Image:
     return load_image(_payload)
 
 
-def decoded_image(payload: bytes) -> Image.Image:
-    return _decoded(digest(payload), payload)
+def decoded_image(chosen: dict) -> Image.Image:
+    return _decoded(chosen["key"], chosen["bytes"])
 
 
 PREVIEW_SIDE = 640  # what the browser gets to show the original: a 24-megapixel photo is not sent whole
@@ -88,14 +90,14 @@ PREVIEW_SIDE = 640  # what the browser gets to show the original: a 24-megapixel
 
 @st.cache_resource(max_entries=32, show_spinner=False)
 def _preview(key: str, _payload: bytes) -> Image.Image:
-    image = decoded_image(_payload).copy()
+    image = _decoded(key, _payload).copy()
     image.thumbnail((PREVIEW_SIDE, PREVIEW_SIDE), Image.Resampling.LANCZOS)
     return image
 
 
-def preview(payload: bytes) -> Image.Image:
-    """A copy of the decoded image no larger than PREVIEW_SIDE, for display."""
-    return _preview(digest(payload), payload)
+def preview(chosen: dict) -> Image.Image:
+    """A copy of the chosen image, decoded and no larger than PREVIEW_SIDE, for display."""
+    return _preview(chosen["key"], chosen["bytes"])
 
 
 MODEL_KEY = "vitviz_model"  # session_state: {"key", "name", "model"} when the session chose its own model
@@ -148,14 +150,21 @@ class Analysis:
     """Everything a step page needs: the image, what the model saw, and its Trace."""
 
     name: str
+    image_key: str  # the image's digest: with model_key, what every per-image cache is keyed by
     image: Image.Image
     prepared: Prepared
     trace: capture.Trace
+    model_key: str
     model: ViT
 
     @property
     def config(self):
         return self.model.config
+
+    @property
+    def labels(self) -> list[str]:
+        """The class names, or the class numbers for a checkpoint that names none."""
+        return list(self.config.labels) or [str(i) for i in range(len(self.trace.logits))]
 
     @property
     def display(self) -> np.ndarray:
@@ -171,6 +180,7 @@ def _traced(image_key: str, model_key: str, _image: Image.Image, _model: ViT) ->
 def analysis() -> Analysis:
     chosen = current_image()
     model_key, model = current_model()
-    image = decoded_image(chosen["bytes"])
-    prepared, trace = _traced(digest(chosen["bytes"]), model_key, image, model)
-    return Analysis(name=chosen["name"], image=image, prepared=prepared, trace=trace, model=model)
+    image = decoded_image(chosen)
+    prepared, trace = _traced(chosen["key"], model_key, image, model)
+    return Analysis(name=chosen["name"], image_key=chosen["key"], image=image, prepared=prepared, trace=trace,
+                    model_key=model_key, model=model)
