@@ -3,8 +3,6 @@
   trace_page_faults      minor page faults per batch-1 trace, with vitviz's allocator settings and
                          with glibc's defaults put back (in a subprocess)
   fused_adamw_ratio      one fused AdamW update ÷ the per-tensor update, default model's parameters
-  batch_thread_ratio     a train.fit step with batches drawn ahead on a thread ÷ drawn in the loop,
-                         at the torch threads given
   render_threads_ratio   data.generate(128) rendered on its thread pool ÷ rendered on one thread
   normalise_ms           images.normalise of one generated batch
 
@@ -71,26 +69,6 @@ def bench_adamw(rounds: int) -> None:
           f"  ({statistics.median(fused_times) * 1e3:.2f} ms vs {statistics.median(plain_times) * 1e3:.2f} ms)")
 
 
-def bench_batch_thread(rounds: int) -> None:
-    model = ViT(train.default_config())
-    real_count = train.os.cpu_count
-
-    def fit_steps(cores: int):
-        train.os.cpu_count = lambda: cores  # what _batches sees decides between thread and loop
-        try:
-            steps = train.fit(model, steps=10**9, batch_size=128, lr=1e-3, eval_every=0)
-            next(steps)  # the thread, if any, is running from here
-        finally:
-            train.os.cpu_count = real_count
-        return steps
-
-    ahead, inline = fit_steps(10**4), fit_steps(1)
-    ahead_times, inline_times = alternate(lambda: next(ahead), lambda: next(inline), rounds, 2)
-    ahead.close(), inline.close()
-    print(f"batch_thread_ratio {ratio_of(ahead_times, inline_times):.2f}  ({torch.get_num_threads()} torch threads,"
-          f" {statistics.median(ahead_times) * 1e3:.0f} ms vs {statistics.median(inline_times) * 1e3:.0f} ms per step)")
-
-
 def bench_render(rounds: int) -> None:
     pooled = lambda: data.generate(128, 3)  # noqa: E731
 
@@ -119,7 +97,6 @@ def main(argv: list[str] | None = None) -> None:
     bench_faults()
     bench_adamw(args.rounds)
     bench_render(args.rounds)
-    bench_batch_thread(args.rounds)
 
 
 if __name__ == "__main__":

@@ -179,7 +179,7 @@ def _work(model, optimizer, settings: Settings, start: int, probe_pixels, outbox
                 if shot is not None:
                     outbox.send(shot)
         finally:
-            records.close()  # stops fit's batch thread, if it started one
+            records.close()  # stops fit's batch thread
         reason = "done" if step >= settings.steps else "stopped"
         with lock:
             matrix = held_out_confusion(model, eval_size)

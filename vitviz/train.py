@@ -2,8 +2,8 @@
 
 `fit` is a generator: it trains the model in place and yields a `Progress` record after
 every step, so a caller can draw curves, stop early (just stop iterating) or resume
-(call `fit` again with `start_step`). Batches are drawn on a background thread when torch
-leaves a core free (the studio's bounded training), and in the loop itself otherwise.
+(call `fit` again with `start_step`). Batches are drawn ahead on a background thread, so that
+drawing shapes overlaps with the model's arithmetic.
 
     python -m vitviz.train            # trains the default model into assets/
 """
@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import os
 import queue
 import threading
 import time
@@ -83,18 +82,7 @@ def _batch(config: ViTConfig, batch_size: int, seed: int, step: int) -> tuple[to
 def _batches(
     config: ViTConfig, batch_size: int, seed: int, first: int, last: int, threads: int | None = None
 ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """Training batches for steps first..last-1.
-
-    With a core to spare, they are drawn two ahead on a daemon thread, so drawing overlaps with
-    the model's arithmetic. When torch's threads already fill every core, the batch thread only
-    fights them (a default-model step took 241 ms with it, 225 ms without, on 2 cores), so the
-    batches are drawn in the training loop's own thread.
-    """
-    if (os.cpu_count() or 1) <= torch.get_num_threads():
-        for step in range(first, last):
-            yield _batch(config, batch_size, seed, step)
-        return
-
+    """Training batches for steps first..last-1, drawn two ahead on a daemon thread."""
     ready: queue.Queue = queue.Queue(maxsize=2)
     stop = threading.Event()
 
