@@ -1,6 +1,8 @@
-"""vitviz: the Streamlit entry point. Page config and navigation only; pages draw themselves."""
+"""vitviz: the Streamlit entry point. Process setup, page config and navigation; pages draw themselves."""
 
+from vitviz import allocator
 from vitviz.ui import navigation
 
+allocator.keep_freed_memory()  # once per process; see vitviz/allocator.py for what it buys
 navigation.configure()
 navigation.navigation().run()

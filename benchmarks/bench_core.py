@@ -4,14 +4,14 @@ Prints ratios against baselines measured in the same run (the two sides of each 
 measured in alternating rounds, and the median of the per-round ratios is reported, so a busy
 machine slows both sides alike):
 
-  trace_overhead_ratio   capture.trace(model, x) ÷ the same model's forward with no hooks attached
+  trace_overhead_ratio   Recorder(model).trace(x) ÷ the same model's forward with no hooks attached
                          (batch 1, the default configuration)
   train_step_ratio       one step of vitviz.train.fit, data generation included,
                          ÷ one step of vit-pytorch's ViT of the same shape with the same kind of batch
                          drawn in the step (batch 128, AdamW, gradient clipping)
 
-Both sides run in the same process, so both get the allocator settings vitviz applies on import
-(vitviz/allocator.py), as the app and the training CLI do.
+Both sides run in the same process with vitviz's allocator settings (vitviz/allocator.py), which
+this script applies first, as the app and the training CLI do.
 
     python benchmarks/bench_core.py [--quick]
 """
@@ -33,7 +33,7 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from vitviz import capture, data, train  # noqa: E402
+from vitviz import allocator, capture, data, train  # noqa: E402
 from vitviz.images import normalise  # noqa: E402
 from vitviz.model import ViT  # noqa: E402
 
@@ -85,23 +85,30 @@ def bench_trace(rounds: int, calls: int) -> None:
     images, _ = data.generate(1, seed=5)
     pixels = normalise(images, config)[0]
 
+    recorder: capture.Recorder | None = None
+
     def traced() -> None:
-        capture.trace(model, pixels)
+        recorder.trace(pixels)
 
     def plain() -> None:
         with torch.no_grad():
             model(pixels[None])
 
-    capture.attach(model)
-    n_hooks = sum(len(module._forward_hooks) for module in model.modules())
-
     def measure(hooked: bool, fn: Callable[[], object]) -> float:
-        (capture.attach if hooked else capture.detach_hooks)(model)
+        nonlocal recorder
+        if hooked and recorder is None:
+            recorder = capture.Recorder(model)
+        elif not hooked and recorder is not None:
+            recorder.eject()
+            recorder = None
         fn()  # warm
         return per_call(fn, calls)
 
-    # trace() against the uninstrumented forward (hooks removed), then the plain forward with the
-    # hooks attached but nobody recording (what a session that only classifies pays).
+    with capture.Recorder(model):
+        n_hooks = sum(len(module._forward_hooks) for module in model.modules())
+
+    # Recorder.trace against the uninstrumented forward (hooks removed), then the plain forward with
+    # the hooks attached but nobody recording (what a session that only classifies pays).
     traced_times, plain_times, hooked_times, unhooked_times = [], [], [], []
     for index in range(rounds):
         pairs = [(traced_times, True, traced), (plain_times, False, plain)]
@@ -213,6 +220,7 @@ def main(argv: list[str] | None = None) -> None:
         help="torch intra-op threads (default 1: on a busy 2-core machine, 2 threads make batch-1 timings swing 100x)",
     )
     args = parser.parse_args(argv)
+    allocator.keep_freed_memory()
     torch.set_num_threads(args.threads)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} intra-op threads, {os.cpu_count()} cores")
     if args.only is None:

@@ -2,16 +2,14 @@
 
 import streamlit as st
 
-from vitviz import steps
-from vitviz.ui import controls, page
+from vitviz.ui import controls, navigation, page, steps
 
-page.ensure_navigation()
+navigation.ensure_navigation()
 controls.image_picker()
-analysis = page.load_analysis()
-if analysis is not None:
-    controls.layer_head(analysis.config.depth, analysis.config.heads)
-    controls.colour_scale()
+traced = page.load_traced()
+if traced is not None:
+    page.sidebar_controls(frozenset({steps.LAYER, steps.HEAD}), traced)
     st.caption("The whole guide on one page. Layer, head and colour scale in the sidebar apply to every step below.")
     for step in steps.STEPS:
-        page.body(step.key, analysis)
+        page.body(step, traced)
         st.divider()

@@ -1,6 +1,6 @@
 """The training studio: train a ViT of your own in the browser."""
 
-from vitviz.ui import page, training
+from vitviz.ui import navigation, studio_page
 
-page.ensure_navigation()
-training.show()
+navigation.ensure_navigation()
+studio_page.show()

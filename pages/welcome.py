@@ -2,10 +2,9 @@
 
 import streamlit as st
 
-from vitviz import steps
-from vitviz.ui import controls, page
+from vitviz.ui import controls, navigation, page, state, steps
 
-page.ensure_navigation()
+navigation.ensure_navigation()
 st.title("vitviz: see a Vision Transformer think")
 st.markdown(
     "Pick an image and follow it through a real Vision Transformer, one step per page: cut into patches, "
@@ -18,21 +17,24 @@ with left:
     controls.image_picker(st.container(), preview_width=320)
 with right:
     st.subheader("2. What the model says")
-    analysis = page.load_analysis()
-    if analysis is not None:
-        probs = analysis.trace.probs.numpy()
-        labels = list(analysis.config.labels)
+    traced = page.load_traced()
+    if traced is not None:
+        probs = traced.trace.probs.numpy()
+        labels = traced.labels
         top = int(probs.argmax())
-        st.metric("Prediction", labels[top] if labels else str(top), f"{probs[top]:.1%} probability", delta_color="off")
-        config = analysis.config
-        st.markdown(
-            f"The built-in model is a small ViT trained by vitviz on generated pictures of "
-            f"{len(labels)} shapes ({', '.join(labels)}). It cuts a {config.image_size[1]}×{config.image_size[0]} "
-            f"input into {config.num_patches} patches of {config.patch_size}×{config.patch_size} pixels and runs "
-            f"{config.depth} encoder layers with {config.heads} attention heads each. Photos are not shapes, so its "
-            "guesses on them are only a curiosity, but every step still shows what it computes."
-        )
+        st.metric("Prediction", labels[top], f"{probs[top]:.1%} probability", delta_color="off")
+        config = traced.config
+        size = (f"It cuts a {config.image_size[1]}×{config.image_size[0]} input into {config.num_patches} patches of "
+                f"{config.patch_size}×{config.patch_size} pixels and runs {config.depth} encoder layers with "
+                f"{config.heads} attention heads each.")
+        if traced.model_key == "default":
+            st.markdown(f"The built-in model is a small ViT trained by vitviz on generated pictures of {len(labels)} "
+                        f"shapes ({', '.join(labels)}). {size} Photos are not shapes, so its guesses on them are only "
+                        "a curiosity, but every step still shows what it computes.")
+        else:
+            st.markdown(f"The model in use is {state.current_model().name}, chosen on the Model page: a ViT with "
+                        f"{len(labels)} output classes. {size}")
     st.subheader("3. Follow the steps")
     if st.button(f"Start with {steps.STEPS[0].label} →", type="primary"):
-        st.switch_page(page.page_path("0"))
+        st.switch_page(steps.STEPS[0].page)
     st.caption("Or read everything on one page in the Story, under Explore.")

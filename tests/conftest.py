@@ -1,17 +1,21 @@
-"""Shared fixtures: models (the shipped one and a seeded untrained one) and real images."""
+"""Shared fixtures and helpers: models (the shipped one and a seeded untrained one), real images, and
+driving the app with Streamlit's AppTest."""
 
 from __future__ import annotations
 
 import io
+from pathlib import Path
 
 import pytest
 import torch
 from PIL import Image, ImageDraw
+from streamlit.testing.v1 import AppTest
 
 from vitviz import data, weights
-from vitviz.images import load_image
+from vitviz.images import load_image, preprocess
 from vitviz.model import ViT
 from vitviz.train import default_config
+from vitviz.ui import steps
 
 # Seeds for test images. Training batches use [seed, step] and numpy pads a short seed with
 # zeros, so an int seed s draws the same images as training step 0 of seed s: keep these away
@@ -80,3 +84,54 @@ def make_photo(width: int = 300, height: int = 200) -> Image.Image:
 def photo_image() -> Image.Image:
     """A 300×200 photo-like image, decoded through `load_image` like an upload."""
     return load_image(png_bytes(make_photo()))
+
+
+# --- the app under AppTest -------------------------------------------------------------------------
+
+APP = str(Path(__file__).resolve().parent.parent / "app.py")
+STEP_PAGES = [step.page for step in steps.STEPS]
+ALL_PAGES = ["pages/welcome.py", *STEP_PAGES, "pages/story.py"]
+
+
+def photo_bytes(fmt: str = "JPEG", size=(300, 200)) -> bytes:
+    """A non-square, photo-like picture with a shape in it."""
+    image = Image.new("RGB", size, (40, 90, 160))
+    draw = ImageDraw.Draw(image)
+    for y in range(size[1]):
+        draw.line([(0, y), (size[0], y)], fill=(40 + y // 3, 90, 160 - y // 4))
+    draw.regular_polygon((size[0] // 2, size[1] // 2, min(size) // 3), 3, fill=(250, 240, 30))
+    buffer = io.BytesIO()
+    image.save(buffer, format=fmt)
+    return buffer.getvalue()
+
+
+def problems(at: AppTest) -> list[str]:
+    """Exceptions, and error boundaries that caught something, on the current page."""
+    found = [f"exception: {e.value}" for e in at.exception]
+    found += [f"boundary: {w.value}" for w in at.warning if "could not be drawn" in str(w.value)]
+    return found
+
+
+def fresh_app() -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=120)
+    at.run()
+    assert not problems(at), problems(at)
+    return at
+
+
+def open_page(at: AppTest, page: str) -> AppTest:
+    at.switch_page(page)
+    at.run()
+    return at
+
+
+def upload(at: AppTest, name: str, payload: bytes) -> AppTest:
+    at.radio(key="image_source").set_value("Upload").run()
+    at.file_uploader(key="upload").upload(name, payload, "image/jpeg").run()
+    return at
+
+
+def expected_prediction(payload: bytes) -> str:
+    model = weights.load_default()
+    logits = model(preprocess(load_image(payload), model.config)[None])[0]
+    return model.config.labels[int(logits.argmax())]

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from vitviz import analysis, capture
+from vitviz import analysis, capture, gradients
 from vitviz.model import ViT, ViTConfig
 
 
@@ -133,7 +133,7 @@ def test_attention_gradients_match_autograd_on_the_rollout_inputs():
     torch.manual_seed(0)
     model = ViT(ViTConfig(image_size=(16, 16), patch_size=4, dim=16, depth=2, heads=2, mlp_dim=32, labels=("a", "b"))).eval()
     pixels = torch.randn(3, 16, 16)
-    maps, grads = capture.attention_gradients(model, pixels, 1)
+    maps, grads = gradients.attention_gradients(capture.Recorder(model), pixels, 1)
     torch.testing.assert_close(maps, capture.trace(model, pixels).attentions())
     # Finite-difference check of one entry: nudge one attention weight through a forward hook.
     layer, head, row, col, eps = 1, 0, 3, 5, 1e-3

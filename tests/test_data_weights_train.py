@@ -176,8 +176,10 @@ def test_default_model_is_cached_and_read_only(default_model):
 def test_copy_model_is_independent(default_model):
     before = state_of(default_model)
     pixels = torch.randn(3, 64, 64)
-    reference = capture.trace(default_model, pixels)  # hooks attached before copying
+    recorder = capture.Recorder(default_model)
+    reference = recorder.trace(pixels)
     clone = weights.copy_model(default_model)
+    assert all(not module._forward_hooks for module in clone.modules())  # a copy carries no hooks
     assert clone is not default_model
     assert all(p.requires_grad for p in clone.parameters())
     assert all(not p.requires_grad for p in default_model.parameters())
@@ -191,11 +193,11 @@ def test_copy_model_is_independent(default_model):
     for key, value in default_model.state_dict().items():
         assert torch.equal(value, before[key]), key
     assert "touched" not in default_model.config.extra
-    # Tracing and unhooking the copy leaves the default model's recording intact.
+    # Tracing the copy (its recorder attaches and ejects) leaves the default model's recording intact.
     changed = capture.trace(clone, pixels)
     assert not torch.equal(changed.logits, reference.logits)
-    capture.detach_hooks(clone)
-    again = capture.trace(default_model, pixels)
+    again = recorder.trace(pixels)
+    recorder.eject()
     assert torch.equal(again.logits, reference.logits)
     assert torch.equal(again.attentions(), reference.attentions())
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import streamlit as st
-from test_app import fresh_app, open_page, problems
+from conftest import fresh_app, open_page, problems
 
 from vitviz import weights
 

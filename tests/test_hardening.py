@@ -12,7 +12,7 @@ import corpus
 import numpy as np
 import pytest
 import streamlit as st
-from test_app import fresh_app, open_page, problems, upload
+from conftest import fresh_app, open_page, photo_bytes, problems, upload
 
 from vitviz import weights
 from vitviz.images import ImageError, load_image
@@ -72,12 +72,14 @@ def test_peak_memory_of_the_largest_valid_images_is_bounded(name):
 
 
 def test_an_exception_in_one_figure_leaves_the_rest_of_the_page(monkeypatch, caplog):
-    from vitviz.ui import render
+    import dataclasses
 
-    def broken(a, c):
+    from vitviz.ui import steps
+
+    def broken(traced, view):
         raise RuntimeError("a bug in one figure")
 
-    monkeypatch.setitem(render.RENDERERS, "10.3", broken)
+    monkeypatch.setitem(steps.BY_KEY, "10.3", dataclasses.replace(steps.BY_KEY["10.3"], draw=broken))
     st.cache_resource.clear()
     at = open_page(fresh_app(), "pages/step_10_3.py")
     assert not at.exception
@@ -96,8 +98,6 @@ def _rss_mb() -> float:
 
 
 def test_two_hundred_uploads_keep_memory_bounded(capsys):
-    from test_app import photo_bytes
-
     st.cache_resource.clear()
     st.cache_data.clear()
     at = open_page(fresh_app(), "pages/step_10_2.py")

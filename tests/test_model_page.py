@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from test_app import ALL_PAGES, fresh_app, open_page, problems
+from conftest import ALL_PAGES, fresh_app, open_page, problems
 
 transformers = pytest.importorskip("transformers")
 

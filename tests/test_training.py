@@ -11,20 +11,19 @@ import gc
 import hashlib
 import threading
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
 import streamlit as st
 import torch
+from conftest import fresh_app, open_page, problems
 from safetensors.torch import load_file
 from streamlit.testing.v1 import AppTest
 
-from vitviz import capture, data, studio, train, weights
+from vitviz import capture, data, gradients, studio, train, weights
 from vitviz.images import load_image, normalise, preprocess
 from vitviz.model import ViT
 
-APP = str(Path(__file__).resolve().parent.parent / "app.py")
 TINY = studio.Settings(image_size=32, patch_size=8, dim=32, depth=1, heads=2, steps=20, batch_size=16, lr=3e-3)
 PATIENCE = 120.0  # seconds: a tiny run takes a few seconds even on a busy machine; this only bounds a failure
 
@@ -175,19 +174,19 @@ def test_one_step_matches_the_gradient_and_leaves_the_model_alone(default_model)
     images, _ = data.generate(2, seed=424_243)
     pixels = normalise(images, default_model.config)[0]
     label = int(capture.trace(default_model, pixels).probs.argmin())  # a wrong label: a loss worth a step
-    result = studio.one_step(default_model, pixels, label, lr=0.01)
+    result = gradients.one_step(default_model, pixels, label, lr=0.01)
     loss, grad, probs = input_gradient(default_model, pixels, label)
     assert result.loss == pytest.approx(loss, rel=1e-6)
-    np.testing.assert_allclose(result.grad, grad.numpy(), rtol=1e-5, atol=1e-8)
+    np.testing.assert_allclose(result.pixel_grad, grad.numpy(), rtol=1e-5, atol=1e-8)
     np.testing.assert_allclose(result.probs_before, probs.numpy(), rtol=1e-5, atol=1e-7)
     assert result.probs_after.sum() == pytest.approx(1.0, abs=1e-5)
     assert result.loss_after < result.loss  # a small step against the gradient lowers this image's loss
     assert result.probs_after[label] > result.probs_before[label]
     assert_same(before, state_of(default_model))
     assert all(not p.requires_grad for p in default_model.parameters())
-    per_patch = studio.per_patch_norm(result.grad, default_model.config.patch_size)
+    per_patch = gradients.per_patch_norm(result.pixel_grad, default_model.config.patch_size)
     assert per_patch.shape == default_model.config.grid
-    assert (per_patch**2).sum() == pytest.approx((result.grad**2).sum(), rel=1e-5)  # every pixel in one patch
+    assert (per_patch**2).sum() == pytest.approx((result.pixel_grad**2).sum(), rel=1e-5)  # every pixel in one patch
 
 
 # --- the page, in AppTest ----------------------------------------------------------------------------
@@ -198,25 +197,6 @@ def clean_caches():
     st.cache_resource.clear()
     st.cache_data.clear()
     yield
-
-
-def problems(at: AppTest) -> list[str]:
-    found = [f"exception: {e.value}" for e in at.exception]
-    found += [f"boundary: {w.value}" for w in at.warning if "could not be drawn" in str(w.value)]
-    return found
-
-
-def open_page(at: AppTest, page: str) -> AppTest:
-    at.switch_page(page)
-    at.run()
-    assert not problems(at), problems(at)
-    return at
-
-
-def fresh_app() -> AppTest:
-    at = AppTest.from_file(APP, default_timeout=120)
-    at.run()
-    return at
 
 
 def train_tiny(at: AppTest) -> studio.TrainingRun:
@@ -295,8 +275,8 @@ def test_training_in_one_session_leaves_another_sessions_predictions_alone():
     trainer = fresh_app()
     run = train_tiny(trainer)
     trainer.button(key="studio_use").click().run()
-    assert "my trained model" in trainer.session_state[state.MODEL_KEY]["name"]
-    mine = trainer.session_state[state.MODEL_KEY]["model"]
+    assert "my trained model" in trainer.session_state[state.MODEL_KEY].name
+    mine = trainer.session_state[state.MODEL_KEY].model
     assert mine is not run.model  # a copy is published, never the model a run may still change
 
     # The trainer's step pages show its own model: the prediction is the direct computation with it.
@@ -341,12 +321,12 @@ def test_a_downloaded_model_loads_back_and_a_broken_file_says_one_sentence():
     at.file_uploader(key="studio_upload").upload("mine.safetensors", payload, "application/octet-stream").run()
     assert not at.error, [e.value for e in at.error]
     chosen = at.session_state[state.MODEL_KEY]
-    assert chosen["name"] == "mine.safetensors (uploaded)"
-    assert_same(state_of(chosen["model"]), state_of(run.model))
+    assert chosen.name == "mine.safetensors (uploaded)"
+    assert_same(state_of(chosen.model), state_of(run.model))
     at.file_uploader(key="studio_upload").upload("broken.safetensors", payload[:100], "application/octet-stream").run()
     errors = [e.value for e in at.error]
     assert len(errors) == 1 and errors[0].endswith(".") and "\n" not in errors[0], errors
-    assert at.session_state[state.MODEL_KEY]["name"] == "mine.safetensors (uploaded)"  # the good one stays
+    assert at.session_state[state.MODEL_KEY].name == "mine.safetensors (uploaded)"  # the good one stays
     assert not problems(at)
 
 
@@ -363,7 +343,7 @@ def test_step_14_shows_the_probabilities_before_and_after_one_step():
 
     model = weights.load_default()
     pixels = preprocess(load_image(at.session_state[state.IMAGE_KEY]["bytes"]), model.config)
-    result = studio.one_step(model, pixels, data.CLASSES.index("star"), 0.1)
+    result = gradients.one_step(model, pixels, data.CLASSES.index("star"), 0.1)
     assert f"**{result.probs_after[data.CLASSES.index('star')]:.1%}**" in shown
     assert f"{result.loss:.4f}" in shown
 

@@ -1,10 +1,13 @@
-"""Keep freed memory in the process instead of handing it back to the OS after every call.
+"""Keep freed memory in the process instead of handing it back to the OS after every training step.
 
-glibc's malloc returns the top of the heap to the OS once more than 128 KB of it is free, and
-serves larger blocks with fresh mmaps. A trace frees about 2 MB when its caller drops it, and a
-training step frees tens of MB, so the next call faults every page in again: ~170 page faults
-per batch-1 trace and ~4,500 per training step, measured with getrusage. That was most of the
-cost of tracing over a plain forward. Raising both thresholds lets the next call reuse the pages.
+A training step frees tens of MB of activations and gradients. glibc's malloc serves such blocks
+with fresh mmaps and returns them on free, so the next step faults every page in again: about
+11,000 minor page faults per step of the default model with glibc's defaults, against about 1,000
+with these settings (`benchmarks/bench_parts.py`, train_step_page_faults). A batch-1 trace is too
+small to matter (under one fault per trace either way).
+
+Nothing calls this on import: the entry points that train (app.py, for the Training studio, and
+`python -m vitviz.train`) and the benchmarks call it once, first thing.
 """
 
 from __future__ import annotations

@@ -15,7 +15,8 @@ MAX_CELLS = 160  # per axis: beyond this a heatmap is block-averaged
 COLOUR_SCALES = ("Viridis", "Inferno", "RdBu_r", "Cividis", "Turbo", "Greys")
 
 
-def _layout(fig: go.Figure, title: str | None = None, height: int = 360, **kwargs) -> go.Figure:
+def layout(fig: go.Figure, title: str | None = None, height: int = 360, **kwargs) -> go.Figure:
+    """The one look every figure shares: a small left-aligned title, tight margins, a fixed height."""
     fig.update_layout(
         title=dict(text=title, x=0, font=dict(size=14)) if title else None,
         height=height,
@@ -80,7 +81,7 @@ def heatmap(
         half = 0.5 if y_labels is not None and rs == 1 else rs / 2
         fig.add_shape(type="rect", xref="paper", x0=0, x1=1, y0=row - half, y1=row + half,
                       line=dict(color="#f59e0b", width=2))
-    return _layout(fig, title, height)
+    return layout(fig, title, height)
 
 
 def vector_strip(values: np.ndarray, *, title: str | None = None, colorscale: str = "RdBu_r", height: int = 130) -> go.Figure:
@@ -99,7 +100,7 @@ def channel_bars(flat: np.ndarray, channels: int, *, title: str | None = None, h
                     hovertemplate=f"{names[ch]} · index %{{x}}<br>%{{y:.3f}}<extra></extra>")
     fig.update_layout(bargap=0, legend=dict(orientation="h", y=1.15))
     fig.update_xaxes(title="position in the flattened patch")
-    return _layout(fig, title, height)
+    return layout(fig, title, height)
 
 
 def channel_histograms(pixels: np.ndarray, *, title: str | None = None, height: int = 260) -> go.Figure:
@@ -112,7 +113,7 @@ def channel_histograms(pixels: np.ndarray, *, title: str | None = None, height: 
     fig.update_layout(barmode="overlay", legend=dict(orientation="h", y=1.15))
     fig.update_xaxes(title="value")
     fig.update_yaxes(title="pixels")
-    return _layout(fig, title, height)
+    return layout(fig, title, height)
 
 
 def bars(values: np.ndarray, labels: list[str], *, title: str | None = None, height: int = 300,
@@ -124,7 +125,7 @@ def bars(values: np.ndarray, labels: list[str], *, title: str | None = None, hei
                            hovertemplate="%{y}: %{x:" + value_format + "}<extra></extra>"))
     fig.update_yaxes(autorange="reversed")
     fig.update_xaxes(title=x_title)
-    return _layout(fig, title, height)
+    return layout(fig, title, height)
 
 
 def lines(series: dict[str, np.ndarray], *, x: np.ndarray | None = None, title: str | None = None,
@@ -136,7 +137,7 @@ def lines(series: dict[str, np.ndarray], *, x: np.ndarray | None = None, title: 
     fig.update_xaxes(title=x_title)
     fig.update_yaxes(title=y_title)
     fig.update_layout(legend=dict(orientation="h", y=1.15))
-    return _layout(fig, title, height)
+    return layout(fig, title, height)
 
 
 # --- images (RGB uint8 arrays), shown with st.image -------------------------------------------
@@ -212,19 +213,33 @@ def _rgb(colour: str) -> tuple[int, int, int]:
     return tuple(int(round(float(v))) for v in inside.split(",")[:3])
 
 
-def attention_overlay(image: np.ndarray, weights: np.ndarray, *, factor: int = 6, opacity: float = 0.6,
-                      colorscale: str = "Inferno", highlight: int | None = None, patch: int | None = None) -> np.ndarray:
-    """The image with a (gh, gw) weight map laid over it, both upscaled by `factor`."""
+def enlargement(image: np.ndarray, size: int) -> int:
+    """The whole-number factor that brings an image's longer side to about `size` pixels (at least 1)."""
+    return max(1, size // max(image.shape[:2]))
+
+
+def attention_overlay(image: np.ndarray, per_patch: np.ndarray, *, size: int = 256, opacity: float = 0.6,
+                      colorscale: str = "Inferno", vmax: float | None = None, weighted_opacity: bool = False,
+                      outline: int | None = None) -> np.ndarray:
+    """The image with one value per patch, a (gh, gw) map, laid over it; about `size` pixels on its longer side.
+
+    Colours span the map's own range, or 0..`vmax` so several maps compare. With `weighted_opacity`
+    a patch is covered more the larger its value, so low-attention parts of the picture stay
+    readable. `outline` marks one patch (row-major index), e.g. the query.
+    """
+    factor = enlargement(image, size)
     base = upscale(to_uint8(image), factor).astype(np.float64)
-    gh, gw = weights.shape
+    gh, gw = per_patch.shape
     cell_h, cell_w = base.shape[0] // gh, base.shape[1] // gw
-    heat = colourise(weights, colorscale)
-    heat = np.repeat(np.repeat(heat, cell_h, axis=0), cell_w, axis=1).astype(np.float64)
-    out = (1 - opacity) * base + opacity * heat
-    out = out.astype(np.uint8)
-    if highlight is not None and patch is not None:
-        out = draw_outline(out, highlight, gw, cell_h, cell_w)
-    return out
+    heat = colourise(per_patch, colorscale, vmin=0.0 if vmax is not None else None, vmax=vmax).astype(np.float64)
+    if weighted_opacity:
+        top = vmax if vmax is not None else float(per_patch.max()) or 1.0
+        cover = (0.25 + 0.7 * np.clip(per_patch / top, 0.0, 1.0))[..., None]
+    else:
+        cover = np.full((gh, gw, 1), opacity)
+    heat, cover = (np.repeat(np.repeat(a, cell_h, axis=0), cell_w, axis=1) for a in (heat, cover))
+    out = ((1 - cover) * base + cover * heat).astype(np.uint8)
+    return out if outline is None else draw_outline(out, outline, gw, cell_h, cell_w)
 
 
 def draw_outline(image: np.ndarray, index: int, gw: int, cell_h: int, cell_w: int, colour=(0, 255, 255)) -> np.ndarray:
@@ -264,7 +279,7 @@ def similarity_tiles(similarity: np.ndarray, grid: tuple[int, int], *, title: st
                                hovertemplate="cosine %{z:.3f}<extra></extra>", colorbar=dict(thickness=12)))
     fig.update_yaxes(autorange="reversed", showticklabels=False, scaleanchor="x", showgrid=False, zeroline=False)
     fig.update_xaxes(showticklabels=False, showgrid=False, zeroline=False)
-    return _layout(fig, title, height)
+    return layout(fig, title, height)
 
 
 def distance_scatter(series: dict[str, np.ndarray], *, title: str | None = None, height: int = 320) -> go.Figure:
@@ -280,4 +295,4 @@ def distance_scatter(series: dict[str, np.ndarray], *, title: str | None = None,
     fig.update_xaxes(title="layer", dtick=1)
     fig.update_yaxes(title="mean attention distance (pixels)", rangemode="tozero")
     fig.update_layout(legend=dict(orientation="h", y=1.15))
-    return _layout(fig, title, height)
+    return layout(fig, title, height)

@@ -1,4 +1,4 @@
-"""The training studio's engine: one training run in a background thread, and step 14's single step.
+"""The training studio's engine: one training run in a background thread.
 
 A `TrainingRun` owns a fresh model and its optimizer, and runs `vitviz.train.fit` (the one
 training loop) on a daemon thread with a bounded number of torch threads. The thread sends
@@ -19,7 +19,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from vitviz import capture, data, train, weights
 from vitviz.images import normalise
@@ -312,48 +311,3 @@ class TrainingRun:
 def _abandon(stop: threading.Event, gone: threading.Event) -> None:
     stop.set()
     gone.set()
-
-
-# --- step 14: one gradient step on one image ------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class OneStep:
-    loss: float  # cross-entropy before the step
-    loss_after: float
-    grad: np.ndarray  # (c, H, W): ∂L/∂x, the loss's gradient with respect to the input pixels
-    probs_before: np.ndarray  # (k,)
-    probs_after: np.ndarray  # (k,)
-
-
-def one_step(model: ViT, pixels: torch.Tensor, label: int, lr: float) -> OneStep:
-    """Backpropagate the loss of one image against `label`, then take one plain SGD step on a copy.
-
-    `model` itself is never changed (it may be the shared default model).
-    """
-    clone = weights.copy_model(model).eval()
-    x = pixels.detach().clone()[None].requires_grad_(True)
-    target = torch.tensor([label])
-    with torch.enable_grad():
-        logits = clone(x)
-        loss = F.cross_entropy(logits, target)
-        loss.backward()
-    with torch.no_grad():
-        for parameter in clone.parameters():
-            if parameter.grad is not None:
-                parameter.sub_(lr * parameter.grad)  # w ← w − η ∂L/∂w
-        after = clone(pixels[None])
-    return OneStep(
-        loss=loss.item(),
-        loss_after=F.cross_entropy(after, target).item(),
-        grad=x.grad[0].numpy(),
-        probs_before=logits.detach()[0].softmax(-1).numpy(),
-        probs_after=after[0].softmax(-1).numpy(),
-    )
-
-
-def per_patch_norm(grad: np.ndarray, patch: int) -> np.ndarray:
-    """(c, H, W) -> (gh, gw): the length of the gradient over each patch's pixels and channels."""
-    c, h, w = grad.shape
-    blocks = grad.transpose(1, 2, 0).reshape(h // patch, patch, w // patch, patch, c)
-    return np.sqrt((blocks**2).sum(axis=(1, 3, 4)))

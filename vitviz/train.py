@@ -226,8 +226,9 @@ def default_config() -> ViTConfig:
 def main(argv: list[str] | None = None, report: Callable[[str], None] = print) -> Path:
     from tqdm import tqdm
 
-    from vitviz import weights
+    from vitviz import allocator, weights
 
+    allocator.keep_freed_memory()
     parser = argparse.ArgumentParser(description="Train the vitviz default model on the built-in shapes.")
     parser.add_argument("--steps", type=int, default=DEFAULT_RECIPE["steps"])
     parser.add_argument("--batch-size", type=int, default=DEFAULT_RECIPE["batch_size"])

@@ -128,11 +128,12 @@ def load_default() -> ViT:
 
 
 def copy_model(model: ViT) -> ViT:
-    """An independent, trainable copy (the shared default model is never mutated)."""
-    clone = copy.deepcopy(model)
-    for parameter in clone.parameters():
-        parameter.requires_grad_(True)
-    return clone
+    """An independent, trainable copy with no hooks (the shared default model is never mutated)."""
+    config = dataclasses.replace(model.config, extra=copy.deepcopy(model.config.extra))
+    with torch.device("meta"):  # no memory and no random init for weights about to be replaced
+        clone = ViT(config)
+    clone.load_state_dict({k: v.detach().clone() for k, v in model.state_dict().items()}, assign=True)
+    return clone.train(model.training)
 
 
 # --- any checkpoint: the project's own, Hugging Face, timm ------------------------------------------
@@ -141,8 +142,13 @@ SAFETENSORS_FILES = ("model.safetensors",)
 PICKLE_FILES = ("pytorch_model.bin", "model.pth", "pytorch_model.pth")
 
 
-def _read_pickle(payload: bytes | Path) -> dict:
-    """A torch checkpoint, read with weights_only=True so a hostile pickle cannot run code."""
+def _read_pickle(payload: bytes | Path) -> tuple[dict[str, torch.Tensor], dict | None]:
+    """(the tensors, a vitviz config or None) of a torch checkpoint.
+
+    Read with weights_only=True so a hostile pickle cannot run code. The tensors may sit under a
+    wrapper key ("state_dict", "model", "model_state_dict"); the project's own .pth layout is
+    {"config": ViTConfig.to_dict(), "state_dict": ...}.
+    """
     source = io.BytesIO(payload) if isinstance(payload, bytes) else str(payload)
     try:
         loaded = torch.load(source, map_location="cpu", weights_only=True)
@@ -150,12 +156,16 @@ def _read_pickle(payload: bytes | Path) -> dict:
         raise CheckpointError(
             "The checkpoint could not be read safely: it is damaged, or a pickle that needs code to load."
         ) from exc
-    if isinstance(loaded, dict):
-        for key in ("state_dict", "model", "model_state_dict"):
-            if isinstance(loaded.get(key), dict) and all(isinstance(v, torch.Tensor) for v in loaded[key].values()):
-                return {**loaded, "__state__": loaded[key]}
-        return loaded
-    raise CheckpointError("The checkpoint does not hold a dictionary of tensors.")
+    if not isinstance(loaded, dict):
+        raise CheckpointError("The checkpoint does not hold a dictionary of tensors.")
+    state = loaded
+    for key in ("state_dict", "model", "model_state_dict"):
+        inner = loaded.get(key)
+        if isinstance(inner, dict) and all(isinstance(v, torch.Tensor) for v in inner.values()):
+            state = inner
+            break
+    config = loaded.get("config") if state is not loaded and isinstance(loaded.get("config"), dict) else None
+    return {k: v for k, v in state.items() if isinstance(v, torch.Tensor)}, config
 
 
 def _read_safetensors(payload: bytes | Path) -> tuple[dict, dict]:
@@ -211,19 +221,17 @@ def _load_folder(folder: Path, architecture: str | None) -> ViT:
     if weights_path.suffix == ".safetensors":
         state, metadata = _read_safetensors(weights_path)
     else:
-        state, metadata = _read_pickle(weights_path), {}
-        state = state.get("__state__", state)
+        state, _ = _read_pickle(weights_path)
+        metadata = {}
     is_timm_hub = "architecture" in config and "model_type" not in config
     return _from_state(state, metadata=metadata, hf_config=None if is_timm_hub else config,
                        architecture=architecture, hub_config=config if is_timm_hub else None)
 
 
-def _load_pickle_dict(loaded: dict, architecture: str | None) -> ViT:
-    if "config" in loaded and "__state__" in loaded and isinstance(loaded["config"], dict):
-        # the project's own layout in a .pth: {"config": ViTConfig.to_dict(), "state_dict": ...}
-        return _build(loaded["__state__"], {CONFIG_KEY: json.dumps(loaded["config"])})
-    state = loaded.get("__state__", loaded)
-    state = {k: v for k, v in state.items() if isinstance(v, torch.Tensor)}
+def _load_pickle(payload: bytes | Path, architecture: str | None) -> ViT:
+    state, config = _read_pickle(payload)
+    if config is not None:
+        return _build(state, {CONFIG_KEY: json.dumps(config)})
     return _from_state(state, architecture=architecture)
 
 
@@ -239,7 +247,7 @@ def load(source: str | Path | bytes, *, architecture: str | None = None,
     if isinstance(source, (bytes, bytearray)):
         payload = bytes(source)
         if payload[:2] == b"PK" or payload[:1] == b"\x80":  # a torch zip archive or a legacy pickle
-            model = _load_pickle_dict(_read_pickle(payload), architecture)
+            model = _load_pickle(payload, architecture)
         else:
             state, metadata = _read_safetensors(payload)
             model = _from_state(state, metadata=metadata, architecture=architecture)
@@ -253,7 +261,7 @@ def load(source: str | Path | bytes, *, architecture: str | None = None,
             state, metadata = _read_safetensors(path)
             model = _from_state(state, metadata=metadata, architecture=architecture)
         elif path.suffix in (".pth", ".pt", ".bin"):
-            model = _load_pickle_dict(_read_pickle(path), architecture)
+            model = _load_pickle(path, architecture)
         else:
             raise CheckpointError("vitviz reads folders, .safetensors files and .pth/.bin files.")
     return resize(model, image_size) if image_size else model

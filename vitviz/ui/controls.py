@@ -1,7 +1,8 @@
-"""Widgets shared by the pages: the image picker and the layer/head/query/colour controls.
+"""The selections every page shares, and the widgets that set them: image, layer, head, query, colours.
 
-Values live in `st.session_state` under a "keep_" key, apart from the widget, because
-Streamlit drops a widget's state when a page that does not draw it runs.
+`View` is the one store of what the reader has selected. Its values live in `st.session_state`
+under a "keep_" key, apart from any widget, because Streamlit drops a widget's state when a
+page that does not draw it runs.
 """
 
 from __future__ import annotations
@@ -19,11 +20,24 @@ UPLOAD_TYPES = ["png", "jpg", "jpeg", "webp", "gif", "bmp", "tif", "tiff"]
 
 
 @dataclass(frozen=True)
-class Controls:
-    layer: int = 0
-    head: int = 0
+class View:
+    """What the reader has selected: every step draws from its Traced and this."""
+
+    layer: int = 0  # 0-based; shown as "Layer 1 of L"
+    head: int = 0  # 0-based; shown as "Head 1 of h"
     query: int = 0  # token index: 0 is CLS, 1 + i is patch i
     colorscale: str = "Viridis"
+
+
+def current_view(config) -> View:
+    """The kept selections, clamped to the model in use (a smaller model may follow a larger one)."""
+    kept = st.session_state
+    return View(
+        layer=min(kept.get("keep_layer", 0), config.depth - 1),
+        head=min(kept.get("keep_head", 0), config.heads - 1),
+        query=min(kept.get("keep_query", 0), config.num_patches),
+        colorscale=kept.get("keep_colorscale", "Viridis"),
+    )
 
 
 def _kept(store: str, default):
@@ -73,7 +87,7 @@ def image_picker(container=None, preview_width: int | str = "stretch") -> None:
         error = st.session_state.get(state.ERROR_KEY)
         if error:
             st.error(error)
-        st.caption(f"Model: {state.current_model_name()} (change it on the Model page)")
+        st.caption(f"Model: {state.current_model().name} (change it on the Model page)")
         chosen = state.current_image()
         try:
             st.image(state.preview(chosen), caption=chosen["name"], width=preview_width)
@@ -130,14 +144,14 @@ def clicked_patch(picture: np.ndarray, grid: tuple[int, int], cell: int, *, key:
     return row * grid[1] + col
 
 
-def query_token(display: np.ndarray, grid: tuple[int, int], patch: int, *, key: str = "query_click") -> int:
+def query_picker(traced: state.Traced, *, key: str) -> int:
     """Pick the query token by clicking a patch on the image; CLS by default."""
-    n = grid[0] * grid[1]
+    grid, patch = traced.trace.grid, traced.config.patch_size
     query = _kept("query", 0)
-    if query > n:
+    if query > grid[0] * grid[1]:
         query = 0
-    factor = max(1, 320 // max(display.shape[:2]))
-    picture = figures.draw_grid(display, patch, factor, highlight=query - 1 if query else None)
+    factor = figures.enlargement(traced.display, 320)
+    picture = figures.draw_grid(traced.display, patch, factor, highlight=query - 1 if query else None)
     st.caption("Click a patch to make it the query; the button switches back to CLS.")
     clicked = clicked_patch(picture, grid, patch * factor, key=key)
     if clicked is not None:

@@ -7,10 +7,11 @@ import numpy as np
 import streamlit as st
 import torch
 
-from vitviz import analysis, capture, figures
+from vitviz import analysis, capture, figures, gradients
 from vitviz.images import denormalise
-from vitviz.ui import controls, page, paper, render
-from vitviz.ui.state import Analysis
+from vitviz.ui import controls, navigation, page, paper
+from vitviz.ui.drawing import image_grid
+from vitviz.ui.state import Traced
 
 FUSIONS = ("mean", "max", "min")
 OCCLUDED_KEY = "keep_occluded"
@@ -31,21 +32,17 @@ def head_map(attn: np.ndarray, choice) -> np.ndarray:
     return analysis.fuse_heads(attn, choice.removeprefix("all heads: "))
 
 
-def _overlay(a: Analysis, weights: np.ndarray, query: int, colorscale: str, opacity: float, size: int = 320) -> np.ndarray:
-    return render.overlay(a, weights, query, colorscale, opacity=opacity, size=size)
-
-
 def show() -> None:
-    page.ensure_navigation()
+    navigation.ensure_navigation()
     st.title("Attention explorer")
     st.markdown("Click a patch to see where it looks, layer by layer and head by head. The default query is the CLS "
                 "token, the one that makes the prediction. Below: every head at once, attention rollout, occlusion, "
                 "and the three analyses of the ViT paper's Figure 7 for this model.")
     controls.image_picker()
-    a = page.load_analysis()
-    if a is None:
+    traced = page.load_traced()
+    if traced is None:
         return
-    config = a.config
+    config = traced.config
     colorscale = controls.colour_scale()
     layer, _ = controls.layer_head(config.depth, config.heads, with_head=False)
     head = controls.persistent(st.sidebar.selectbox, "explorer_head", "all heads: mean", label="Heads",
@@ -54,71 +51,76 @@ def show() -> None:
                                   max_value=1.0, step=0.05)
     left, right = st.columns(2)
     with left:
-        query = controls.query_token(a.display, a.trace.grid, config.patch_size, key="query_click_explorer")
-    attn = a.trace.layers[layer].attn.numpy()
+        query = controls.query_picker(traced, key="query_click_explorer")
+    attn = traced.trace.layers[layer].attn.numpy()
     row = head_map(attn, head)[query]
     with right:
-        st.image(_overlay(a, row[1:], query, colorscale, opacity),
-                 caption=f"{head_label(head)}, layer {layer + 1}: attention of {controls.token_label(query, a.trace.grid)}"
+        st.image(figures.attention_overlay(traced.display, row[1:].reshape(traced.trace.grid), size=320, opacity=opacity, colorscale=colorscale, outline=query - 1 if query else None),
+                 caption=f"{head_label(head)}, layer {layer + 1}: attention of {controls.token_label(query, traced.trace.grid)}"
                          f" (CLS gets {row[0]:.3f})", width="stretch")
     tabs = st.tabs(["All heads", "Layers × heads", "Attribution", "Occlusion", "Paper Fig. 7"])
     with tabs[0]:
-        page.guarded("all heads", _all_heads, a, layer, query, colorscale, opacity)
+        page.guarded("all heads", _all_heads, traced, layer, query, colorscale, opacity)
     with tabs[1]:
-        page.guarded("layer × head overview", _overview, a, query, colorscale, opacity)
+        page.guarded("layer × head overview", _overview, traced, query, colorscale, opacity)
     with tabs[2]:
-        page.guarded("attribution", _attribution, a, colorscale, opacity)
+        page.guarded("attribution", _attribution, traced, colorscale, opacity)
     with tabs[3]:
-        page.guarded("occlusion", _occlusion, a, layer, head, colorscale, opacity)
+        page.guarded("occlusion", _occlusion, traced, layer, head, colorscale, opacity)
     with tabs[4]:
-        page.guarded("Fig. 7", paper.fig7, a)
+        page.guarded("Fig. 7", paper.fig7, traced)
 
 
-def _all_heads(a: Analysis, layer: int, query: int, colorscale: str, opacity: float) -> None:
-    attn = a.trace.layers[layer].attn.numpy()
-    items = [(_overlay(a, attn[h, query, 1:], query, colorscale, opacity, 200), f"Head {h + 1}")
-             for h in range(a.config.heads)]
-    render.image_grid(items, per_row=min(a.config.heads, 6))
+def _all_heads(traced: Traced, layer: int, query: int, colorscale: str, opacity: float) -> None:
+    attn = traced.trace.layers[layer].attn.numpy()
+    items = [(figures.attention_overlay(traced.display, attn[h, query, 1:].reshape(traced.trace.grid), size=200,
+                                          opacity=opacity, colorscale=colorscale, outline=query - 1 if query else None),
+              f"Head {h + 1}")
+             for h in range(traced.config.heads)]
+    image_grid(items, per_row=min(traced.config.heads, 6))
 
 
-def _overview(a: Analysis, query: int, colorscale: str, opacity: float) -> None:
-    heads = a.config.heads
-    st.caption(f"Rows are layers, columns heads; each shows the attention of {controls.token_label(query, a.trace.grid)}.")
+def _overview(traced: Traced, query: int, colorscale: str, opacity: float) -> None:
+    heads = traced.config.heads
+    st.caption(f"Rows are layers, columns heads; each shows the attention of {controls.token_label(query, traced.trace.grid)}.")
     columns = min(heads, 12)
-    for layer_index, layer in enumerate(a.trace.layers):
+    for layer_index, layer in enumerate(traced.trace.layers):
         attn = layer.attn.numpy()
         cols = st.columns([1] + [3] * columns)
         cols[0].markdown(f"**L{layer_index + 1}**")
         for h in range(columns):
-            cols[h + 1].image(_overlay(a, attn[h, query, 1:], query, colorscale, opacity, 96), width="stretch")
+            cols[h + 1].image(figures.attention_overlay(traced.display, attn[h, query, 1:].reshape(traced.trace.grid), size=96,
+                                                        opacity=opacity, colorscale=colorscale,
+                                                        outline=query - 1 if query else None), width="stretch")
     if heads > columns:
         st.caption(f"Showing the first {columns} of {heads} heads.")
 
 
 @st.cache_resource(max_entries=16, show_spinner="Computing gradients…")
-def _gradients(image_key: str, model_key: str, target: int, _model, _pixels) -> tuple[np.ndarray, np.ndarray]:
-    maps, grads = capture.attention_gradients(_model, _pixels, target)
+def _gradients(image_key: str, model_key: str, target: int, _recorder, _pixels) -> tuple[np.ndarray, np.ndarray]:
+    maps, grads = gradients.attention_gradients(_recorder, _pixels, target)
     return maps.numpy(), grads.numpy()
 
 
-def _attribution(a: Analysis, colorscale: str, opacity: float) -> None:
-    labels = a.labels
-    c1, c2, c3 = st.columns(3)
-    fusion = controls.persistent(c1.selectbox, "rollout_fusion", "mean", label="Head fusion", options=list(FUSIONS))
-    discard = controls.persistent(c2.slider, "rollout_discard", 0.0, label="Discard the weakest", min_value=0.0,
+def _attribution(traced: Traced, colorscale: str, opacity: float) -> None:
+    labels = traced.labels
+    fusion_column, discard_column, class_column = st.columns(3)
+    fusion = controls.persistent(fusion_column.selectbox, "rollout_fusion", "mean", label="Head fusion", options=list(FUSIONS))
+    discard = controls.persistent(discard_column.slider, "rollout_discard", 0.0, label="Discard the weakest", min_value=0.0,
                                   max_value=0.95, step=0.05)
-    predicted = labels[int(a.trace.probs.argmax())]
-    target = controls.persistent(c3.selectbox, "rollout_class", predicted, label="Class for the gradient",
+    predicted = labels[int(traced.trace.probs.argmax())]
+    target = controls.persistent(class_column.selectbox, "rollout_class", predicted, label="Class for the gradient",
                                  options=labels)
-    attentions = a.trace.attentions().numpy()
+    attentions = traced.trace.attentions().numpy()
     rollout = analysis.attention_rollout(attentions, head_fusion=fusion, discard_ratio=discard)[0, 1:]
-    maps, grads = _gradients(a.image_key, a.model_key, labels.index(target), a.model, a.trace.pixels)
+    maps, grads = _gradients(traced.image_key, traced.model_key, labels.index(target), traced.recorder,
+                             traced.trace.pixels)
     weighted = analysis.gradient_rollout(maps, grads, discard_ratio=discard)[0, 1:]
     left, right = st.columns(2)
-    left.image(_overlay(a, rollout, 0, colorscale, opacity),
+    left.image(figures.attention_overlay(traced.display, rollout.reshape(traced.trace.grid), size=320, opacity=opacity, colorscale=colorscale),
                caption=f"Attention rollout from CLS ({fusion} over heads): how much each patch feeds the CLS token "
                        "through all layers", width="stretch")
-    right.image(_overlay(a, weighted, 0, colorscale, opacity),
+    right.image(figures.attention_overlay(traced.display, weighted.reshape(traced.trace.grid), size=320, opacity=opacity, colorscale=colorscale),
                 caption=f"Gradient-weighted rollout for “{target}”: attention that raises that class's score",
                 width="stretch")
 
@@ -133,17 +135,18 @@ def occlude(pixels: torch.Tensor, hidden: tuple[int, ...], grid: tuple[int, int]
 
 
 @st.cache_resource(max_entries=16, show_spinner="Running the model on the occluded image…")
-def _occluded_trace(image_key: str, model_key: str, hidden: tuple[int, ...], _model, _pixels) -> capture.Trace:
-    return capture.trace(_model, occlude(_pixels, hidden, _model.config.grid, _model.config.patch_size))
+def _occluded_trace(image_key: str, model_key: str, hidden: tuple[int, ...], _recorder, _pixels) -> capture.Trace:
+    config = _recorder.model.config
+    return _recorder.trace(occlude(_pixels, hidden, config.grid, config.patch_size))
 
 
-def _occlusion(a: Analysis, layer: int, head, colorscale: str, opacity: float) -> None:
-    config = a.config
-    grid, patch = a.trace.grid, config.patch_size
+def _occlusion(traced: Traced, layer: int, head, colorscale: str, opacity: float) -> None:
+    config = traced.config
+    grid, patch = traced.trace.grid, config.patch_size
     hidden = tuple(sorted(i for i in st.session_state.get(OCCLUDED_KEY, ()) if i < grid[0] * grid[1]))
-    trace = _occluded_trace(a.image_key, a.model_key, hidden, a.model, a.trace.pixels) if hidden else a.trace
+    trace = _occluded_trace(traced.image_key, traced.model_key, hidden, traced.recorder, traced.trace.pixels) if hidden else traced.trace
     shown = figures.to_uint8(denormalise(trace.pixels, config))
-    factor = max(1, 320 // max(shown.shape[:2]))
+    factor = figures.enlargement(shown, 320)
     left, right = st.columns(2)
     with left:
         st.caption("Click patches to hide or show them; hidden patches take the training data's mean colour.")
@@ -155,8 +158,8 @@ def _occlusion(a: Analysis, layer: int, head, colorscale: str, opacity: float) -
         if st.button("Show every patch", disabled=not hidden, key="occlusion_clear"):
             st.session_state[OCCLUDED_KEY] = ()
             st.rerun()
-    labels = a.labels
-    before, after = a.trace.probs.numpy(), trace.probs.numpy()
+    labels = traced.labels
+    before, after = traced.trace.probs.numpy(), trace.probs.numpy()
     top = int(before.argmax())
     with right:
         st.markdown(f"**{len(hidden)}** patches hidden. “{labels[top]}”: {before[top]:.1%} → **{after[top]:.1%}**; "
@@ -165,11 +168,11 @@ def _occlusion(a: Analysis, layer: int, head, colorscale: str, opacity: float) -
         st.plotly_chart(figures.lines({"original": before[order], "occluded": after[order]},
                                       x=np.array([labels[i] for i in order]), title="Probabilities",
                                       y_title="probability", height=260), width="stretch")
-    cls_before = head_map(a.trace.layers[layer].attn.numpy(), head)[0, 1:]
+    cls_before = head_map(traced.trace.layers[layer].attn.numpy(), head)[0, 1:]
     cls_after = head_map(trace.layers[layer].attn.numpy(), head)[0, 1:]
-    c1, c2 = st.columns(2)
-    c1.image(_overlay(a, cls_before, 0, colorscale, opacity, 256), caption=f"CLS attention before, layer {layer + 1}",
+    before_column, after_column = st.columns(2)
+    before_column.image(figures.attention_overlay(traced.display, cls_before.reshape(traced.trace.grid), size=256, opacity=opacity, colorscale=colorscale), caption=f"CLS attention before, layer {layer + 1}",
              width="stretch")
-    c2.image(figures.attention_overlay(shown, cls_after.reshape(grid), factor=max(1, 256 // max(shown.shape[:2])),
-                                       opacity=opacity, colorscale=colorscale),
+    after_column.image(figures.attention_overlay(shown, cls_after.reshape(grid), size=256, opacity=opacity,
+                                                 colorscale=colorscale),
              caption=f"CLS attention with the patches hidden, layer {layer + 1}", width="stretch")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import streamlit as st
 
 from vitviz import weights
-from vitviz.ui import page, state
+from vitviz.ui import navigation, state
 from vitviz.weights import CheckpointError
 
 BUILT_IN = "Built-in shapes model"
@@ -34,7 +34,7 @@ def _size_fields(key: str) -> tuple[int, int] | None:
 
 
 def show() -> None:
-    page.ensure_navigation()
+    navigation.ensure_navigation()
     st.title("Model")
     st.markdown("Every page shows the tensors of the model chosen here. Besides the built-in shapes model you can "
                 "load a Vision Transformer from a Hugging Face folder (config.json with model.safetensors or "
@@ -76,7 +76,8 @@ def show() -> None:
             if st.button("Download and load", type="primary", disabled=not model_id, key="load_hub"):
                 _publish(model_id, lambda: weights.load(weights.download(model_id), image_size=size))
     with right:
-        describe(*state.current_model()[1:], state.current_model_name())
+        choice = state.current_model()
+        describe(choice.model, choice.name)
 
 
 def describe(model, name: str) -> None:

@@ -1,4 +1,4 @@
-"""The frame every step page shares: title, words, shapes, formula, figures, navigation."""
+"""The frame every step page shares: title, words, shape, formula, the step's drawing, navigation."""
 
 from __future__ import annotations
 
@@ -7,49 +7,22 @@ import re
 
 import streamlit as st
 
-from vitviz import steps
 from vitviz.images import ImageError
-from vitviz.ui import controls, navigation, render, state
-from vitviz.ui.navigation import page_path
+from vitviz.ui import controls, navigation, state, steps
+from vitviz.ui.controls import current_view
 
 log = logging.getLogger("vitviz")
 
-LAYER_STEPS = {s.key for s in steps.STEPS if s.key.startswith("10.")}
-HEAD_STEPS = LAYER_STEPS - {"10.6", "10.8", "10.9", "10.10", "10.11", "10.12"}
-
-
-def ensure_navigation() -> None:
-    """Make a page look, navigate and respond the same when Streamlit ran it without app.py.
-
-    Until some session in this process has called st.navigation, Streamlit treats a pages/
-    folder as a legacy multipage app and runs a deep-linked page file on its own: no page
-    config, no navigation, and widget ids that the next run will not recognise (the user's
-    first click would be lost). Such a run turns the legacy mode off for the whole process,
-    declares the navigation, and on a real server reruns, this time through app.py.
-    """
-    try:
-        from streamlit.runtime import Runtime
-        from streamlit.runtime.pages_manager import PagesManager
-    except ImportError:  # a future Streamlit without the legacy mode
-        return
-    if PagesManager.uses_pages_directory:
-        PagesManager.uses_pages_directory = False
-        navigation.configure()
-        navigation.navigation()
-        # AppTest runs every script in legacy mode and would lose its button clicks to a rerun;
-        # it stands in a mock runtime, a real server does not.
-        if Runtime.exists() and type(Runtime.instance()) is Runtime:
-            st.rerun()
-
 
 def sizes(config, grid: tuple[int, int]) -> dict[str, int]:
+    """Each shape symbol's value for this model and image."""
     gh, gw = grid
     return {
         "N": config.num_patches + 1, "n": gh * gw, "p": config.patch_size, "c": config.channels,
         "p'": config.patch_dim, "d": config.dim, "h": config.heads, "d_h": config.head_dim,
         "H": config.image_size[0], "W": config.image_size[1], "L": config.depth, "k": max(1, config.num_labels),
         "mlp": config.mlp_dim,
-    }
+    }  # fmt: skip
 
 
 _SYMBOL = re.compile(r"n\+1|p'|d_h|mlp|\b[NnpcdhHWLk]\b")
@@ -57,9 +30,10 @@ _SYMBOL = re.compile(r"n\+1|p'|d_h|mlp|\b[NnpcdhHWLk]\b")
 
 def shape_values(shape: str, values: dict[str, int]) -> str:
     """'(n+1, d)' -> '(65, 96)'."""
+
     def value(match: re.Match) -> str:
-        token = match.group(0)
-        return str(values["n"] + 1) if token == "n+1" else str(values.get(token, token))
+        symbol = match.group(0)
+        return str(values["n"] + 1) if symbol == "n+1" else str(values.get(symbol, symbol))
 
     return _SYMBOL.sub(value, shape)
 
@@ -69,21 +43,21 @@ def symbols_line(values: dict[str, int]) -> str:
     return " · ".join(f"{name} = {values[name]}" for name in order)
 
 
-def header(step: steps.Step, analysis: state.Analysis | None) -> None:
+def header(step: steps.Step, traced: state.Traced | None) -> None:
     st.title(step.label)
     st.markdown(step.text)
-    if analysis is not None and step.shape:
-        values = sizes(analysis.config, analysis.trace.grid)
+    if traced is not None and step.shape:
+        values = sizes(traced.config, traced.trace.grid)
         st.markdown(f"**Shape** `{step.shape}` = `{shape_values(step.shape, values)}` &nbsp;·&nbsp; {symbols_line(values)}")
     if step.formula:
         st.latex(step.formula)
 
 
-def shared_controls(key: str, analysis: state.Analysis) -> None:
-    """The sidebar widgets this step uses; `body` reads their kept values through `current_controls`."""
-    config = analysis.config
-    if key in LAYER_STEPS:
-        controls.layer_head(config.depth, config.heads, with_head=key in HEAD_STEPS)
+def sidebar_controls(uses: frozenset[str], traced: state.Traced) -> None:
+    """The sidebar widgets for the shared controls in `uses`; steps read their values through `current_view`."""
+    config = traced.config
+    if steps.LAYER in uses:
+        controls.layer_head(config.depth, config.heads, with_head=steps.HEAD in uses)
     controls.colour_scale()
 
 
@@ -96,49 +70,39 @@ def guarded(what: str, draw, *args) -> None:
         st.warning(f"This part of the page could not be drawn ({what}). The rest of the page is unaffected.")
 
 
-def load_analysis() -> state.Analysis | None:
+def load_traced() -> state.Traced | None:
+    """The session's image through its model, or None after saying in one sentence why not."""
     try:
-        return state.analysis()
+        return state.traced()
     except ImageError as exc:
         st.error(str(exc))
     return None
 
 
-def body(key: str, analysis: state.Analysis) -> None:
+def body(step: steps.Step, traced: state.Traced) -> None:
     """The step's own content, as both its page and the story page show it."""
-    step = steps.BY_KEY[key]
-    header(step, analysis)
-    guarded(f"step {key}", render.RENDERERS[key], analysis, current_controls(analysis))
+    header(step, traced)
+    guarded(f"step {step.key}", step.draw, traced, current_view(traced.config))
 
 
-def current_controls(analysis: state.Analysis) -> controls.Controls:
-    config = analysis.config
-    kept = st.session_state
-    return controls.Controls(
-        layer=min(kept.get("keep_layer", 0), config.depth - 1),
-        head=min(kept.get("keep_head", 0), config.heads - 1),
-        query=min(kept.get("keep_query", 0), config.num_patches),
-        colorscale=kept.get("keep_colorscale", "Viridis"),
-    )
-
-
-def nav_buttons(key: str, where: str = "bottom") -> None:
-    before, after = steps.neighbours(key)
+def nav_buttons(step: steps.Step, where: str = "bottom") -> None:
+    before, after = steps.neighbours(step.key)
     left, _, right = st.columns([1, 2, 1])
     if before and left.button(f"← {before.label}", key=f"prev_{where}", width="stretch"):
-        st.switch_page(page_path(before.key))
+        st.switch_page(before.page)
     if after and right.button(f"{after.label} →", key=f"next_{where}", width="stretch", type="primary"):
-        st.switch_page(page_path(after.key))
+        st.switch_page(after.page)
 
 
 def show_step(key: str) -> None:
     """A whole step page."""
-    ensure_navigation()
+    navigation.ensure_navigation()
+    step = steps.BY_KEY[key]
     controls.image_picker()
-    analysis = load_analysis()
-    if analysis is None:
+    traced = load_traced()
+    if traced is None:
         return
-    shared_controls(key, analysis)
-    body(key, analysis)
+    sidebar_controls(step.controls, traced)
+    body(step, traced)
     st.divider()
-    nav_buttons(key)
+    nav_buttons(step)

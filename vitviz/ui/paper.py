@@ -8,10 +8,10 @@ from __future__ import annotations
 import numpy as np
 import streamlit as st
 
-from vitviz import analysis, capture, data, figures
+from vitviz import analysis, data, figures
 from vitviz.images import normalise
 from vitviz.ui import state
-from vitviz.ui.state import Analysis
+from vitviz.ui.state import Traced
 
 DATASET_IMAGES = 64
 CHUNK = 8  # images per forward pass: keeps (B, L, h, N, N) small even for ViT-B
@@ -23,9 +23,9 @@ def _filter_components(model_key: str, _model) -> tuple[np.ndarray, np.ndarray]:
     return analysis.embedding_filter_components(_model.patch_embed.weight.detach().numpy(), count=28)
 
 
-def filter_components(a: Analysis) -> None:
-    config = a.config
-    components, share = _filter_components(a.model_key, a.model)
+def filter_components(traced: Traced) -> None:
+    config = traced.config
+    components, share = _filter_components(traced.model_key, traced.model)
     tiles = figures.filters_as_images(components, config.patch_size, config.channels)
     st.image(figures.mosaic(tiles, 7, gap=2, factor=max(1, 40 // config.patch_size)), width=420)
     st.caption(f"The first {len(components)} principal components of E's {config.dim} filters, each drawn as a "
@@ -33,9 +33,9 @@ def filter_components(a: Analysis) -> None:
                "filters' variance (ViT paper, Fig. 7 left).")
 
 
-def position_similarity(a: Analysis) -> None:
-    grid = a.trace.grid
-    similarity = analysis.position_similarity(a.trace.pos_embedding.numpy(), grid)
+def position_similarity(traced: Traced) -> None:
+    grid = traced.trace.grid
+    similarity = analysis.position_similarity(traced.trace.pos_embedding.numpy(), grid)
     n = grid[0] * grid[1]
     st.plotly_chart(figures.similarity_tiles(similarity.reshape(n, n), grid,
                                              title="Cosine similarity of each position's embedding with all others"),
@@ -45,24 +45,24 @@ def position_similarity(a: Analysis) -> None:
 
 
 @st.cache_resource(max_entries=4, show_spinner="Measuring attention distances over a batch…")
-def _dataset_distance(model_key: str, _model) -> np.ndarray | None:
-    config = _model.config
+def _dataset_distance(model_key: str, _recorder) -> np.ndarray | None:
+    config = _recorder.model.config
     size = config.image_size
     if size[0] != size[1]:
         return None
     images, _ = data.generate(DATASET_IMAGES, state.SCENE_SEED + 2, size=size[0])
     total = None
     for start in range(0, DATASET_IMAGES, CHUNK):
-        maps = capture.batch_attentions(_model, normalise(images[start : start + CHUNK], config)).numpy()
+        maps = _recorder.attention_maps(normalise(images[start : start + CHUNK], config)).numpy()
         part = sum(analysis.mean_attention_distance(m, config.grid, config.patch_size) for m in maps)
         total = part if total is None else total + part
     return total / DATASET_IMAGES
 
 
-def attention_distance(a: Analysis) -> None:
-    config = a.config
-    this_image = analysis.mean_attention_distance(a.trace.attentions().numpy(), a.trace.grid, config.patch_size)
-    dataset = _dataset_distance(a.model_key, a.model)
+def attention_distance(traced: Traced) -> None:
+    config = traced.config
+    this_image = analysis.mean_attention_distance(traced.trace.attentions().numpy(), traced.trace.grid, config.patch_size)
+    dataset = _dataset_distance(traced.model_key, traced.recorder)
     series = {"this image": this_image}
     if dataset is not None:
         series[f"{DATASET_IMAGES} dataset images"] = dataset
@@ -72,16 +72,16 @@ def attention_distance(a: Analysis) -> None:
                f"The image is {config.image_size[1]} pixels wide; low dots attend locally, high dots globally.")
 
 
-def fig7(a: Analysis) -> None:
+def fig7(traced: Traced) -> None:
     left, middle, right = st.columns(3)
     with left:
         st.markdown("**Embedding filters**")
-        filter_components(a)
+        filter_components(traced)
     with middle:
         st.markdown("**Position embedding similarity**")
-        position_similarity(a)
+        position_similarity(traced)
     with right:
         st.markdown("**Mean attention distance**")
-        attention_distance(a)
+        attention_distance(traced)
 
 

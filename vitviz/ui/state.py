@@ -1,8 +1,8 @@
 """What a browser session has chosen, and the cached work that follows from it.
 
 The chosen image is kept as bytes in `st.session_state`, apart from any widget, so it
-survives page changes. The model runs once per (image, model) through `cached_trace`;
-every control on every page re-renders from that cached Trace.
+survives page changes; so is the chosen model (a `ModelChoice`). The model runs once per
+(image, model) in `traced()`; every control on every page re-renders from that cached Trace.
 """
 
 from __future__ import annotations
@@ -100,9 +100,27 @@ def preview(chosen: dict) -> Image.Image:
     return _preview(chosen["key"], chosen["bytes"])
 
 
-MODEL_KEY = "vitviz_model"  # session_state: {"key", "name", "model"} when the session chose its own model
-MODELS_KEY = "vitviz_models"  # session_state: name -> that entry, every model this session loaded or trained
+MODEL_KEY = "vitviz_model"  # session_state: the ModelChoice this session uses, when not the default
+MODELS_KEY = "vitviz_models"  # session_state: name -> ModelChoice, every model this session loaded or trained
 MAX_SESSION_MODELS = 4  # a session keeps its last few models, so memory stays bounded
+DEFAULT_MODEL_NAME = "built-in shapes model"
+
+
+@dataclass(frozen=True)
+class ModelChoice:
+    """A model the pages can run, with the Recorder that stays attached to it for its lifetime."""
+
+    key: str  # names the model in every cache
+    name: str
+    model: ViT
+    recorder: capture.Recorder
+
+
+@st.cache_resource(show_spinner=False)
+def _default_choice() -> ModelChoice:
+    # One Recorder per process for the shared default model: every session's traces go through it.
+    model = weights.load_default()
+    return ModelChoice("default", DEFAULT_MODEL_NAME, model, capture.Recorder(model))
 
 
 def set_session_model(name: str, model: ViT) -> None:
@@ -111,16 +129,16 @@ def set_session_model(name: str, model: ViT) -> None:
     The model must not be changed afterwards: traces are cached under a key made here, so
     publish a new model (a copy) after more training."""
     model.eval()
-    entry = {"key": f"session:{uuid.uuid4().hex}", "name": name, "model": model}
-    st.session_state[MODEL_KEY] = entry
+    choice = ModelChoice(f"session:{uuid.uuid4().hex}", name, model, capture.Recorder(model))
+    st.session_state[MODEL_KEY] = choice
     models = st.session_state.setdefault(MODELS_KEY, {})
     models.pop(name, None)
-    models[name] = entry
+    models[name] = choice
     while len(models) > MAX_SESSION_MODELS:
         models.pop(next(iter(models)))
 
 
-def session_models() -> dict[str, dict]:
+def session_models() -> dict[str, ModelChoice]:
     return st.session_state.get(MODELS_KEY, {})
 
 
@@ -132,30 +150,23 @@ def use_default_model() -> None:
     st.session_state.pop(MODEL_KEY, None)
 
 
-def current_model() -> tuple[str, ViT]:
-    """(a key naming the model for caches, the model): the session's own model, or the shared default."""
-    chosen = st.session_state.get(MODEL_KEY)
-    if chosen is not None:
-        return chosen["key"], chosen["model"]
-    return "default", weights.load_default()
-
-
-def current_model_name() -> str:
-    chosen = st.session_state.get(MODEL_KEY)
-    return chosen["name"] if chosen is not None else "built-in shapes model"
+def current_model() -> ModelChoice:
+    """The session's own model, or the shared default."""
+    return st.session_state.get(MODEL_KEY) or _default_choice()
 
 
 @dataclass(frozen=True)
-class Analysis:
-    """Everything a step page needs: the image, what the model saw, and its Trace."""
+class Traced:
+    """One image through one model: everything a step draws from."""
 
-    name: str
+    image_name: str
     image_key: str  # the image's digest: with model_key, what every per-image cache is keyed by
-    image: Image.Image
-    prepared: Prepared
+    image: Image.Image  # as uploaded, decoded
+    prepared: Prepared  # what the model saw: the centre crop, resized, and its normalised pixels
     trace: capture.Trace
     model_key: str
     model: ViT
+    recorder: capture.Recorder  # attached to `model`, for pages that run it again (occlusion, gradients)
 
     @property
     def config(self):
@@ -167,20 +178,22 @@ class Analysis:
         return list(self.config.labels) or [str(i) for i in range(len(self.trace.logits))]
 
     @property
-    def display(self) -> np.ndarray:
+    def display(self) -> np.ndarray:  # (H, W, 3) uint8: the model's input as a picture
         return self.prepared.display
 
 
 @st.cache_resource(max_entries=24, show_spinner="Running the model…")
-def _traced(image_key: str, model_key: str, _image: Image.Image, _model: ViT) -> tuple[Prepared, capture.Trace]:
-    prepared = prepare(_image, _model.config)
-    return prepared, capture.trace(_model, prepared.pixels)
+def _cached_trace(image_key: str, model_key: str, _image: Image.Image, _recorder: capture.Recorder
+                  ) -> tuple[Prepared, capture.Trace]:
+    prepared = prepare(_image, _recorder.model.config)
+    return prepared, _recorder.trace(prepared.pixels)
 
 
-def analysis() -> Analysis:
+def traced() -> Traced:
+    """The session's image through the session's model, traced once per (image, model) and then cached."""
     chosen = current_image()
-    model_key, model = current_model()
+    choice = current_model()
     image = decoded_image(chosen)
-    prepared, trace = _traced(chosen["key"], model_key, image, model)
-    return Analysis(name=chosen["name"], image_key=chosen["key"], image=image, prepared=prepared, trace=trace,
-                    model_key=model_key, model=model)
+    prepared, trace = _cached_trace(chosen["key"], choice.key, image, choice.recorder)
+    return Traced(image_name=chosen["name"], image_key=chosen["key"], image=image, prepared=prepared, trace=trace,
+                  model_key=choice.key, model=choice.model, recorder=choice.recorder)

@@ -39,23 +39,23 @@ def _settings_form(run: studio.TrainingRun | None) -> None:
     busy = run is not None and run.running
     with st.form("studio_settings", border=True):
         st.markdown("**Model**")
-        a, b, c, d, e = st.columns(5)
-        image_size = a.selectbox("Image size", [32, 48, 64], index=[32, 48, 64].index(kept.image_size),
+        size_col, patch_col, width_col, depth_col, heads_col = st.columns(5)
+        image_size = size_col.selectbox("Image size", [32, 48, 64], index=[32, 48, 64].index(kept.image_size),
                                  key="studio_image_size", help="The generated shapes are drawn at this size.")
-        patch = b.selectbox("Patch size p", [4, 8, 16], index=[4, 8, 16].index(kept.patch_size), key="studio_patch")
+        patch = patch_col.selectbox("Patch size p", [4, 8, 16], index=[4, 8, 16].index(kept.patch_size), key="studio_patch")
         dims = [16, 32, 48, 64, 96, 128, 192, 256]
-        dim = c.selectbox("Width d", dims, index=dims.index(kept.dim), key="studio_dim")
-        depth = d.number_input("Layers L", 1, 8, kept.depth, key="studio_depth")
+        dim = width_col.selectbox("Width d", dims, index=dims.index(kept.dim), key="studio_dim")
+        depth = depth_col.number_input("Layers L", 1, 8, kept.depth, key="studio_depth")
         heads_options = [1, 2, 3, 4, 6, 8]
-        heads = e.selectbox("Heads h", heads_options, index=heads_options.index(kept.heads), key="studio_heads")
+        heads = heads_col.selectbox("Heads h", heads_options, index=heads_options.index(kept.heads), key="studio_heads")
         st.markdown("**Training**")
-        a, b, c, d = st.columns(4)
-        steps = a.number_input("Steps", 10, MAX_STEPS, kept.steps, step=10, key="studio_steps")
+        steps_col, batch_col, lr_col, seed_col = st.columns(4)
+        steps = steps_col.number_input("Steps", 10, MAX_STEPS, kept.steps, step=10, key="studio_steps")
         batches = [16, 32, 64, 128]
-        batch = b.selectbox("Batch size", batches, index=batches.index(kept.batch_size), key="studio_batch")
-        lr = c.select_slider("Peak learning rate", LEARNING_RATES, value=kept.lr if kept.lr in LEARNING_RATES else 3e-3,
+        batch = batch_col.selectbox("Batch size", batches, index=batches.index(kept.batch_size), key="studio_batch")
+        lr = lr_col.select_slider("Peak learning rate", LEARNING_RATES, value=kept.lr if kept.lr in LEARNING_RATES else 3e-3,
                              format_func=lambda v: f"{v:g}", key="studio_lr")
-        seed = d.number_input("Seed", 0, 1_000_000, kept.seed, key="studio_seed")
+        seed = seed_col.number_input("Seed", 0, 1_000_000, kept.seed, key="studio_seed")
         label = "Start a new run" if run is not None else "Start training"
         submitted = st.form_submit_button(label, type="primary", disabled=busy, key="studio_start")
     if submitted:
@@ -124,12 +124,12 @@ def _progress(run: studio.TrainingRun) -> None:
     if run.history:
         last = run.history[-1]
         measured = [p for p in run.history if p.eval_loss is not None]
-        a, b, c, d = st.columns(4)
-        a.metric("Training loss", f"{last.loss:.3f}", help="Cross-entropy of the latest batch.")
-        b.metric("Training accuracy", f"{last.accuracy:.0%}", help="On the latest batch.")
+        loss_col, accuracy_col, held_loss_col, held_accuracy_col = st.columns(4)
+        loss_col.metric("Training loss", f"{last.loss:.3f}", help="Cross-entropy of the latest batch.")
+        accuracy_col.metric("Training accuracy", f"{last.accuracy:.0%}", help="On the latest batch.")
         if measured:
-            c.metric("Held-out loss", f"{measured[-1].eval_loss:.3f}", help=f"At step {measured[-1].step}.")
-            d.metric("Held-out accuracy", f"{measured[-1].eval_accuracy:.0%}",
+            held_loss_col.metric("Held-out loss", f"{measured[-1].eval_loss:.3f}", help=f"At step {measured[-1].step}.")
+            held_accuracy_col.metric("Held-out accuracy", f"{measured[-1].eval_accuracy:.0%}",
                      help=f"{run.eval_size} images the model never trains on, at step {measured[-1].step}.")
 
 
@@ -142,9 +142,8 @@ def _curve(series: dict[str, tuple[np.ndarray, np.ndarray]], title: str, y_title
                         hovertemplate="step %{x}<br>%{y:" + (".1%" if percent else ".3f") + "}<extra>" + name + "</extra>")
     fig.update_xaxes(title="step", rangemode="tozero")
     fig.update_yaxes(title=y_title, tickformat=".0%" if percent else None, range=[0, 1.02] if percent else None)
-    fig.update_layout(title=dict(text=title, x=0, font=dict(size=14)), height=300, margin=dict(l=10, r=10, t=40, b=10),
-                      legend=dict(orientation="h", y=1.12, x=1, xanchor="right"))
-    return fig
+    fig.update_layout(legend=dict(orientation="h", y=1.12, x=1, xanchor="right"))
+    return figures.layout(fig, title, height=300)
 
 
 def _thin(series: tuple[np.ndarray, np.ndarray], limit: int = CURVE_POINTS) -> tuple[np.ndarray, np.ndarray]:
@@ -171,20 +170,6 @@ def _curves(run: studio.TrainingRun) -> None:
                         width="stretch", config={"displaylogo": False}, key="studio_accuracy")
 
 
-def _overlay(image: np.ndarray, weights_map: np.ndarray, vmax: float, factor: int) -> np.ndarray:
-    """The probe with an attention map over it, on a fixed 0..vmax scale so snapshots compare.
-
-    The colour covers a patch more the more attention it gets, so the picture stays readable
-    where attention is low and the hot patches stand out.
-    """
-    base = figures.upscale(image, factor).astype(np.float64)
-    heat = figures.colourise(weights_map, "Inferno", vmin=0.0, vmax=vmax).astype(np.float64)
-    cover = 0.25 + 0.7 * np.clip(weights_map / vmax, 0.0, 1.0)[..., None]
-    cell = base.shape[0] // weights_map.shape[0]
-    heat, cover = (np.repeat(np.repeat(a, cell, axis=0), cell, axis=1) for a in (heat, cover))
-    return ((1 - cover) * base + cover * heat).astype(np.uint8)
-
-
 def _evenly(items: list, count: int) -> list:
     if len(items) <= count:
         return items
@@ -202,10 +187,10 @@ def _snapshots(run: studio.TrainingRun) -> None:
     st.caption(f"A fixed probe picture (a {truth}) goes through the model at regular steps during training. Each "
                "picture shows how much attention the CLS token pays to each patch, all on one colour scale: "
                "at the start it spreads evenly; as the model learns, it gathers on the parts that decide the class.")
-    a, b, _ = st.columns([1, 1, 2])
-    layer = a.selectbox("Layer", list(range(config.depth)), index=config.depth - 1, key="studio_layer",
+    layer_col, head_col, _ = st.columns([1, 1, 2])
+    layer = layer_col.selectbox("Layer", list(range(config.depth)), index=config.depth - 1, key="studio_layer",
                         format_func=lambda i: f"Layer {i + 1} of {config.depth}")
-    head = b.selectbox("Head", [-1, *range(config.heads)], key="studio_head",
+    head = head_col.selectbox("Head", [-1, *range(config.heads)], key="studio_head",
                        format_func=lambda h: "Mean of the heads" if h < 0 else f"Head {h + 1} of {config.heads}")
     shown = _evenly(run.snapshots, SHOWN_SNAPSHOTS)
     key = (run, tuple(shot.step for shot in shown), layer, head)
@@ -217,8 +202,9 @@ def _snapshots(run: studio.TrainingRun) -> None:
             row = rows.mean(0) if head < 0 else rows[head]
             maps.append(row[1:].reshape(gh, gw))  # the patches; CLS's attention to itself is left out
         vmax = max(float(m.max()) for m in maps) or 1.0
-        factor = max(1, 160 // config.image_size[0])
-        kept = (key, [_overlay(run.probe_image, weights_map, vmax, factor) for weights_map in maps])
+        # One 0..vmax scale for every snapshot, so they compare; weighted opacity keeps the probe readable.
+        kept = (key, [figures.attention_overlay(run.probe_image, cls_map, size=160, vmax=vmax, weighted_opacity=True)
+                      for cls_map in maps])
         st.session_state[STRIP_KEY] = kept
     columns = st.columns(SHOWN_SNAPSHOTS)
     for column, shot, picture in zip(columns, shown, kept[1], strict=False):
@@ -323,7 +309,7 @@ def _model_section(run: studio.TrainingRun | None) -> None:
     note = st.session_state.pop(NOTE_KEY, None)
     if note:
         st.success(note)
-    st.markdown(f"The step pages show: **{state.current_model_name()}**. Your model belongs to this browser tab "
+    st.markdown(f"The step pages show: **{state.current_model().name}**. Your model belongs to this browser tab "
                 "only: no other visitor sees it, and the built-in model never changes.")
     if run is not None and run.step:
         _download(run)

@@ -1,0 +1,49 @@
+"""What a step of the guide is: its words, its formula and shape, the controls it uses, and how it draws."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+LAYER, HEAD, QUERY = "layer", "head", "query"  # the shared controls a step can use (see controls.View)
+
+
+@dataclass(frozen=True)
+class Step:
+    key: str  # "0" … "14", "10.1" … "10.12"
+    title: str
+    section: str
+    text: str  # a few sentences, written for vitviz
+    draw: Callable  # draw(traced: state.Traced, view: controls.View) -> None, with Streamlit
+    formula: str | None = None  # LaTeX, shown with st.latex
+    shape: str = ""  # the step's tensor shape in symbols; the page fills in the values
+    controls: frozenset[str] = field(default_factory=frozenset)  # of LAYER, HEAD, QUERY
+
+    @property
+    def label(self) -> str:
+        return f"{self.key} · {self.title}"
+
+    @property
+    def slug(self) -> str:
+        """The page's URL path, and the name of its file in pages/."""
+        return "step_" + self.key.replace(".", "_")
+
+    @property
+    def page(self) -> str:
+        return f"pages/{self.slug}.py"
+
+
+class Section:
+    """One part of the guide; its module declares each step once, with `@SECTION.step(...)` on the step's drawing."""
+
+    def __init__(self, title: str) -> None:
+        self.title = title
+        self.steps: list[Step] = []
+
+    def step(self, key: str, title: str, *, text: str, formula: str | None = None, shape: str = "",
+             controls: tuple[str, ...] = ()) -> Callable[[Callable], Callable]:
+        def declare(draw: Callable) -> Callable:
+            self.steps.append(Step(key, title, self.title, text, draw, formula, shape, frozenset(controls)))
+            return draw
+
+        return declare
