@@ -192,6 +192,7 @@ class Recorder:
         model = self.model
         with torch.no_grad():
             logits, store = self.record(lambda: model(pixels[None])[0])
+        one = {key: batch[0] for key, batch in store.items()}  # batch dimension dropped: views, no copies
         pos = model.pos_embed.detach()
         config = model.config
         return Trace(
@@ -199,14 +200,14 @@ class Recorder:
             patch_size=config.patch_size,
             mean=config.mean,
             std=config.std,
-            flat_patches=store["flat_patches"][0],
-            patch_embeddings=store["patch_embeddings"][0],
+            flat_patches=one["flat_patches"],
+            patch_embeddings=one["patch_embeddings"],
             cls_token=model.cls_token.detach().clone(),
-            with_cls=store["with_cls"][0],
+            with_cls=one["with_cls"],
             pos_embedding=(pos if pos.ndim == 2 else pos[0]).clone(),
-            tokens=store["0.input"][0],
-            layers=tuple(_layer_trace(store, index, config.heads) for index in range(len(model.blocks))),
-            final_tokens=store["final_tokens"][0],
+            tokens=one["0.input"],
+            layers=tuple(_layer_trace(one, index, config.heads) for index in range(len(model.blocks))),
+            final_tokens=one["final_tokens"],
             logits=logits,
         )
 
@@ -220,25 +221,17 @@ class Recorder:
         return f"Recorder({len(self._handles)} hooks)"
 
 
-def _layer_trace(store: dict[str, torch.Tensor], index: int, heads: int) -> LayerTrace:
-    def recorded(name: str) -> torch.Tensor:
-        return store[f"{index}.{name}"][0]
-
+def _layer_trace(one: dict[str, torch.Tensor], index: int, heads: int) -> LayerTrace:
+    """Block `index`'s fields from one image's recorded tensors, keyed "{block}.{name}"."""
     return LayerTrace(
         heads=heads,
-        input=recorded("input"),
-        norm1=recorded("norm1"),
-        qkv=recorded("qkv"),
-        scores=recorded("scores"),
-        attn=recorded("attn"),
-        concat=recorded("concat"),
-        attn_out=recorded("attn_out"),
-        resid=recorded("resid"),
-        norm2=recorded("norm2"),
-        mlp_hidden=recorded("mlp_hidden"),
-        mlp_out=recorded("mlp_out"),
-        output=store[f"{index + 1}.input"][0],
+        **{name: one[f"{index}.{name}"] for name in _LAYER_FIELDS},
+        output=one[f"{index + 1}.input"],  # the next block's input (the final norm's, after the last block)
     )
+
+
+_LAYER_FIELDS = ("input", "norm1", "qkv", "scores", "attn", "concat", "attn_out", "resid", "norm2", "mlp_hidden",
+                 "mlp_out")
 
 
 def trace(model: ViT, pixels: torch.Tensor) -> Trace:

@@ -25,5 +25,12 @@ def image_grid(items: list[tuple[np.ndarray, str]], per_row: int) -> None:
 
 def patch_slider(patches: int, step_key: str) -> int:
     """A patch index picked with a slider; the choice is shared by every step that shows one patch."""
-    return persistent(st.slider, f"patch_{step_key}", min(patches - 1, patches // 2 + 3), store="patch", label="Patch",
-                      min_value=0, max_value=patches - 1)
+    return persistent(
+        st.slider,
+        f"patch_{step_key}",
+        min(patches - 1, patches // 2 + 3),
+        store="patch",
+        label="Patch",
+        min_value=0,
+        max_value=patches - 1,
+    )

@@ -35,9 +35,11 @@ def head_map(attn: np.ndarray, choice) -> np.ndarray:
 def show() -> None:
     navigation.ensure_navigation()
     st.title("Attention explorer")
-    st.markdown("Click a patch to see where it looks, layer by layer and head by head. The default query is the CLS "
-                "token, the one that makes the prediction. Below: every head at once, attention rollout, occlusion, "
-                "and the three analyses of the ViT paper's Figure 7 for this model.")
+    st.markdown(
+        "Click a patch to see where it looks, layer by layer and head by head. The default query is the CLS "
+        "token, the one that makes the prediction. Below: every head at once, attention rollout, occlusion, "
+        "and the three analyses of the ViT paper's Figure 7 for this model."
+    )
     controls.image_picker()
     traced = page.load_traced()
     if traced is None:
@@ -45,19 +47,36 @@ def show() -> None:
     config = traced.config
     colorscale = controls.colour_scale()
     layer, _ = controls.layer_head(config.depth, config.heads, with_head=False)
-    head = controls.persistent(st.sidebar.selectbox, "explorer_head", "all heads: mean", label="Heads",
-                               options=head_options(config.heads), format_func=head_label)
-    opacity = controls.persistent(st.sidebar.slider, "opacity", 0.6, label="Heatmap opacity", min_value=0.0,
-                                  max_value=1.0, step=0.05)
+    head = controls.persistent(
+        st.sidebar.selectbox,
+        "explorer_head",
+        "all heads: mean",
+        label="Heads",
+        options=head_options(config.heads),
+        format_func=head_label,
+    )
+    opacity = controls.persistent(
+        st.sidebar.slider, "opacity", 0.6, label="Heatmap opacity", min_value=0.0, max_value=1.0, step=0.05
+    )
     left, right = st.columns(2)
     with left:
         query = controls.query_picker(traced, key="query_click_explorer")
     attn = traced.trace.layers[layer].attn.numpy()
     row = head_map(attn, head)[query]
     with right:
-        st.image(figures.attention_overlay(traced.display, row[1:].reshape(traced.trace.grid), size=320, opacity=opacity, colorscale=colorscale, outline=query - 1 if query else None),
-                 caption=f"{head_label(head)}, layer {layer + 1}: attention of {controls.token_label(query, traced.trace.grid)}"
-                         f" (CLS gets {row[0]:.3f})", width="stretch")
+        st.image(
+            figures.attention_overlay(
+                traced.display,
+                row[1:].reshape(traced.trace.grid),
+                size=320,
+                opacity=opacity,
+                colorscale=colorscale,
+                outline=query - 1 if query else None,
+            ),
+            caption=f"{head_label(head)}, layer {layer + 1}: attention of {controls.token_label(query, traced.trace.grid)}"
+            f" (CLS gets {row[0]:.3f})",
+            width="stretch",
+        )
     tabs = st.tabs(["All heads", "Layers × heads", "Attribution", "Occlusion", "Paper Fig. 7"])
     with tabs[0]:
         page.guarded("all heads", _all_heads, traced, layer, query, colorscale, opacity)
@@ -73,25 +92,45 @@ def show() -> None:
 
 def _all_heads(traced: Traced, layer: int, query: int, colorscale: str, opacity: float) -> None:
     attn = traced.trace.layers[layer].attn.numpy()
-    items = [(figures.attention_overlay(traced.display, attn[h, query, 1:].reshape(traced.trace.grid), size=200,
-                                          opacity=opacity, colorscale=colorscale, outline=query - 1 if query else None),
-              f"Head {h + 1}")
-             for h in range(traced.config.heads)]
+    items = [
+        (
+            figures.attention_overlay(
+                traced.display,
+                attn[h, query, 1:].reshape(traced.trace.grid),
+                size=200,
+                opacity=opacity,
+                colorscale=colorscale,
+                outline=query - 1 if query else None,
+            ),
+            f"Head {h + 1}",
+        )
+        for h in range(traced.config.heads)
+    ]
     image_grid(items, per_row=min(traced.config.heads, 6))
 
 
 def _overview(traced: Traced, query: int, colorscale: str, opacity: float) -> None:
     heads = traced.config.heads
-    st.caption(f"Rows are layers, columns heads; each shows the attention of {controls.token_label(query, traced.trace.grid)}.")
+    st.caption(
+        f"Rows are layers, columns heads; each shows the attention of {controls.token_label(query, traced.trace.grid)}."
+    )
     columns = min(heads, 12)
     for layer_index, layer in enumerate(traced.trace.layers):
         attn = layer.attn.numpy()
         cols = st.columns([1] + [3] * columns)
         cols[0].markdown(f"**L{layer_index + 1}**")
         for h in range(columns):
-            cols[h + 1].image(figures.attention_overlay(traced.display, attn[h, query, 1:].reshape(traced.trace.grid), size=96,
-                                                        opacity=opacity, colorscale=colorscale,
-                                                        outline=query - 1 if query else None), width="stretch")
+            cols[h + 1].image(
+                figures.attention_overlay(
+                    traced.display,
+                    attn[h, query, 1:].reshape(traced.trace.grid),
+                    size=96,
+                    opacity=opacity,
+                    colorscale=colorscale,
+                    outline=query - 1 if query else None,
+                ),
+                width="stretch",
+            )
     if heads > columns:
         st.caption(f"Showing the first {columns} of {heads} heads.")
 
@@ -105,24 +144,44 @@ def _gradients(image_key: str, model_key: str, target: int, _recorder, _pixels) 
 def _attribution(traced: Traced, colorscale: str, opacity: float) -> None:
     labels = traced.labels
     fusion_column, discard_column, class_column = st.columns(3)
-    fusion = controls.persistent(fusion_column.selectbox, "rollout_fusion", "mean", label="Head fusion", options=list(FUSIONS))
-    discard = controls.persistent(discard_column.slider, "rollout_discard", 0.0, label="Discard the weakest", min_value=0.0,
-                                  max_value=0.95, step=0.05)
+    fusion = controls.persistent(
+        fusion_column.selectbox, "rollout_fusion", "mean", label="Head fusion", options=list(FUSIONS)
+    )
+    discard = controls.persistent(
+        discard_column.slider,
+        "rollout_discard",
+        0.0,
+        label="Discard the weakest",
+        min_value=0.0,
+        max_value=0.95,
+        step=0.05,
+    )
     predicted = labels[int(traced.trace.probs.argmax())]
-    target = controls.persistent(class_column.selectbox, "rollout_class", predicted, label="Class for the gradient",
-                                 options=labels)
+    target = controls.persistent(
+        class_column.selectbox, "rollout_class", predicted, label="Class for the gradient", options=labels
+    )
     attentions = traced.trace.attentions().numpy()
     rollout = analysis.attention_rollout(attentions, head_fusion=fusion, discard_ratio=discard)[0, 1:]
-    maps, grads = _gradients(traced.image_key, traced.model_key, labels.index(target), traced.recorder,
-                             traced.trace.pixels)
+    maps, grads = _gradients(
+        traced.image_key, traced.model_key, labels.index(target), traced.recorder, traced.trace.pixels
+    )
     weighted = analysis.gradient_rollout(maps, grads, discard_ratio=discard)[0, 1:]
     left, right = st.columns(2)
-    left.image(figures.attention_overlay(traced.display, rollout.reshape(traced.trace.grid), size=320, opacity=opacity, colorscale=colorscale),
-               caption=f"Attention rollout from CLS ({fusion} over heads): how much each patch feeds the CLS token "
-                       "through all layers", width="stretch")
-    right.image(figures.attention_overlay(traced.display, weighted.reshape(traced.trace.grid), size=320, opacity=opacity, colorscale=colorscale),
-                caption=f"Gradient-weighted rollout for “{target}”: attention that raises that class's score",
-                width="stretch")
+    left.image(
+        figures.attention_overlay(
+            traced.display, rollout.reshape(traced.trace.grid), size=320, opacity=opacity, colorscale=colorscale
+        ),
+        caption=f"Attention rollout from CLS ({fusion} over heads): how much each patch feeds the CLS token "
+        "through all layers",
+        width="stretch",
+    )
+    right.image(
+        figures.attention_overlay(
+            traced.display, weighted.reshape(traced.trace.grid), size=320, opacity=opacity, colorscale=colorscale
+        ),
+        caption=f"Gradient-weighted rollout for “{target}”: attention that raises that class's score",
+        width="stretch",
+    )
 
 
 def occlude(pixels: torch.Tensor, hidden: tuple[int, ...], grid: tuple[int, int], patch: int) -> torch.Tensor:
@@ -144,14 +203,19 @@ def _occlusion(traced: Traced, layer: int, head, colorscale: str, opacity: float
     config = traced.config
     grid, patch = traced.trace.grid, config.patch_size
     hidden = tuple(sorted(i for i in st.session_state.get(OCCLUDED_KEY, ()) if i < grid[0] * grid[1]))
-    trace = _occluded_trace(traced.image_key, traced.model_key, hidden, traced.recorder, traced.trace.pixels) if hidden else traced.trace
+    trace = (
+        _occluded_trace(traced.image_key, traced.model_key, hidden, traced.recorder, traced.trace.pixels)
+        if hidden
+        else traced.trace
+    )
     shown = figures.to_uint8(denormalise(trace.pixels, config))
     factor = figures.enlargement(shown, 320)
     left, right = st.columns(2)
     with left:
         st.caption("Click patches to hide or show them; hidden patches take the training data's mean colour.")
-        index = controls.clicked_patch(figures.draw_grid(shown, patch, factor), grid, patch * factor,
-                                       key="occlusion_click")
+        index = controls.clicked_patch(
+            figures.draw_grid(shown, patch, factor), grid, patch * factor, key="occlusion_click"
+        )
         if index is not None:
             st.session_state[OCCLUDED_KEY] = tuple(sorted(set(hidden) ^ {index}))
             st.rerun()
@@ -162,17 +226,33 @@ def _occlusion(traced: Traced, layer: int, head, colorscale: str, opacity: float
     before, after = traced.trace.probs.numpy(), trace.probs.numpy()
     top = int(before.argmax())
     with right:
-        st.markdown(f"**{len(hidden)}** patches hidden. “{labels[top]}”: {before[top]:.1%} → **{after[top]:.1%}**; "
-                    f"the model now says **{labels[int(after.argmax())]}** ({after.max():.1%}).")
+        st.markdown(
+            f"**{len(hidden)}** patches hidden. “{labels[top]}”: {before[top]:.1%} → **{after[top]:.1%}**; "
+            f"the model now says **{labels[int(after.argmax())]}** ({after.max():.1%})."
+        )
         order = np.argsort(-before)[: min(8, len(labels))]
-        st.plotly_chart(figures.lines({"original": before[order], "occluded": after[order]},
-                                      x=np.array([labels[i] for i in order]), title="Probabilities",
-                                      y_title="probability", height=260), width="stretch")
+        st.plotly_chart(
+            figures.lines(
+                {"original": before[order], "occluded": after[order]},
+                x=np.array([labels[i] for i in order]),
+                title="Probabilities",
+                y_title="probability",
+                height=260,
+            ),
+            width="stretch",
+        )
     cls_before = head_map(traced.trace.layers[layer].attn.numpy(), head)[0, 1:]
     cls_after = head_map(trace.layers[layer].attn.numpy(), head)[0, 1:]
     before_column, after_column = st.columns(2)
-    before_column.image(figures.attention_overlay(traced.display, cls_before.reshape(traced.trace.grid), size=256, opacity=opacity, colorscale=colorscale), caption=f"CLS attention before, layer {layer + 1}",
-             width="stretch")
-    after_column.image(figures.attention_overlay(shown, cls_after.reshape(grid), size=256, opacity=opacity,
-                                                 colorscale=colorscale),
-             caption=f"CLS attention with the patches hidden, layer {layer + 1}", width="stretch")
+    before_column.image(
+        figures.attention_overlay(
+            traced.display, cls_before.reshape(traced.trace.grid), size=256, opacity=opacity, colorscale=colorscale
+        ),
+        caption=f"CLS attention before, layer {layer + 1}",
+        width="stretch",
+    )
+    after_column.image(
+        figures.attention_overlay(shown, cls_after.reshape(grid), size=256, opacity=opacity, colorscale=colorscale),
+        caption=f"CLS attention with the patches hidden, layer {layer + 1}",
+        width="stretch",
+    )

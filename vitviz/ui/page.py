@@ -48,7 +48,9 @@ def header(step: steps.Step, traced: state.Traced | None) -> None:
     st.markdown(step.text)
     if traced is not None and step.shape:
         values = sizes(traced.config, traced.trace.grid)
-        st.markdown(f"**Shape** `{step.shape}` = `{shape_values(step.shape, values)}` &nbsp;·&nbsp; {symbols_line(values)}")
+        st.markdown(
+            f"**Shape** `{step.shape}` = `{shape_values(step.shape, values)}` &nbsp;·&nbsp; {symbols_line(values)}"
+        )
     if step.formula:
         st.latex(step.formula)
 

@@ -26,14 +26,15 @@ def _dataset_preview(model_key: str, _model, count: int = 16) -> tuple[np.ndarra
 
 
 @SECTION.step(
-    '0', 'The data',
+    "0",
+    "The data",
     text=(
-        'A ViT learns from examples: images paired with the class a person gave them. The built-in model '
-        'learned from generated pictures of eight shapes, drawn in random colours, sizes, angles and places '
-        'on noisy backgrounds. Below is a fresh batch from the same generator, with the labels it was drawn '
-        'with.'
+        "A ViT learns from examples: images paired with the class a person gave them. The built-in model "
+        "learned from generated pictures of eight shapes, drawn in random colours, sizes, angles and places "
+        "on noisy backgrounds. Below is a fresh batch from the same generator, with the labels it was drawn "
+        "with."
     ),
-    shape='(H, W, c)',
+    shape="(H, W, c)",
 )
 def step_0(traced: Traced, view: View) -> None:
     names = traced.config.labels
@@ -47,41 +48,56 @@ def step_0(traced: Traced, view: View) -> None:
         mark = "✓" if predicted[i] == labels[i] else f"✗ model says {names[predicted[i]]}"
         columns[i % 8].image(figures.upscale(images[i], 2), caption=f"{names[labels[i]]} {mark}", width="stretch")
     right = int((predicted == labels).sum())
-    st.caption(f"Captions give the generator's label, and ✓ where the model predicts it ({right} of {len(labels)} here).")
+    st.caption(
+        f"Captions give the generator's label, and ✓ where the model predicts it ({right} of {len(labels)} here)."
+    )
 
 
 @SECTION.step(
-    '1', 'One image',
+    "1",
+    "One image",
     text=(
-        'From here on we follow a single image, a batch of one. The model never sees your original file: it '
-        'sees a centre crop resized to its input size, with each channel shifted and scaled by the mean and '
-        'standard deviation it was trained with.'
+        "From here on we follow a single image, a batch of one. The model never sees your original file: it "
+        "sees a centre crop resized to its input size, with each channel shifted and scaled by the mean and "
+        "standard deviation it was trained with."
     ),
     formula=r"x' = \frac{x/255 - \mu_c}{\sigma_c}",
-    shape='(1, c, H, W)',
+    shape="(1, c, H, W)",
 )
 def step_1(traced: Traced, view: View) -> None:
     left, right = st.columns(2)
-    left.image(state.preview(state.current_image()), caption=f"Your image, {traced.image.width}×{traced.image.height}",
-               width="stretch")
+    left.image(
+        state.preview(state.current_image()),
+        caption=f"Your image, {traced.image.width}×{traced.image.height}",
+        width="stretch",
+    )
     h, w = traced.config.image_size
-    right.image(figures.upscale(traced.display, figures.enlargement(traced.display, 384)),
-                caption=f"What the model sees: a centre crop resized to {w}×{h}", width="stretch")
+    right.image(
+        figures.upscale(traced.display, figures.enlargement(traced.display, 384)),
+        caption=f"What the model sees: a centre crop resized to {w}×{h}",
+        width="stretch",
+    )
     pixels = to_numpy(traced.trace.pixels)
     mean, std = traced.config.mean, traced.config.std
-    st.markdown("Normalisation per channel: " + ", ".join(
-        f"{name}: mean {m:.3f}, std {s:.3f}" for name, m, s in zip("RGB", mean, std, strict=False)))
+    st.markdown(
+        "Normalisation per channel: "
+        + ", ".join(f"{name}: mean {m:.3f}, std {s:.3f}" for name, m, s in zip("RGB", mean, std, strict=False))
+    )
     show_figure(figures.channel_histograms(pixels, title="Values of the normalised input, per channel"))
 
 
 @SECTION.step(
-    '2', 'Set the label aside',
+    "2",
+    "Set the label aside",
     text=(
-        'During training every image comes with its label, but nothing in the forward pass uses it. The label'
-        ' returns only at the very end, when the loss compares it with the prediction (step 14).'
+        "During training every image comes with its label, but nothing in the forward pass uses it. The label"
+        " returns only at the very end, when the loss compares it with the prediction (step 14)."
     ),
-    shape='(c, H, W)',
+    shape="(c, H, W)",
 )
 def step_2(traced: Traced, view: View) -> None:
-    st.image(figures.upscale(traced.display, figures.enlargement(traced.display, 384)), caption="The image, with no label attached",
-             width=384)
+    st.image(
+        figures.upscale(traced.display, figures.enlargement(traced.display, 384)),
+        caption="The image, with no label attached",
+        width=384,
+    )

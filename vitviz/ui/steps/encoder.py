@@ -18,26 +18,36 @@ def _where(view: View) -> str:
     return f"layer {view.layer + 1}, head {view.head + 1}"
 
 
-def _update_map(traced: Traced, before: np.ndarray, update: np.ndarray, title: str, view: View) -> None:
-    ratio = analysis.update_ratio(before, update)
-    gh, gw = traced.trace.grid
+def _residual_sum(traced: Traced, view: View, names: tuple[str, str, str], before, update, after, title: str) -> None:
+    """A residual step: before + update = after as three heatmaps, then how large each token's update is."""
+    for column, name, tensor in zip(st.columns(3), names, (before, update, after), strict=True):
+        with column:
+            show_figure(figures.heatmap(to_numpy(tensor), title=name, x_title="d", y_title="token", height=300))
+    ratio = analysis.update_ratio(to_numpy(before), to_numpy(update))  # (N,)
     left, right = st.columns(2)
     with left:
-        show_figure(figures.lines({"‖update‖ / ‖input‖": ratio}, title=title, x_title="token (0 = CLS)", y_title="ratio"))
-    right.image(figures.attention_overlay(traced.display, ratio[1:].reshape(gh, gw), colorscale=view.colorscale,
-                                          opacity=0.7),
-                caption=f"The same ratio per patch (CLS: {ratio[0]:.3f})", width="stretch")
+        show_figure(
+            figures.lines({"‖update‖ / ‖input‖": ratio}, title=title, x_title="token (0 = CLS)", y_title="ratio")
+        )
+    right.image(
+        figures.attention_overlay(
+            traced.display, ratio[1:].reshape(traced.trace.grid), colorscale=view.colorscale, opacity=0.7
+        ),
+        caption=f"The same ratio per patch (CLS: {ratio[0]:.3f})",
+        width="stretch",
+    )
 
 
 @SECTION.step(
-    '10.1', 'Q, K and V',
+    "10.1",
+    "Q, K and V",
     text=(
-        'The block first normalises each token (LayerNorm), then one linear layer makes three vectors per '
-        'token: a query, a key and a value. They are cut into h heads of width d_h, and each head works on '
-        'its own slice.'
+        "The block first normalises each token (LayerNorm), then one linear layer makes three vectors per "
+        "token: a query, a key and a value. They are cut into h heads of width d_h, and each head works on "
+        "its own slice."
     ),
-    formula=r'[\,Q\ |\ K\ |\ V\,] = \mathrm{LN}(X)\,W_{qkv} + b_{qkv}',
-    shape='(h, n+1, d_h)',
+    formula=r"[\,Q\ |\ K\ |\ V\,] = \mathrm{LN}(X)\,W_{qkv} + b_{qkv}",
+    shape="(h, n+1, d_h)",
     controls=(LAYER, HEAD),
 )
 def step_10_1(traced: Traced, view: View) -> None:
@@ -45,11 +55,25 @@ def step_10_1(traced: Traced, view: View) -> None:
     d, dh = traced.config.dim, traced.config.head_dim
     left, right = st.columns(2)
     with left:
-        show_figure(figures.heatmap(to_numpy(layer.input), title=f"Block input X (layer {view.layer + 1})", x_title="d", y_title="token", height=300))
+        show_figure(
+            figures.heatmap(
+                to_numpy(layer.input),
+                title=f"Block input X (layer {view.layer + 1})",
+                x_title="d",
+                y_title="token",
+                height=300,
+            )
+        )
     with right:
-        show_figure(figures.heatmap(to_numpy(layer.norm1), title="LN(X): each token normalised", x_title="d", y_title="token", height=300))
+        show_figure(
+            figures.heatmap(
+                to_numpy(layer.norm1), title="LN(X): each token normalised", x_title="d", y_title="token", height=300
+            )
+        )
     qkv = to_numpy(layer.qkv)
-    fig = figures.heatmap(qkv, title=f"LN(X) W_qkv: {qkv.shape[0]}×{qkv.shape[1]} = [Q | K | V]", x_title="3d", y_title="token")
+    fig = figures.heatmap(
+        qkv, title=f"LN(X) W_qkv: {qkv.shape[0]}×{qkv.shape[1]} = [Q | K | V]", x_title="3d", y_title="token"
+    )
     for boundary in (d, 2 * d):
         fig.add_vline(x=boundary - 0.5, line=dict(color="#111", width=2))
     show_figure(fig)
@@ -57,37 +81,55 @@ def step_10_1(traced: Traced, view: View) -> None:
     cols = st.columns(3)
     for col, name in zip(cols, ("q", "k", "v"), strict=True):
         with col:
-            show_figure(figures.heatmap(to_numpy(getattr(layer, name)[view.head]), title=f"{name.upper()} ({_where(view)})",
-                                 x_title="d_h", y_title="token", height=320))
+            show_figure(
+                figures.heatmap(
+                    to_numpy(getattr(layer, name)[view.head]),
+                    title=f"{name.upper()} ({_where(view)})",
+                    x_title="d_h",
+                    y_title="token",
+                    height=320,
+                )
+            )
 
 
 @SECTION.step(
-    '10.2', 'Attention scores',
+    "10.2",
+    "Attention scores",
     text=(
-        'Every query is compared with every key by a dot product, scaled by the square root of the head width'
+        "Every query is compared with every key by a dot product, scaled by the square root of the head width"
         " so the numbers stay in a range the softmax can use. Row i says how well token i's question fits "
-        'each token.'
+        "each token."
     ),
-    formula=r'A = \frac{Q K^\top}{\sqrt{d_h}}',
-    shape='(h, n+1, n+1)',
+    formula=r"A = \frac{Q K^\top}{\sqrt{d_h}}",
+    shape="(h, n+1, n+1)",
     controls=(LAYER, HEAD),
 )
 def step_10_2(traced: Traced, view: View) -> None:
     scores = to_numpy(traced.trace.layers[view.layer].scores[view.head])
-    show_figure(figures.heatmap(scores, title=f"Q Kᵀ / √d_h, {_where(view)}: {scores.shape[0]}×{scores.shape[1]}",
-                         x_title="key token", y_title="query token", colorscale="RdBu_r", height=520,
-                         value_name="score"), key="scores")
+    show_figure(
+        figures.heatmap(
+            scores,
+            title=f"Q Kᵀ / √d_h, {_where(view)}: {scores.shape[0]}×{scores.shape[1]}",
+            x_title="key token",
+            y_title="query token",
+            colorscale="RdBu_r",
+            height=520,
+            value_name="score",
+        ),
+        key="scores",
+    )
     st.caption(f"Hover for values; token 0 is CLS. Scores range from {scores.min():.2f} to {scores.max():.2f}.")
 
 
 @SECTION.step(
-    '10.3', 'Softmax',
+    "10.3",
+    "Softmax",
     text=(
-        'Each row of scores is turned into weights that are positive and add up to one. Large scores take '
-        'most of the weight; small ones fade towards zero.'
+        "Each row of scores is turned into weights that are positive and add up to one. Large scores take "
+        "most of the weight; small ones fade towards zero."
     ),
-    formula=r'P_{ij} = \frac{e^{A_{ij}}}{\sum_k e^{A_{ik}}}',
-    shape='(h, n+1, n+1)',
+    formula=r"P_{ij} = \frac{e^{A_{ij}}}{\sum_k e^{A_{ik}}}",
+    shape="(h, n+1, n+1)",
     controls=(LAYER, HEAD),
 )
 def step_10_3(traced: Traced, view: View) -> None:
@@ -97,21 +139,34 @@ def step_10_3(traced: Traced, view: View) -> None:
     with left:
         show_figure(figures.heatmap(scores, title="Scores", x_title="key", y_title="query", height=420))
     with right:
-        show_figure(figures.heatmap(attn, title="softmax(scores), row by row", x_title="key", y_title="query",
-                             colorscale=view.colorscale, centred=False, height=420, value_name="weight"))
+        show_figure(
+            figures.heatmap(
+                attn,
+                title="softmax(scores), row by row",
+                x_title="key",
+                y_title="query",
+                colorscale=view.colorscale,
+                centred=False,
+                height=420,
+                value_name="weight",
+            )
+        )
     sums = attn.sum(axis=1)
-    st.markdown(f"Every row sums to one: the sums range from **{sums.min():.6f}** to **{sums.max():.6f}**. "
-                f"The largest single weight is {attn.max():.3f}; a uniform row would give {1 / attn.shape[1]:.4f} each.")
+    st.markdown(
+        f"Every row sums to one: the sums range from **{sums.min():.6f}** to **{sums.max():.6f}**. "
+        f"The largest single weight is {attn.max():.3f}; a uniform row would give {1 / attn.shape[1]:.4f} each."
+    )
 
 
 @SECTION.step(
-    '10.4', "One token's context",
+    "10.4",
+    "One token's context",
     text=(
         "Take one query's row of weights and mix the value vectors with them. The result is that token's new "
-        'context: mostly made of the values of the tokens it attends to.'
+        "context: mostly made of the values of the tokens it attends to."
     ),
-    formula=r'c_i = \sum_j P_{ij}\, v_j',
-    shape='(d_h,)',
+    formula=r"c_i = \sum_j P_{ij}\, v_j",
+    shape="(d_h,)",
     controls=(LAYER, HEAD, QUERY),
 )
 def step_10_4(traced: Traced, view: View) -> None:
@@ -121,47 +176,81 @@ def step_10_4(traced: Traced, view: View) -> None:
         query = query_picker(traced, key="query_click_10.4")
     row = to_numpy(layer.attn[view.head, query])
     with right:
-        st.image(figures.attention_overlay(traced.display, row[1:].reshape(traced.trace.grid), colorscale=view.colorscale,
-                                           outline=query - 1 if query else None),
-                 caption=f"Attention of {token_label(query, traced.trace.grid)} over the patches "
-                 f"({_where(view)}); CLS gets {row[0]:.3f}", width="stretch")
+        st.image(
+            figures.attention_overlay(
+                traced.display,
+                row[1:].reshape(traced.trace.grid),
+                colorscale=view.colorscale,
+                outline=query - 1 if query else None,
+            ),
+            caption=f"Attention of {token_label(query, traced.trace.grid)} over the patches "
+            f"({_where(view)}); CLS gets {row[0]:.3f}",
+            width="stretch",
+        )
     v = to_numpy(layer.v[view.head])
     context = row @ v
-    show_figure(figures.heatmap(row[None], title="The query's attention row: one weight per value vector", x_title="token",
-                         colorscale=view.colorscale, centred=False, height=140, value_name="weight"))
-    show_figure(figures.heatmap(v, title="V for this head: one value vector per token", x_title="d_h", y_title="token", height=320))
+    show_figure(
+        figures.heatmap(
+            row[None],
+            title="The query's attention row: one weight per value vector",
+            x_title="token",
+            colorscale=view.colorscale,
+            centred=False,
+            height=140,
+            value_name="weight",
+        )
+    )
+    show_figure(
+        figures.heatmap(
+            v, title="V for this head: one value vector per token", x_title="d_h", y_title="token", height=320
+        )
+    )
     recorded = to_numpy(layer.context[view.head, query])
-    show_figure(figures.vector_strip(recorded, title=f"Context vector Σ P_ij v_j for {token_label(query, traced.trace.grid)}"))
-    st.caption(f"Computed here from the row and V, it matches the model's own context to within "
-               f"{np.abs(context - recorded).max():.1e}.")
+    show_figure(
+        figures.vector_strip(recorded, title=f"Context vector Σ P_ij v_j for {token_label(query, traced.trace.grid)}")
+    )
+    st.caption(
+        f"Computed here from the row and V, it matches the model's own context to within "
+        f"{np.abs(context - recorded).max():.1e}."
+    )
 
 
 @SECTION.step(
-    '10.5', "Every token's context",
+    "10.5",
+    "Every token's context",
     text=(
-        'Doing the same for every row at once is one matrix product. That finishes one head: one context '
-        'vector per token, CLS included.'
+        "Doing the same for every row at once is one matrix product. That finishes one head: one context "
+        "vector per token, CLS included."
     ),
-    formula=r'C = P\,V',
-    shape='(n+1, d_h)',
+    formula=r"C = P\,V",
+    shape="(n+1, d_h)",
     controls=(LAYER, HEAD, QUERY),
 )
 def step_10_5(traced: Traced, view: View) -> None:
     context = to_numpy(traced.trace.layers[view.layer].context[view.head])
     query = min(view.query, context.shape[0] - 1)
-    show_figure(figures.heatmap(context, title=f"Context P V for every token ({_where(view)}): {context.shape[0]}×{context.shape[1]}",
-                         x_title="d_h", y_title="token", height=460, highlight_row=query))
+    show_figure(
+        figures.heatmap(
+            context,
+            title=f"Context P V for every token ({_where(view)}): {context.shape[0]}×{context.shape[1]}",
+            x_title="d_h",
+            y_title="token",
+            height=460,
+            highlight_row=query,
+        )
+    )
     st.caption(f"The outlined row is the query chosen on step 10.4: {token_label(query, traced.trace.grid)}.")
 
 
 @SECTION.step(
-    '10.6', 'Many heads',
+    "10.6",
+    "Many heads",
     text=(
-        'All h heads do steps 10.2 to 10.5 in parallel, each with its own slice of Q, K and V. Different '
-        'heads learn to look for different things, and their attention maps show it.'
+        "All h heads do steps 10.2 to 10.5 in parallel, each with its own slice of Q, K and V. Different "
+        "heads learn to look for different things, and their attention maps show it."
     ),
-    formula=r'C_j = \mathrm{softmax}\!\left(\frac{Q_j K_j^\top}{\sqrt{d_h}}\right) V_j,\quad j = 1..h',
-    shape='(h, n+1, d_h)',
+    formula=r"C_j = \mathrm{softmax}\!\left(\frac{Q_j K_j^\top}{\sqrt{d_h}}\right) V_j,\quad j = 1..h",
+    shape="(h, n+1, d_h)",
     controls=(LAYER, QUERY),
 )
 def step_10_6(traced: Traced, view: View) -> None:
@@ -170,26 +259,42 @@ def step_10_6(traced: Traced, view: View) -> None:
     heads = traced.config.heads
     st.markdown(f"**Every head of layer {view.layer + 1}**, attention of {token_label(query, traced.trace.grid)}:")
     rows = [to_numpy(layer.attn[h, query]) for h in range(heads)]
-    image_grid([(figures.attention_overlay(traced.display, row[1:].reshape(traced.trace.grid), size=192,
-                                           colorscale=view.colorscale, outline=query - 1 if query else None), f"Head {h + 1}: CLS {row[0]:.2f}, max {row.max():.2f}")
-                for h, row in enumerate(rows)], per_row=min(heads, 4))
+    image_grid(
+        [
+            (
+                figures.attention_overlay(
+                    traced.display,
+                    row[1:].reshape(traced.trace.grid),
+                    size=192,
+                    colorscale=view.colorscale,
+                    outline=query - 1 if query else None,
+                ),
+                f"Head {h + 1}: CLS {row[0]:.2f}, max {row.max():.2f}",
+            )
+            for h, row in enumerate(rows)
+        ],
+        per_row=min(heads, 4),
+    )
 
 
 @SECTION.step(
-    '10.7', 'Concatenate and project',
+    "10.7",
+    "Concatenate and project",
     text=(
         "The heads' contexts are laid side by side, giving back a d-wide vector per token, and one more "
-        'linear layer W_o mixes what the heads found.'
+        "linear layer W_o mixes what the heads found."
     ),
-    formula=r'O = [\,C_1\ |\ \dots\ |\ C_h\,]\,W_o + b_o',
-    shape='(n+1, d)',
+    formula=r"O = [\,C_1\ |\ \dots\ |\ C_h\,]\,W_o + b_o",
+    shape="(n+1, d)",
     controls=(LAYER,),
 )
 def step_10_7(traced: Traced, view: View) -> None:
     layer = traced.trace.layers[view.layer]
     concat = to_numpy(layer.concat)
     dh = traced.config.head_dim
-    fig = figures.heatmap(concat, title=f"Heads side by side: {concat.shape[0]}×{concat.shape[1]}", x_title="d", y_title="token")
+    fig = figures.heatmap(
+        concat, title=f"Heads side by side: {concat.shape[0]}×{concat.shape[1]}", x_title="d", y_title="token"
+    )
     for h in range(1, traced.config.heads):
         fig.add_vline(x=h * dh - 0.5, line=dict(color="#111", width=2))
     show_figure(fig)
@@ -198,98 +303,140 @@ def step_10_7(traced: Traced, view: View) -> None:
     with left:
         show_figure(figures.heatmap(w_o, title="W_o (d×d)", x_title="out", y_title="in", height=320))
     with right:
-        show_figure(figures.heatmap(to_numpy(layer.attn_out), title="Concatenation × W_o + b_o", x_title="d", y_title="token", height=320))
+        show_figure(
+            figures.heatmap(
+                to_numpy(layer.attn_out), title="Concatenation × W_o + b_o", x_title="d", y_title="token", height=320
+            )
+        )
 
 
 @SECTION.step(
-    '10.8', 'The attention output',
+    "10.8",
+    "The attention output",
     text=(
-        'Attention has produced exactly as many vectors as went in, each as wide as before, but every one now'
-        ' carries information from the tokens it attended to.'
+        "Attention has produced exactly as many vectors as went in, each as wide as before, but every one now"
+        " carries information from the tokens it attended to."
     ),
-    shape='(n+1, d)',
+    shape="(n+1, d)",
     controls=(LAYER,),
 )
 def step_10_8(traced: Traced, view: View) -> None:
     layer = traced.trace.layers[view.layer]
     left, right = st.columns(2)
     with left:
-        show_figure(figures.heatmap(to_numpy(layer.input), title="Input of the attention (before LayerNorm)", x_title="d", y_title="token"))
+        show_figure(
+            figures.heatmap(
+                to_numpy(layer.input), title="Input of the attention (before LayerNorm)", x_title="d", y_title="token"
+            )
+        )
     with right:
-        show_figure(figures.heatmap(to_numpy(layer.attn_out), title="Output of the attention", x_title="d", y_title="token"))
+        show_figure(
+            figures.heatmap(to_numpy(layer.attn_out), title="Output of the attention", x_title="d", y_title="token")
+        )
     inp, out = to_numpy(layer.input), to_numpy(layer.attn_out)
-    show_figure(figures.lines({"‖input‖": np.linalg.norm(inp, axis=1), "‖attention output‖": np.linalg.norm(out, axis=1)},
-                       title="Length of each token's vector", x_title="token (0 = CLS)", y_title="L2 norm"))
+    show_figure(
+        figures.lines(
+            {"‖input‖": np.linalg.norm(inp, axis=1), "‖attention output‖": np.linalg.norm(out, axis=1)},
+            title="Length of each token's vector",
+            x_title="token (0 = CLS)",
+            y_title="L2 norm",
+        )
+    )
 
 
 @SECTION.step(
-    '10.9', 'Residual connection',
+    "10.9",
+    "Residual connection",
     text=(
         "The block's input is added back to the attention output. The attention only has to learn a change to"
-        ' each token, and signals and gradients have a direct path through the network.'
+        " each token, and signals and gradients have a direct path through the network."
     ),
     formula=r"X' = X + O",
-    shape='(n+1, d)',
+    shape="(n+1, d)",
     controls=(LAYER,),
 )
 def step_10_9(traced: Traced, view: View) -> None:
     layer = traced.trace.layers[view.layer]
-    cols = st.columns(3)
-    for col, (name, tensor) in zip(cols, (("X", layer.input), ("+ O", layer.attn_out), ("= X'", layer.resid)), strict=True):
-        with col:
-            show_figure(figures.heatmap(to_numpy(tensor), title=name, x_title="d", y_title="token", height=300))
-    _update_map(traced, to_numpy(layer.input), to_numpy(layer.attn_out), "How much attention changed each token", view)
+    _residual_sum(
+        traced,
+        view,
+        ("X", "+ O", "= X'"),
+        layer.input,
+        layer.attn_out,
+        layer.resid,
+        "How much attention changed each token",
+    )
 
 
 @SECTION.step(
-    '10.10', 'After the residual',
-    text=(
-        'The sum has the same shape again. Comparing it with the input shows how far attention moved each '
-        'token.'
-    ),
-    shape='(n+1, d)',
+    "10.10",
+    "After the residual",
+    text=("The sum has the same shape again. Comparing it with the input shows how far attention moved each token."),
+    shape="(n+1, d)",
     controls=(LAYER,),
 )
 def step_10_10(traced: Traced, view: View) -> None:
     resid = to_numpy(traced.trace.layers[view.layer].resid)
-    show_figure(figures.heatmap(resid, title=f"X' = X + O: {resid.shape[0]}×{resid.shape[1]}", x_title="d", y_title="token", height=420))
+    show_figure(
+        figures.heatmap(
+            resid, title=f"X' = X + O: {resid.shape[0]}×{resid.shape[1]}", x_title="d", y_title="token", height=420
+        )
+    )
 
 
 @SECTION.step(
-    '10.11', 'The MLP',
+    "10.11",
+    "The MLP",
     text=(
-        'Each token now goes on its own through a small two-layer network: normalise, widen to the hidden '
+        "Each token now goes on its own through a small two-layer network: normalise, widen to the hidden "
         "size, apply GELU, narrow back to d. This is where most of the block's parameters are."
     ),
     formula=r"M = \mathrm{GELU}(\mathrm{LN}(X') W_1 + b_1)\, W_2 + b_2",
-    shape='(n+1, mlp)',
+    shape="(n+1, mlp)",
     controls=(LAYER,),
 )
 def step_10_11(traced: Traced, view: View) -> None:
     layer = traced.trace.layers[view.layer]
     hidden = to_numpy(layer.mlp_hidden)
-    show_figure(figures.heatmap(hidden, title=f"GELU(LN(X') W_1 + b_1): {hidden.shape[0]}×{hidden.shape[1]}", x_title="hidden unit",
-                         y_title="token", height=420))
+    show_figure(
+        figures.heatmap(
+            hidden,
+            title=f"GELU(LN(X') W_1 + b_1): {hidden.shape[0]}×{hidden.shape[1]}",
+            x_title="hidden unit",
+            y_title="token",
+            height=420,
+        )
+    )
     active = (hidden > 0).mean(axis=1)
-    show_figure(figures.lines({"share of hidden units > 0": active}, title="How many hidden units fire for each token",
-                       x_title="token (0 = CLS)", y_title="share"))
+    show_figure(
+        figures.lines(
+            {"share of hidden units > 0": active},
+            title="Share of each token's hidden units above zero (GELU passes small negative values too)",
+            x_title="token (0 = CLS)",
+            y_title="share",
+        )
+    )
 
 
 @SECTION.step(
-    '10.12', "The block's output",
+    "10.12",
+    "The block's output",
     text=(
         "A second residual adds the MLP's output to its input. The block ends with the same (n+1)×d shape it "
-        'started with, ready for the next block.'
+        "started with, ready for the next block."
     ),
     formula=r"Y = X' + M",
-    shape='(n+1, d)',
+    shape="(n+1, d)",
     controls=(LAYER,),
 )
 def step_10_12(traced: Traced, view: View) -> None:
     layer = traced.trace.layers[view.layer]
-    cols = st.columns(3)
-    for col, (name, tensor) in zip(cols, (("X'", layer.resid), ("+ MLP", layer.mlp_out), ("= block output", layer.output)),
-                                   strict=True):
-        with col:
-            show_figure(figures.heatmap(to_numpy(tensor), title=name, x_title="d", y_title="token", height=300))
-    _update_map(traced, to_numpy(layer.resid), to_numpy(layer.mlp_out), "How much the MLP changed each token", view)
+    _residual_sum(
+        traced,
+        view,
+        ("X'", "+ M", "= block output"),
+        layer.resid,
+        layer.mlp_out,
+        layer.output,
+        "How much the MLP changed each token",
+    )

@@ -16,67 +16,106 @@ SECTION = Section("Output")
 
 
 @SECTION.step(
-    '11', 'Repeat the block',
+    "11",
+    "Repeat the block",
     text=(
-        'The model stacks L such blocks, each with its own weights. Watching the CLS token from block to '
-        'block shows the prediction taking shape.'
+        "The model stacks L such blocks, each with its own weights. Watching the CLS token from block to "
+        "block shows the prediction taking shape."
     ),
-    formula=r'X_{l+1} = \mathrm{Block}_l(X_l),\quad l = 0..L-1',
-    shape='(L, n+1, d)',
+    formula=r"X_{l+1} = \mathrm{Block}_l(X_l),\quad l = 0..L-1",
+    shape="(L, n+1, d)",
 )
 def step_11(traced: Traced, view: View) -> None:
     gh, gw = traced.trace.grid
     depth = len(traced.trace.layers)
     st.markdown("**What CLS attends to in each layer** (mean over heads):")
     cls_rows = [to_numpy(layer.attn[:, 0].mean(0)) for layer in traced.trace.layers]
-    image_grid([(figures.attention_overlay(traced.display, row[1:].reshape(gh, gw), size=160,
-                                           colorscale=view.colorscale), f"Layer {i + 1}") for i, row in enumerate(cls_rows)],
-               per_row=min(depth, 6))
+    image_grid(
+        [
+            (
+                figures.attention_overlay(
+                    traced.display, row[1:].reshape(gh, gw), size=160, colorscale=view.colorscale
+                ),
+                f"Layer {i + 1}",
+            )
+            for i, row in enumerate(cls_rows)
+        ],
+        per_row=min(depth, 6),
+    )
     cls = np.stack([to_numpy(layer.output[0]) for layer in traced.trace.layers])
     first = to_numpy(traced.trace.tokens[0])
     all_cls = np.vstack([first[None], cls])
     left, right = st.columns(2)
     with left:
-        show_figure(figures.lines({"cosine(CLS before, CLS after)": analysis.cosine_to_next(all_cls)}, x=np.arange(1, depth + 1),
-                           title="How much each layer turns the CLS token", x_title="layer", y_title="cosine"))
+        show_figure(
+            figures.lines(
+                {"cosine(CLS before, CLS after)": analysis.cosine_to_next(all_cls)},
+                x=np.arange(1, depth + 1),
+                title="How much each layer turns the CLS token",
+                x_title="layer",
+                y_title="cosine",
+            )
+        )
     with right:
-        show_figure(figures.lines({"‖CLS‖": np.linalg.norm(all_cls, axis=1)}, title="Length of the CLS token",
-                           x_title="after layer (0 = input)", y_title="L2 norm"))
+        show_figure(
+            figures.lines(
+                {"‖CLS‖": np.linalg.norm(all_cls, axis=1)},
+                title="Length of the CLS token",
+                x_title="after layer (0 = input)",
+                y_title="L2 norm",
+            )
+        )
     paper.attention_distance(traced)
     norm, head = traced.model.norm, traced.model.head
-    probs = analysis.logit_lens(cls, to_numpy(norm.weight), to_numpy(norm.bias), norm.eps, to_numpy(head.weight), to_numpy(head.bias))
+    probs = analysis.logit_lens(
+        cls, to_numpy(norm.weight), to_numpy(norm.bias), norm.eps, to_numpy(head.weight), to_numpy(head.bias)
+    )
     labels = traced.labels
     shown = np.argsort(-probs[-1])[:10]  # the final top classes; a 1000-class model stays readable
-    fig = figures.heatmap(probs[:, shown], title="Prediction read from each layer's CLS (final LayerNorm + head)",
-                          x_title="class", y_title="layer", colorscale=view.colorscale, centred=False,
-                          x_labels=[labels[i] for i in shown], y_labels=[f"layer {i + 1}" for i in range(depth)],
-                          value_name="probability", height=140 + 30 * min(depth, 24))
+    fig = figures.heatmap(
+        probs[:, shown],
+        title="Prediction read from each layer's CLS (final LayerNorm + head)",
+        x_title="class",
+        y_title="layer",
+        colorscale=view.colorscale,
+        centred=False,
+        x_labels=[labels[i] for i in shown],
+        y_labels=[f"layer {i + 1}" for i in range(depth)],
+        value_name="probability",
+        height=140 + 30 * min(depth, 24),
+    )
     show_figure(fig)
 
 
 @SECTION.step(
-    '12', 'The CLS output',
+    "12",
+    "The CLS output",
     text=(
         "After the last block and a final LayerNorm, only the CLS token's vector is kept. The patch tokens "
-        'have done their job by feeding it through attention.'
+        "have done their job by feeding it through attention."
     ),
-    formula=r'y = \mathrm{LN}(X_L)_0',
-    shape='(d,)',
+    formula=r"y = \mathrm{LN}(X_L)_0",
+    shape="(d,)",
 )
 def step_12(traced: Traced, view: View) -> None:
     raw = to_numpy(traced.trace.layers[-1].output[0])
     show_figure(figures.vector_strip(raw, title="CLS after the last block"))
-    show_figure(figures.vector_strip(to_numpy(traced.trace.cls_output), title=f"After the final LayerNorm: y, 1×{traced.config.dim}"))
+    show_figure(
+        figures.vector_strip(
+            to_numpy(traced.trace.cls_output), title=f"After the final LayerNorm: y, 1×{traced.config.dim}"
+        )
+    )
 
 
 @SECTION.step(
-    '13', 'Class probabilities',
+    "13",
+    "Class probabilities",
     text=(
-        'A linear layer turns the CLS vector into one score per class (the logits), and a softmax turns the '
-        'scores into probabilities.'
+        "A linear layer turns the CLS vector into one score per class (the logits), and a softmax turns the "
+        "scores into probabilities."
     ),
-    formula=r'\hat p = \mathrm{softmax}(y\,W_\text{head} + b_\text{head})',
-    shape='(k,)',
+    formula=r"\hat p = \mathrm{softmax}(y\,W_\text{head} + b_\text{head})",
+    shape="(k,)",
 )
 def step_13(traced: Traced, view: View) -> None:
     logits, probs = to_numpy(traced.trace.logits), to_numpy(traced.trace.probs)
@@ -87,7 +126,18 @@ def step_13(traced: Traced, view: View) -> None:
     st.markdown(f"Prediction: **{labels[top]}** with probability **{probs[top]:.1%}**.")
     left, right = st.columns(2)
     with left:
-        show_figure(figures.bars(logits[order[:k]], [labels[i] for i in order[:k]], title="Logits (top classes)", value_format=".2f"))
+        show_figure(
+            figures.bars(
+                logits[order[:k]], [labels[i] for i in order[:k]], title="Logits (top classes)", value_format=".2f"
+            )
+        )
     with right:
-        show_figure(figures.bars(probs[order[:k]], [labels[i] for i in order[:k]], title="Probabilities (softmax of the logits)",
-                          value_format=".1%", highlight=0))
+        show_figure(
+            figures.bars(
+                probs[order[:k]],
+                [labels[i] for i in order[:k]],
+                title="Probabilities (softmax of the logits)",
+                value_format=".1%",
+                highlight=0,
+            )
+        )

@@ -40,8 +40,16 @@ class Section:
         self.title = title
         self.steps: list[Step] = []
 
-    def step(self, key: str, title: str, *, text: str, formula: str | None = None, shape: str = "",
-             controls: tuple[str, ...] = ()) -> Callable[[Callable], Callable]:
+    def step(
+        self,
+        key: str,
+        title: str,
+        *,
+        text: str,
+        formula: str | None = None,
+        shape: str = "",
+        controls: tuple[str, ...] = (),
+    ) -> Callable[[Callable], Callable]:
         def declare(draw: Callable) -> Callable:
             self.steps.append(Step(key, title, self.title, text, draw, formula, shape, frozenset(controls)))
             return draw

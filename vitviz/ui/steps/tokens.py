@@ -15,27 +15,34 @@ SECTION = Section("Patches and tokens")
 
 
 @SECTION.step(
-    '3', 'Cut into patches',
+    "3",
+    "Cut into patches",
     text=(
-        'The image is cut into a grid of square, non-overlapping p×p patches. Each patch will become one '
-        'token, the way a word becomes one token in a language model.'
+        "The image is cut into a grid of square, non-overlapping p×p patches. Each patch will become one "
+        "token, the way a word becomes one token in a language model."
     ),
-    formula=r'n = \frac{H\,W}{p^2}',
-    shape='(n, p, p, c)',
+    formula=r"n = \frac{H\,W}{p^2}",
+    shape="(n, p, p, c)",
 )
 def step_3(traced: Traced, view: View) -> None:
     p = traced.config.patch_size
     gh, gw = traced.trace.grid
     left, right = st.columns(2)
     factor = figures.enlargement(traced.display, 320)
-    left.image(figures.draw_grid(traced.display, p, factor), caption=f"A {gh}×{gw} grid of {p}×{p} patches", width="stretch")
+    left.image(
+        figures.draw_grid(traced.display, p, factor), caption=f"A {gh}×{gw} grid of {p}×{p} patches", width="stretch"
+    )
     tiles = to_numpy(traced.trace.patches)
-    right.image(figures.mosaic(tiles, gw, gap=max(2, factor), factor=factor), caption="The patches pulled apart",
-                width="stretch")
+    right.image(
+        figures.mosaic(tiles, gw, gap=max(2, factor), factor=factor),
+        caption="The patches pulled apart",
+        width="stretch",
+    )
 
 
 @SECTION.step(
-    '4', 'Flatten each patch',
+    "4",
+    "Flatten each patch",
     text=(
         "Each patch is unrolled into one long row of numbers: every pixel's red, green and blue values in "
         "turn, left to right, top to bottom. Stacking the rows gives an n×p' matrix."
@@ -50,25 +57,41 @@ def step_4(traced: Traced, view: View) -> None:
     left, right = st.columns([1, 2])
     factor = figures.enlargement(traced.display, 256)
     left.image(figures.draw_grid(traced.display, p, factor, highlight=index), caption=f"Patch {index}", width="stretch")
-    left.image(figures.upscale(figures.to_uint8(to_numpy(traced.trace.patches[index])), 24), caption="The patch, enlarged",
-               width=160)
+    left.image(
+        figures.upscale(figures.to_uint8(to_numpy(traced.trace.patches[index])), 24),
+        caption="The patch, enlarged",
+        width=160,
+    )
     flat = to_numpy(traced.trace.flat_patches)
     with right:
-        show_figure(figures.channel_bars(flat[index], ch, title=f"Patch {index} flattened: 1×{flat.shape[1]}, values R, G, B in turn"))
-        show_figure(figures.heatmap(flat, title=f"All patches: {n}×{flat.shape[1]} (patch {index} outlined)",
-                             x_title="p' (pixel by pixel, channels last)", y_title="patch", colorscale=view.colorscale,
-                             highlight_row=index, centred=False))
+        show_figure(
+            figures.channel_bars(
+                flat[index], ch, title=f"Patch {index} flattened: 1×{flat.shape[1]}, values R, G, B in turn"
+            )
+        )
+        show_figure(
+            figures.heatmap(
+                flat,
+                title=f"All patches: {n}×{flat.shape[1]} (patch {index} outlined)",
+                x_title="p' (pixel by pixel, channels last)",
+                y_title="patch",
+                colorscale=view.colorscale,
+                highlight_row=index,
+                centred=False,
+            )
+        )
 
 
 @SECTION.step(
-    '5', 'Embed one patch',
+    "5",
+    "Embed one patch",
     text=(
         "A single learned matrix E maps every flattened patch to a d-dimensional vector. Each of E's d "
         "columns is a filter the size of a patch: the embedding's entries say how strongly the patch matches "
-        'each filter.'
+        "each filter."
     ),
     formula=r"z_i = x_i E + b,\quad E \in \mathbb{R}^{p' \times d}",
-    shape='(1, d)',
+    shape="(1, d)",
 )
 def step_5(traced: Traced, view: View) -> None:
     n, d = traced.config.num_patches, traced.config.dim
@@ -78,84 +101,140 @@ def step_5(traced: Traced, view: View) -> None:
     weight = to_numpy(traced.model.patch_embed.weight)  # (d, p')
     embedding = to_numpy(traced.trace.patch_embeddings)[index]
     show_figure(figures.vector_strip(flat, title=f"x: patch {index}, 1×{flat.size}", colorscale=view.colorscale))
-    show_figure(figures.heatmap(weight.T, title=f"E: {weight.shape[1]}×{d}", x_title="d", y_title="p'", colorscale="RdBu_r",
-                         height=320))
+    show_figure(
+        figures.heatmap(
+            weight.T, title=f"E: {weight.shape[1]}×{d}", x_title="d", y_title="p'", colorscale="RdBu_r", height=320
+        )
+    )
     show_figure(figures.vector_strip(embedding, title=f"x E + b: the patch's embedding, 1×{d}", colorscale="RdBu_r"))
     st.markdown(f"**E's {d} filters, each drawn as a {p}×{p} RGB patch** (stretched to full contrast):")
     if ch == 3:
-        st.image(figures.mosaic(figures.filters_as_images(weight, p, ch), min(d, 24), gap=2, factor=max(1, 32 // p)),
-                 width="stretch")
+        st.image(
+            figures.mosaic(figures.filters_as_images(weight, p, ch), min(d, 24), gap=2, factor=max(1, 32 // p)),
+            width="stretch",
+        )
     st.markdown("**Their principal components**, the view of the ViT paper's Fig. 7:")
     paper.filter_components(traced)
 
 
 @SECTION.step(
-    '6', 'Embed all patches',
+    "6",
+    "Embed all patches",
     text=(
         "The same E is applied to every patch at once, turning the n×p' patch matrix into an n×d matrix of "
-        'embeddings. Patches that look alike land close together.'
+        "embeddings. Patches that look alike land close together."
     ),
-    formula=r'Z = X E + b',
-    shape='(n, d)',
+    formula=r"Z = X E + b",
+    shape="(n, d)",
 )
 def step_6(traced: Traced, view: View) -> None:
     emb = to_numpy(traced.trace.patch_embeddings)
     gh, gw = traced.trace.grid
-    show_figure(figures.heatmap(emb, title=f"Patch embeddings: {emb.shape[0]}×{emb.shape[1]}", x_title="d", y_title="patch",
-                         colorscale="RdBu_r"))
+    show_figure(
+        figures.heatmap(
+            emb,
+            title=f"Patch embeddings: {emb.shape[0]}×{emb.shape[1]}",
+            x_title="d",
+            y_title="patch",
+            colorscale="RdBu_r",
+        )
+    )
     colours = figures.pca_colours(emb).reshape(gh, gw, 3)
     factor = figures.enlargement(traced.display, 256)
     left, right = st.columns(2)
     left.image(figures.upscale(traced.display, factor), caption="The image", width="stretch")
-    right.image(figures.upscale(figures.to_uint8(colours), max(1, 256 // max(gh, gw))),
-                caption="First three principal components of the embeddings as R, G, B", width="stretch")
+    right.image(
+        figures.upscale(figures.to_uint8(colours), max(1, 256 // max(gh, gw))),
+        caption="First three principal components of the embeddings as R, G, B",
+        width="stretch",
+    )
 
 
 @SECTION.step(
-    '7', 'Add the CLS token',
+    "7",
+    "Add the CLS token",
     text=(
-        'One extra learned vector, the classification token, is put in front of the patch embeddings. It is '
-        'the same vector for every image; its job is to gather what the model needs to decide the class.'
+        "One extra learned vector, the classification token, is put in front of the patch embeddings. It is "
+        "the same vector for every image; its job is to gather what the model needs to decide the class."
     ),
-    formula=r'Z_0 = [\,x_\text{cls};\ Z\,]',
-    shape='(n+1, d)',
+    formula=r"Z_0 = [\,x_\text{cls};\ Z\,]",
+    shape="(n+1, d)",
 )
 def step_7(traced: Traced, view: View) -> None:
-    show_figure(figures.vector_strip(to_numpy(traced.trace.cls_token), title=f"The learned CLS token, 1×{traced.config.dim}"))
+    show_figure(
+        figures.vector_strip(to_numpy(traced.trace.cls_token), title=f"The learned CLS token, 1×{traced.config.dim}")
+    )
     with_cls = to_numpy(traced.trace.with_cls)
-    show_figure(figures.heatmap(with_cls, title=f"[CLS; patch embeddings]: {with_cls.shape[0]}×{with_cls.shape[1]}, row 0 is CLS",
-                         x_title="d", y_title="token", highlight_row=0))
+    show_figure(
+        figures.heatmap(
+            with_cls,
+            title=f"[CLS; patch embeddings]: {with_cls.shape[0]}×{with_cls.shape[1]}, row 0 is CLS",
+            x_title="d",
+            y_title="token",
+            highlight_row=0,
+        )
+    )
 
 
 @SECTION.step(
-    '8', 'Add position embeddings',
+    "8",
+    "Add position embeddings",
     text=(
-        'Attention by itself does not know where a token came from. A learned vector per position is added to'
-        ' every token, so the same patch content at two places gives two different tokens.'
+        "Attention by itself does not know where a token came from. A learned vector per position is added to"
+        " every token, so the same patch content at two places gives two different tokens."
     ),
-    formula=r'Z_0 \leftarrow Z_0 + E_\text{pos},\quad E_\text{pos} \in \mathbb{R}^{(n+1)\times d}',
-    shape='(n+1, d)',
+    formula=r"Z_0 \leftarrow Z_0 + E_\text{pos},\quad E_\text{pos} \in \mathbb{R}^{(n+1)\times d}",
+    shape="(n+1, d)",
 )
 def step_8(traced: Traced, view: View) -> None:
     pos = to_numpy(traced.trace.pos_embedding)
-    show_figure(figures.heatmap(pos, title=f"Position embeddings: {pos.shape[0]}×{pos.shape[1]}", x_title="d", y_title="position"))
+    show_figure(
+        figures.heatmap(
+            pos, title=f"Position embeddings: {pos.shape[0]}×{pos.shape[1]}", x_title="d", y_title="position"
+        )
+    )
     paper.position_similarity(traced)
     left, right = st.columns(2)
     with left:
-        show_figure(figures.heatmap(to_numpy(traced.trace.with_cls), title="Before: [CLS; embeddings]", x_title="d", y_title="token", height=300))
+        show_figure(
+            figures.heatmap(
+                to_numpy(traced.trace.with_cls),
+                title="Before: [CLS; embeddings]",
+                x_title="d",
+                y_title="token",
+                height=300,
+            )
+        )
     with right:
-        show_figure(figures.heatmap(to_numpy(traced.trace.tokens), title="After: + position embeddings", x_title="d", y_title="token", height=300))
+        show_figure(
+            figures.heatmap(
+                to_numpy(traced.trace.tokens),
+                title="After: + position embeddings",
+                x_title="d",
+                y_title="token",
+                height=300,
+            )
+        )
 
 
 @SECTION.step(
-    '9', "The transformer's input",
+    "9",
+    "The transformer's input",
     text=(
-        'This (n+1)×d matrix is everything the encoder will see. Each of its blocks keeps this shape: tokens '
-        'go in, the same number of tokens of the same width come out.'
+        "This (n+1)×d matrix is everything the encoder will see. Each of its blocks keeps this shape: tokens "
+        "go in, the same number of tokens of the same width come out."
     ),
-    shape='(n+1, d)',
+    shape="(n+1, d)",
 )
 def step_9(traced: Traced, view: View) -> None:
     tokens = to_numpy(traced.trace.tokens)
-    show_figure(figures.heatmap(tokens, title=f"Transformer input: {tokens.shape[0]}×{tokens.shape[1]}", x_title="d",
-                         y_title="token", highlight_row=0, height=420))
+    show_figure(
+        figures.heatmap(
+            tokens,
+            title=f"Transformer input: {tokens.shape[0]}×{tokens.shape[1]}",
+            x_title="d",
+            y_title="token",
+            highlight_row=0,
+            height=420,
+        )
+    )

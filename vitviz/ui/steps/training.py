@@ -22,36 +22,56 @@ def _gradient(image_key: str, model_key: str, label: int, lr: float, _model, _pi
 
 
 @SECTION.step(
-    '14', 'Training',
+    "14",
+    "Training",
     text=(
-        'Training compares the probabilities with the true label through the cross-entropy loss, and '
-        'backpropagation tells every weight, and every input pixel, which way to move to lower it.'
+        "Training compares the probabilities with the true label through the cross-entropy loss, and "
+        "backpropagation tells every weight, and every input pixel, which way to move to lower it."
     ),
-    formula=r'\mathcal{L} = -\log \hat p_y',
-    shape='()',
+    formula=r"\mathcal{L} = -\log \hat p_y",
+    shape="()",
 )
 def step_14(traced: Traced, view: View) -> None:
     labels = traced.labels
     predicted = int(traced.trace.probs.argmax())
     left, right = st.columns(2)
     with left:
-        label = persistent(st.selectbox, "true_label", labels[predicted], label="The true label, as you see it",
-                           options=labels)
+        label = persistent(
+            st.selectbox, "true_label", labels[predicted], label="The true label, as you see it", options=labels
+        )
     with right:
-        lr = persistent(st.select_slider, "step_lr", 0.01, label="Learning rate η of the one step",
-                        options=list(STEP_LEARNING_RATES), format_func=lambda v: f"{v:g}")
+        lr = persistent(
+            st.select_slider,
+            "step_lr",
+            0.01,
+            label="Learning rate η of the one step",
+            options=list(STEP_LEARNING_RATES),
+            format_func=lambda v: f"{v:g}",
+        )
     index = labels.index(label)
     result = _gradient(traced.image_key, traced.model_key, index, float(lr), traced.model, traced.trace.pixels)
-    st.markdown(f"Cross-entropy against **{label}**: **{result.loss:.4f}** "
-                f"(the model gives it {result.probs_before[index]:.1%}).")
+    st.markdown(
+        f"Cross-entropy against **{label}**: **{result.loss:.4f}** "
+        f"(the model gives it {result.probs_before[index]:.1%})."
+    )
     per_patch = gradients.per_patch_norm(result.pixel_grad, traced.config.patch_size)
     left, right = st.columns(2)
-    left.image(figures.attention_overlay(traced.display, per_patch, colorscale=view.colorscale,
-                                         opacity=0.7),
-               caption="Size of ∂L/∂pixels: the L2 norm over each patch", width="stretch")
+    left.image(
+        figures.attention_overlay(traced.display, per_patch, colorscale=view.colorscale, opacity=0.7),
+        caption="Size of ∂L/∂pixels: the L2 norm over each patch",
+        width="stretch",
+    )
     with right:
-        show_figure(figures.heatmap(per_patch, title="‖∂L/∂x‖ per patch", colorscale=view.colorscale, centred=False, height=320,
-                             value_name="gradient norm"))
+        show_figure(
+            figures.heatmap(
+                per_patch,
+                title="‖∂L/∂x‖ per patch",
+                colorscale=view.colorscale,
+                centred=False,
+                height=320,
+                value_name="gradient norm",
+            )
+        )
     st.markdown(
         f"**One gradient step.** On a copy of the model, every weight moves against its gradient, "
         f"w ← w − {lr:g} · ∂L/∂w, and the same image goes through again: the probability of **{label}** goes from "
@@ -63,8 +83,10 @@ def step_14(traced: Traced, view: View) -> None:
     mark = names.index(label) if label in names else None
     top = float(max(result.probs_before.max(), result.probs_after.max())) * 1.05  # one scale for both
     left, right = st.columns(2)
-    for column, probs, title in ((left, result.probs_before, "Probabilities before the step"),
-                                 (right, result.probs_after, "Probabilities after one step")):
+    for column, probs, title in (
+        (left, result.probs_before, "Probabilities before the step"),
+        (right, result.probs_after, "Probabilities after one step"),
+    ):
         with column:
             fig = figures.bars(probs[order], names, title=title, value_format=".1%", highlight=mark)
             show_figure(fig.update_xaxes(range=[0, top], tickformat=".0%"))
