@@ -19,10 +19,11 @@ with right:
     st.subheader("2. What the model says")
     traced = page.load_traced()
     if traced is not None:
-        probs = traced.trace.probs.numpy()
         labels = traced.labels
-        top = int(probs.argmax())
-        st.metric("Prediction", labels[top], f"{probs[top]:.1%} probability", delta_color="off")
+        if traced.trace.probs is not None:
+            probs = traced.trace.probs.numpy()
+            top = int(probs.argmax())
+            st.metric("Prediction", labels[top], f"{probs[top]:.1%} probability", delta_color="off")
         config = traced.config
         size = (f"It cuts a {config.image_size[1]}×{config.image_size[0]} input into {config.num_patches} patches of "
                 f"{config.patch_size}×{config.patch_size} pixels and runs {config.depth} encoder layers with "
@@ -31,9 +32,12 @@ with right:
             st.markdown(f"The built-in model is a small ViT trained by vitviz on generated pictures of {len(labels)} "
                         f"shapes ({', '.join(labels)}). {size} Photos are not shapes, so its guesses on them are only "
                         "a curiosity, but every step still shows what it computes.")
-        else:
+        elif labels:
             st.markdown(f"The model in use is {state.current_model().name}, chosen on the Model page: a ViT with "
                         f"{len(labels)} output classes. {size}")
+        else:
+            st.markdown(f"The model in use is {state.current_model().name}, chosen on the Model page: a ViT trained "
+                        f"without labels, so it makes no prediction; its attention maps are the thing to see. {size}")
     st.subheader("3. Follow the steps")
     if st.button(f"Start with {steps.STEPS[0].label} →", type="primary"):
         st.switch_page(steps.STEPS[0].page)

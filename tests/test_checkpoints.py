@@ -196,3 +196,35 @@ def test_hub_download_offline_is_one_sentence(monkeypatch):
     assert str(error.value).endswith(".") and "\n" not in str(error.value)
     with pytest.raises(CheckpointError):
         weights.download("not a model id")
+
+
+@pytest.mark.parametrize("naming", ["new", "old"])
+def test_a_headless_vit_model_loads_without_a_class_head_and_matches_transformers(naming, tmp_path):
+    # DINO and any plain ViTModel: no classifier, keys without the "vit." prefix, a pooler vitviz ignores.
+    values = {k: v for k, v in CONFIGS[0].items() if k != "num_labels"}
+    torch.manual_seed(3)
+    hf = transformers.ViTModel(transformers.ViTConfig(**values, attn_implementation="eager")).eval()
+    with torch.no_grad():
+        for parameter in hf.parameters():
+            parameter.add_(torch.randn_like(parameter) * 0.05)
+    hf.save_pretrained(tmp_path)
+    if naming == "old":
+        state = {k.replace("layers.", "encoder.layer.").replace("attention.q_proj", "attention.attention.query")
+                 .replace("attention.k_proj", "attention.attention.key")
+                 .replace("attention.v_proj", "attention.attention.value")
+                 .replace("attention.o_proj", "attention.output.dense").replace("mlp.fc1", "intermediate.dense")
+                 .replace("mlp.fc2", "output.dense"): v for k, v in hf.state_dict().items()}
+        (tmp_path / "model.safetensors").unlink()
+        torch.save(state, tmp_path / "pytorch_model.bin")
+    ours = weights.load(tmp_path)
+    assert ours.head is None and ours.config.labels == ()
+    pixels = torch.randn(3, 32, 32)
+    trace = capture.trace(ours, pixels)
+    with torch.no_grad():
+        out = hf(pixels[None], output_attentions=True)
+    assert trace.logits is None and trace.probs is None
+    torch.testing.assert_close(trace.final_tokens, out.last_hidden_state[0], atol=1e-4, rtol=0)
+    torch.testing.assert_close(trace.attentions(), torch.stack([a[0] for a in out.attentions]), atol=1e-5, rtol=0)
+    saved = tmp_path / "ours.safetensors"
+    weights.save(ours, saved)  # a headless model round-trips through vitviz's own format too
+    assert weights.load(saved).head is None

@@ -64,3 +64,23 @@ def test_a_bad_path_and_a_bad_upload_say_one_sentence(tmp_path):
     assert len(at.error) == 1 and not at.exception
     open_page(at, "pages/step_13.py")
     assert not problems(at)
+
+
+def test_a_model_without_a_class_head_runs_every_page_and_says_so(tmp_path):
+    import torch
+
+    torch.manual_seed(1)
+    config = transformers.ViTConfig(image_size=64, patch_size=16, hidden_size=48, num_hidden_layers=2,
+                                    num_attention_heads=3, intermediate_size=96, attn_implementation="eager")
+    transformers.ViTModel(config).save_pretrained(tmp_path / "dino-like")
+    at = load_by_path(fresh_app(), str(tmp_path / "dino-like"))
+    assert not at.error, [e.value for e in at.error]
+    for page in [*ALL_PAGES, "pages/explorer.py"]:
+        open_page(at, page)
+        assert not problems(at), (page, problems(at))
+    for page in ("pages/step_13.py", "pages/step_14.py"):
+        open_page(at, page)
+        assert any("no class head" in i.value for i in at.info), page
+    open_page(at, "pages/welcome.py")
+    shown = " ".join(m.value for m in at.markdown)
+    assert "without labels" in shown and "built-in" not in shown

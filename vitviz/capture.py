@@ -110,7 +110,7 @@ class Trace:
     tokens: torch.Tensor  # (n+1, d)           with_cls + E_pos: what the first block receives
     layers: tuple[LayerTrace, ...]  # L of them
     final_tokens: torch.Tensor  # (n+1, d)     every token after the final LayerNorm
-    logits: torch.Tensor  # (k,)
+    logits: torch.Tensor | None  # (k,), or None for a model without a class head (DINO, a plain ViTModel)
 
     @property
     def grid(self) -> tuple[int, int]:  # (gh, gw)
@@ -121,8 +121,8 @@ class Trace:
         return self.final_tokens[0]
 
     @property
-    def probs(self) -> torch.Tensor:  # (k,)
-        return self.logits.softmax(-1)
+    def probs(self) -> torch.Tensor | None:  # (k,)
+        return None if self.logits is None else self.logits.softmax(-1)
 
     @property
     def patches(self) -> torch.Tensor:  # (n, p, p, c), display pixels in [0, 1]
@@ -191,7 +191,7 @@ class Recorder:
             raise ValueError(f"trace expects one image of shape (c, H, W), got {tuple(pixels.shape)}")
         model = self.model
         with torch.no_grad():
-            logits, store = self.record(lambda: model(pixels[None])[0])
+            output, store = self.record(lambda: model(pixels[None])[0])
         one = {key: batch[0] for key, batch in store.items()}  # batch dimension dropped: views, no copies
         pos = model.pos_embed.detach()
         config = model.config
@@ -208,7 +208,7 @@ class Recorder:
             tokens=one["0.input"],
             layers=tuple(_layer_trace(one, index, config.heads) for index in range(len(model.blocks))),
             final_tokens=one["final_tokens"],
-            logits=logits,
+            logits=None if model.head is None else output,
         )
 
     def attention_maps(self, pixels: torch.Tensor) -> torch.Tensor:

@@ -77,12 +77,12 @@ def _check_keys(state: dict, expected: set[str], what: str, optional: frozenset[
 _HF_LAYOUTS = {
     # the names of transformers 5 ("layers.N.attention.q_proj") and of earlier versions
     "new": {
-        "prefix": "vit.layers.{i}.",
+        "prefix": "{base}layers.{i}.",
         "q": "attention.q_proj", "k": "attention.k_proj", "v": "attention.v_proj", "o": "attention.o_proj",
         "fc1": "mlp.fc1", "fc2": "mlp.fc2",
     },
     "old": {
-        "prefix": "vit.encoder.layer.{i}.",
+        "prefix": "{base}encoder.layer.{i}.",
         "q": "attention.attention.query", "k": "attention.attention.key", "v": "attention.attention.value",
         "o": "attention.output.dense", "fc1": "intermediate.dense", "fc2": "output.dense",
     },
@@ -90,39 +90,46 @@ _HF_LAYOUTS = {
 
 
 def is_hf(state: dict) -> bool:
-    return any(k.startswith(("vit.layers.", "vit.encoder.layer.")) for k in state)
+    """A transformers ViT: `ViTForImageClassification` (keys under "vit.") or a headless `ViTModel`."""
+    return any(k.startswith(("vit.layers.", "vit.encoder.layer.", "layers.", "encoder.layer.")) for k in state) and (
+        "vit.embeddings.cls_token" in state or "embeddings.cls_token" in state
+    )
 
 
 def from_hf(state: dict, hf_config: dict) -> tuple[ViTConfig, dict]:
-    """A `ViTForImageClassification` state dict (either naming) and its config.json contents."""
-    layout = _HF_LAYOUTS["new" if any(k.startswith("vit.layers.") for k in state) else "old"]
+    """A `ViTForImageClassification` or headless `ViTModel` state dict (either naming) and its config.json."""
+    base = "vit." if "vit.embeddings.cls_token" in state else ""  # a ViTModel's keys have no "vit." prefix
+    layout = _HF_LAYOUTS["new" if any(k.startswith(base + "layers.") for k in state) else "old"]
     depth = int(hf_config.get("num_hidden_layers", 0))
     dim, heads = int(hf_config.get("hidden_size", 0)), int(hf_config.get("num_attention_heads", 0))
     if not depth or not dim or not heads:
         raise ConversionError("The config.json lacks num_hidden_layers, hidden_size or num_attention_heads.")
-    expected = {"vit.embeddings.cls_token", "vit.embeddings.position_embeddings",
-                "vit.embeddings.patch_embeddings.projection.weight", "vit.layernorm.weight", "classifier.weight"}
+    has_head = "classifier.weight" in state
+    expected = {base + k for k in ("embeddings.cls_token", "embeddings.position_embeddings",
+                                   "embeddings.patch_embeddings.projection.weight", "layernorm.weight")}
+    expected |= {"classifier.weight"} if has_head else set()
     for i in range(depth):
-        p = layout["prefix"].format(i=i)
+        p = layout["prefix"].format(base=base, i=i)
         expected |= {p + layout[name] + ".weight" for name in ("q", "k", "v", "o", "fc1", "fc2")}
         expected |= {p + "layernorm_before.weight", p + "layernorm_after.weight"}
-    _check_keys(state, expected, "Hugging Face ViTForImageClassification",
-                frozenset({"vit.pooler.dense.weight", "vit.pooler.dense.bias", "vit.embeddings.mask_token"}))
-    conv = state["vit.embeddings.patch_embeddings.projection.weight"]
+    optional = frozenset(base + k for k in ("pooler.dense.weight", "pooler.dense.bias", "embeddings.mask_token"))
+    _check_keys(state, expected, "Hugging Face ViT", optional)
+    state = {k.removeprefix(base): v for k, v in state.items()}
+    conv = state["embeddings.patch_embeddings.projection.weight"]
     patch = conv.shape[-1]
     size = hf_config.get("image_size", 224)
     image_size = tuple(size) if isinstance(size, (list, tuple)) else (int(size), int(size))
-    classes = state["classifier.weight"].shape[0]
     out = {
-        "cls_token": state["vit.embeddings.cls_token"].reshape(dim),
-        "pos_embed": state["vit.embeddings.position_embeddings"].reshape(-1, dim),
+        "cls_token": state["embeddings.cls_token"].reshape(dim),
+        "pos_embed": state["embeddings.position_embeddings"].reshape(-1, dim),
         "patch_embed.weight": _patch_weight(conv),
-        "patch_embed.bias": state.get("vit.embeddings.patch_embeddings.projection.bias", torch.zeros(dim)),
-        "norm.weight": state["vit.layernorm.weight"], "norm.bias": state["vit.layernorm.bias"],
-        "head.weight": state["classifier.weight"], "head.bias": state["classifier.bias"],
+        "patch_embed.bias": state.get("embeddings.patch_embeddings.projection.bias", torch.zeros(dim)),
+        "norm.weight": state["layernorm.weight"], "norm.bias": state["layernorm.bias"],
     }
+    if has_head:
+        out["head.weight"], out["head.bias"] = state["classifier.weight"], state["classifier.bias"]
     for i in range(depth):
-        p, o = layout["prefix"].format(i=i), f"blocks.{i}."
+        p, o = layout["prefix"].format(base="", i=i), f"blocks.{i}."
 
         def get(name: str, part: str, p: str = p) -> torch.Tensor:
             key = p + layout[name] + "." + part
@@ -138,7 +145,7 @@ def from_hf(state: dict, hf_config: dict) -> tuple[ViTConfig, dict]:
     config = ViTConfig(
         image_size=image_size, patch_size=patch, channels=conv.shape[1], dim=dim, depth=depth, heads=heads,
         mlp_dim=int(hf_config.get("intermediate_size", out["blocks.0.mlp.fc1.weight"].shape[0])),
-        labels=_hf_labels(hf_config, classes), layer_norm_eps=float(hf_config.get("layer_norm_eps", 1e-12)),
+        labels=_hf_labels(hf_config, out["head.weight"].shape[0]) if has_head else (), layer_norm_eps=float(hf_config.get("layer_norm_eps", 1e-12)),
         activation=_activation(hf_config.get("hidden_act", "gelu")),
         mean=tuple(hf_config.get("image_mean", HALF)), std=tuple(hf_config.get("image_std", HALF)),
         extra={"source": "huggingface"},

@@ -88,7 +88,7 @@ def parameter_shapes(config: ViTConfig) -> dict[str, tuple[int, ...]]:
 
     Lets a loader check a checkpoint against its claimed configuration before allocating anything.
     """
-    d, mlp, k = config.dim, config.mlp_dim, max(config.num_labels, 1)
+    d, mlp, k = config.dim, config.mlp_dim, config.num_labels
     shapes: dict[str, tuple[int, ...]] = {
         "cls_token": (d,), "pos_embed": (config.num_patches + 1, d),
         "patch_embed.weight": (d, config.patch_dim), "patch_embed.bias": (d,),
@@ -100,7 +100,9 @@ def parameter_shapes(config: ViTConfig) -> dict[str, tuple[int, ...]]:
             "mlp.fc1.weight": (mlp, d), "mlp.fc1.bias": (mlp,), "mlp.fc2.weight": (d, mlp), "mlp.fc2.bias": (d,),
         }
         shapes.update({f"blocks.{i}.{name}": shape for name, shape in block.items()})
-    shapes.update({"norm.weight": (d,), "norm.bias": (d,), "head.weight": (k, d), "head.bias": (k,)})
+    shapes.update({"norm.weight": (d,), "norm.bias": (d,)})
+    if k:
+        shapes.update({"head.weight": (k, d), "head.bias": (k,)})
     return shapes
 
 
@@ -189,7 +191,8 @@ class ViT(nn.Module):
         self.with_cls = nn.Identity()
         self.blocks = nn.ModuleList(Block(config) for _ in range(config.depth))
         self.norm = nn.LayerNorm(config.dim, eps=config.layer_norm_eps)
-        self.head = nn.Linear(config.dim, max(config.num_labels, 1))
+        # A self-supervised checkpoint (DINO, a plain ViTModel) has no class head: it ends at y.
+        self.head = nn.Linear(config.dim, config.num_labels) if config.num_labels else None
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -222,5 +225,6 @@ class ViT(nn.Module):
         return x
 
     def forward(self, pixels: torch.Tensor) -> torch.Tensor:
-        """(B, c, H, W) normalised pixels -> logits (B, k)."""
-        return self.head(self.norm(self.features(pixels))[:, 0])
+        """(B, c, H, W) normalised pixels -> logits (B, k), or y, the CLS output (B, d), without a class head."""
+        y = self.norm(self.features(pixels))[:, 0]
+        return y if self.head is None else self.head(y)

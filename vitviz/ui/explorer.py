@@ -156,16 +156,8 @@ def _attribution(traced: Traced, colorscale: str, opacity: float) -> None:
         max_value=0.95,
         step=0.05,
     )
-    predicted = labels[int(traced.trace.probs.argmax())]
-    target = controls.persistent(
-        class_column.selectbox, "rollout_class", predicted, label="Class for the gradient", options=labels
-    )
     attentions = traced.trace.attentions().numpy()
     rollout = analysis.attention_rollout(attentions, head_fusion=fusion, discard_ratio=discard)[0, 1:]
-    maps, grads = _gradients(
-        traced.image_key, traced.model_key, labels.index(target), traced.recorder, traced.trace.pixels
-    )
-    weighted = analysis.gradient_rollout(maps, grads, discard_ratio=discard)[0, 1:]
     left, right = st.columns(2)
     left.image(
         figures.attention_overlay(
@@ -175,11 +167,41 @@ def _attribution(traced: Traced, colorscale: str, opacity: float) -> None:
         "through all layers",
         width="stretch",
     )
+    if traced.trace.probs is None:
+        right.info("Gradient rollout follows the gradient of a class score, and this model has no class head.")
+        return
+    predicted = labels[int(traced.trace.probs.argmax())]
+    target = controls.persistent(
+        class_column.selectbox, "rollout_class", predicted, label="Class for the gradient", options=labels
+    )
+    maps, grads = _gradients(
+        traced.image_key, traced.model_key, labels.index(target), traced.recorder, traced.trace.pixels
+    )
+    weighted = analysis.gradient_rollout(maps, grads, discard_ratio=discard)[0, 1:]
     right.image(
         figures.attention_overlay(
             traced.display, weighted.reshape(traced.trace.grid), size=320, opacity=opacity, colorscale=colorscale
         ),
         caption=f"Gradient-weighted rollout for “{target}”: attention that raises that class's score",
+        width="stretch",
+    )
+
+
+def _occluded_probabilities(labels: list[str], before: np.ndarray, after: np.ndarray, hidden: int) -> None:
+    top = int(before.argmax())
+    st.markdown(
+        f"**{hidden}** patches hidden. “{labels[top]}”: {before[top]:.1%} → **{after[top]:.1%}**; "
+        f"the model now says **{labels[int(after.argmax())]}** ({after.max():.1%})."
+    )
+    order = np.argsort(-before)[: min(8, len(labels))]
+    st.plotly_chart(
+        figures.lines(
+            {"original": before[order], "occluded": after[order]},
+            x=np.array([labels[i] for i in order]),
+            title="Probabilities",
+            y_title="probability",
+            height=260,
+        ),
         width="stretch",
     )
 
@@ -222,25 +244,15 @@ def _occlusion(traced: Traced, layer: int, head, colorscale: str, opacity: float
         if st.button("Show every patch", disabled=not hidden, key="occlusion_clear"):
             st.session_state[OCCLUDED_KEY] = ()
             st.rerun()
-    labels = traced.labels
-    before, after = traced.trace.probs.numpy(), trace.probs.numpy()
-    top = int(before.argmax())
     with right:
-        st.markdown(
-            f"**{len(hidden)}** patches hidden. “{labels[top]}”: {before[top]:.1%} → **{after[top]:.1%}**; "
-            f"the model now says **{labels[int(after.argmax())]}** ({after.max():.1%})."
-        )
-        order = np.argsort(-before)[: min(8, len(labels))]
-        st.plotly_chart(
-            figures.lines(
-                {"original": before[order], "occluded": after[order]},
-                x=np.array([labels[i] for i in order]),
-                title="Probabilities",
-                y_title="probability",
-                height=260,
-            ),
-            width="stretch",
-        )
+        if traced.trace.probs is None:
+            similarity = float(torch.nn.functional.cosine_similarity(traced.trace.cls_output, trace.cls_output, dim=0))
+            st.markdown(
+                f"**{len(hidden)}** patches hidden. This model has no class head; its CLS output y with the patches "
+                f"hidden has cosine similarity **{similarity:.3f}** with y for the whole image (1 = unchanged)."
+            )
+        else:
+            _occluded_probabilities(traced.labels, traced.trace.probs.numpy(), trace.probs.numpy(), len(hidden))
     cls_before = head_map(traced.trace.layers[layer].attn.numpy(), head)[0, 1:]
     cls_after = head_map(trace.layers[layer].attn.numpy(), head)[0, 1:]
     before_column, after_column = st.columns(2)

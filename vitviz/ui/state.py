@@ -174,8 +174,8 @@ class Traced:
 
     @property
     def labels(self) -> list[str]:
-        """The class names, or the class numbers for a checkpoint that names none."""
-        return list(self.config.labels) or [str(i) for i in range(len(self.trace.logits))]
+        """The class names (none for a model without a class head)."""
+        return list(self.config.labels)
 
     @property
     def display(self) -> np.ndarray:  # (H, W, 3) uint8: the model's input as a picture

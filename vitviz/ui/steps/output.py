@@ -67,6 +67,9 @@ def step_11(traced: Traced, view: View) -> None:
         )
     paper.attention_distance(traced)
     norm, head = traced.model.norm, traced.model.head
+    if head is None:
+        st.caption("This model has no class head, so there is no prediction to read from each layer's CLS token.")
+        return
     probs = analysis.logit_lens(
         cls, to_numpy(norm.weight), to_numpy(norm.bias), norm.eps, to_numpy(head.weight), to_numpy(head.bias)
     )
@@ -118,26 +121,35 @@ def step_12(traced: Traced, view: View) -> None:
     shape="(k,)",
 )
 def step_13(traced: Traced, view: View) -> None:
+    if traced.trace.logits is None:
+        no_class_head(traced, key="no_head_13")
+        return
     logits, probs = to_numpy(traced.trace.logits), to_numpy(traced.trace.probs)
     labels = traced.labels
     order = np.argsort(-probs)
-    k = min(10, len(labels))
     top = order[0]
     st.markdown(f"Prediction: **{labels[top]}** with probability **{probs[top]:.1%}**.")
+    shown = order[: min(10, len(labels))]
+    rest = len(labels) - len(shown)
     left, right = st.columns(2)
     with left:
         show_figure(
-            figures.bars(
-                logits[order[:k]], [labels[i] for i in order[:k]], title="Logits (top classes)", value_format=".2f"
-            )
+            figures.bars(logits[shown], [labels[i] for i in shown], title="Logits (top classes)", value_format=".2f")
         )
     with right:
+        values, names = probs[shown], [labels[i] for i in shown]
+        if rest:  # a 1,000-class model: the top ten, and what all the others share
+            values, names = np.append(values, probs[order[len(shown) :]].sum()), [*names, f"the other {rest} classes"]
         show_figure(
-            figures.bars(
-                probs[order[:k]],
-                [labels[i] for i in order[:k]],
-                title="Probabilities (softmax of the logits)",
-                value_format=".1%",
-                highlight=0,
-            )
+            figures.bars(values, names, title="Probabilities (softmax of the logits)", value_format=".1%", highlight=0)
         )
+
+
+def no_class_head(traced: Traced, *, key: str) -> None:
+    """What a model without a class head (DINO, a plain ViTModel) offers instead of probabilities: y."""
+    st.info(
+        "This model learned without labels (self-supervised), so it has no class head: there are no logits, "
+        "probabilities or loss for this image. What it does have is the CLS output y below, a description of "
+        "the whole image that other tasks build on."
+    )
+    show_figure(figures.vector_strip(to_numpy(traced.trace.cls_output), title=f"y, 1×{traced.config.dim}"), key=key)

@@ -9,6 +9,7 @@ from vitviz import figures, gradients
 from vitviz.ui.controls import View, persistent
 from vitviz.ui.drawing import show_figure
 from vitviz.ui.state import Traced
+from vitviz.ui.steps.output import no_class_head
 from vitviz.ui.steps.step import Section
 
 SECTION = Section("Training")
@@ -32,6 +33,9 @@ def _gradient(image_key: str, model_key: str, label: int, lr: float, _model, _pi
     shape="()",
 )
 def step_14(traced: Traced, view: View) -> None:
+    if traced.trace.logits is None:
+        no_class_head(traced, key="no_head_14")
+        return
     labels = traced.labels
     predicted = int(traced.trace.probs.argmax())
     left, right = st.columns(2)
