@@ -6,7 +6,9 @@ returns (ViTConfig, state dict in vitviz's own key names). Nothing here runs a m
 
 from __future__ import annotations
 
+import functools
 import re
+from pathlib import Path
 
 import torch
 
@@ -14,6 +16,7 @@ from vitviz.model import ViTConfig
 
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 HALF = (0.5, 0.5, 0.5)
+IMAGENET_CLASSES = Path(__file__).resolve().parent.parent / "assets" / "imagenet_classes.txt"
 
 # timm's ViT sizes: width, heads (depth and patch come from the weights themselves).
 TIMM_SIZES = {"tiny": (192, 3), "small": (384, 6), "base": (768, 12), "large": (1024, 16), "huge": (1280, 16)}
@@ -42,6 +45,12 @@ def _patch_weight(conv: torch.Tensor) -> torch.Tensor:
 
 def _numbered_labels(count: int) -> tuple[str, ...]:
     return tuple(f"class {i}" for i in range(count))
+
+
+@functools.lru_cache(maxsize=1)
+def imagenet_labels() -> tuple[str, ...]:
+    """The 1,000 ImageNet-1k class names in class-index order (assets/imagenet_classes.txt, from timm)."""
+    return tuple(IMAGENET_CLASSES.read_text(encoding="utf-8").splitlines())
 
 
 def _hf_labels(config: dict, count: int) -> tuple[str, ...]:
@@ -89,37 +98,51 @@ _HF_LAYOUTS = {
 }
 
 
+def _is_headless_hf(state: dict) -> bool:
+    """A bare `ViTModel` (DINO's, say): the same tensors without the "vit." prefix and without a classifier."""
+    return "embeddings.patch_embeddings.projection.weight" in state
+
+
 def is_hf(state: dict) -> bool:
-    return any(k.startswith(("vit.layers.", "vit.encoder.layer.")) for k in state)
+    return any(k.startswith(("vit.layers.", "vit.encoder.layer.")) for k in state) or _is_headless_hf(state)
 
 
 def from_hf(state: dict, hf_config: dict) -> tuple[ViTConfig, dict]:
-    """A `ViTForImageClassification` state dict (either naming) and its config.json contents."""
+    """A `ViTForImageClassification` or bare `ViTModel` state dict (either naming) and its config.json contents.
+
+    A bare `ViTModel` has no classifier: it gets no labels and a zero head (its logits mean nothing).
+    """
+    headless = _is_headless_hf(state)
+    if headless:
+        state = {"vit." + k: v for k, v in state.items()}
     layout = _HF_LAYOUTS["new" if any(k.startswith("vit.layers.") for k in state) else "old"]
     depth = int(hf_config.get("num_hidden_layers", 0))
     dim, heads = int(hf_config.get("hidden_size", 0)), int(hf_config.get("num_attention_heads", 0))
     if not depth or not dim or not heads:
         raise ConversionError("The config.json lacks num_hidden_layers, hidden_size or num_attention_heads.")
     expected = {"vit.embeddings.cls_token", "vit.embeddings.position_embeddings",
-                "vit.embeddings.patch_embeddings.projection.weight", "vit.layernorm.weight", "classifier.weight"}
+                "vit.embeddings.patch_embeddings.projection.weight", "vit.layernorm.weight"}
+    if not headless:
+        expected.add("classifier.weight")
     for i in range(depth):
         p = layout["prefix"].format(i=i)
         expected |= {p + layout[name] + ".weight" for name in ("q", "k", "v", "o", "fc1", "fc2")}
         expected |= {p + "layernorm_before.weight", p + "layernorm_after.weight"}
-    _check_keys(state, expected, "Hugging Face ViTForImageClassification",
+    _check_keys(state, expected, "Hugging Face ViTModel" if headless else "Hugging Face ViTForImageClassification",
                 frozenset({"vit.pooler.dense.weight", "vit.pooler.dense.bias", "vit.embeddings.mask_token"}))
     conv = state["vit.embeddings.patch_embeddings.projection.weight"]
     patch = conv.shape[-1]
     size = hf_config.get("image_size", 224)
     image_size = tuple(size) if isinstance(size, (list, tuple)) else (int(size), int(size))
-    classes = state["classifier.weight"].shape[0]
+    classes = 0 if headless else state["classifier.weight"].shape[0]
     out = {
         "cls_token": state["vit.embeddings.cls_token"].reshape(dim),
         "pos_embed": state["vit.embeddings.position_embeddings"].reshape(-1, dim),
         "patch_embed.weight": _patch_weight(conv),
         "patch_embed.bias": state.get("vit.embeddings.patch_embeddings.projection.bias", torch.zeros(dim)),
         "norm.weight": state["vit.layernorm.weight"], "norm.bias": state["vit.layernorm.bias"],
-        "head.weight": state["classifier.weight"], "head.bias": state["classifier.bias"],
+        "head.weight": torch.zeros(1, dim) if headless else state["classifier.weight"],
+        "head.bias": torch.zeros(1) if headless else state["classifier.bias"],
     }
     for i in range(depth):
         p, o = layout["prefix"].format(i=i), f"blocks.{i}."
@@ -162,6 +185,13 @@ def timm_heads(architecture: str) -> int:
     return TIMM_SIZES[match.group(1)][1]
 
 
+def _timm_labels(names: list | None, count: int) -> tuple[str, ...]:
+    """The checkpoint's own names; else ImageNet-1k's for 1,000 classes (timm's usual head); else numbers."""
+    if names and len(names) == count:
+        return tuple(str(n) for n in names)
+    return imagenet_labels() if count == 1000 else _numbered_labels(count)
+
+
 def from_timm(state: dict, architecture: str, hub_config: dict | None = None) -> tuple[ViTConfig, dict]:
     """A timm VisionTransformer state dict; `architecture` gives the head count (e.g. vit_small_patch16_224)."""
     heads = timm_heads(architecture)
@@ -192,7 +222,7 @@ def from_timm(state: dict, architecture: str, hub_config: dict | None = None) ->
     config = ViTConfig(
         image_size=image_size, patch_size=patch, channels=conv.shape[1], dim=dim, depth=depth, heads=heads,
         mlp_dim=state["blocks.0.mlp.fc1.weight"].shape[0],
-        labels=tuple(names) if names and len(names) == classes else _numbered_labels(classes),
+        labels=_timm_labels(names, classes),
         layer_norm_eps=1e-6, mean=tuple(pretrained.get("mean", HALF)), std=tuple(pretrained.get("std", HALF)),
         extra={"source": "timm", "architecture": architecture},
     )

@@ -205,6 +205,10 @@ def _load_folder(folder: Path, architecture: str | None) -> ViT:
     if not config_path.exists():
         raise CheckpointError("The folder has no config.json.")
     config = _json_file(config_path)
+    preprocessor_path = folder / "preprocessor_config.json"
+    if preprocessor_path.exists():  # transformers keeps the normalisation there, not in config.json
+        preprocessor = _json_file(preprocessor_path)
+        config = {**{k: preprocessor[k] for k in ("image_mean", "image_std") if k in preprocessor}, **config}
     weights_path = next((folder / n for n in SAFETENSORS_FILES + PICKLE_FILES if (folder / n).exists()), None)
     if weights_path is None:
         raise CheckpointError("The folder has no model.safetensors or pytorch_model.bin.")
