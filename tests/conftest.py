@@ -123,6 +123,10 @@ def fake_hub(hub_checkpoints, tmp_path, monkeypatch):
     monkeypatch.setattr(constants, "HF_HUB_CACHE", str(home / "hub"))
     monkeypatch.setattr(constants, "HF_TOKEN_PATH", str(home / "token"))
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    # With telemetry on, huggingface_hub's first request of a process fetches /api/agent-harnesses for its
+    # user agent: off, every test's request log holds only what vitviz asked for.
+    monkeypatch.setattr(constants, "HF_HUB_DISABLE_TELEMETRY", True)
+    monkeypatch.setattr(constants, "AGENT_HARNESSES_PATH", str(home / ".agent_harnesses.json"))
     for variable in ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "HF_HUB_OFFLINE", "VITVIZ_MAX_DOWNLOAD_MB",
                      "VITVIZ_SEND_HUB_TOKEN"):
         monkeypatch.delenv(variable, raising=False)

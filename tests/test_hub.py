@@ -116,10 +116,11 @@ def test_a_model_above_the_limit_is_refused_before_its_weights_are_asked_for(fak
 @pytest.mark.parametrize(("repo_id", "words"), [
     ("someone/no-such-model", "has no public model someone/no-such-model"),
     ("someone/gated", "someone/gated is a gated model"),
+    ("someone/gated-files", "someone/gated-files is a gated model"),  # told by a 401 on its files
     ("not a model id", "A Hub model id looks like google/vit-base-patch16-224"),
     ("../../etc", "A Hub model id looks like"),
     ("someone/sharded", "split into shards"),
-])
+], ids=["unknown", "gated", "gated-only-on-its-files", "invalid-id", "a-path", "sharded"])
 def test_each_refusal_is_one_sentence(fake_hub, repo_id, words):
     with pytest.raises(CheckpointError) as error:
         hub.load(repo_id)

@@ -106,6 +106,7 @@ def hub_repos() -> tuple[dict[str, Repo], dict[str, object]]:
             "pytorch_model.bin": junk, "open_clip_model.safetensors": junk}),
         "someone/too-large": Repo(dict(saved), claimed_sizes={"model.safetensors": 3_000_000_000}),
         "someone/gated": Repo(dict(saved), gated=True),
+        "someone/gated-files": Repo(dict(saved), gated=True, gate_listed=False),
         "someone/corrupt": Repo({**saved, "model.safetensors": saved["model.safetensors"][:-5000]}),
         "someone/sharded": Repo({"config.json": saved["config.json"], "model.safetensors.index.json": b"{}",
                                  "model-00001-of-00002.safetensors": junk, "model-00002-of-00002.safetensors": junk}),

@@ -27,6 +27,7 @@ class Repo:
     files: dict[str, bytes]
     claimed_sizes: dict[str, int] = field(default_factory=dict)  # sizes the listing reports instead of the real ones
     gated: bool = False
+    gate_listed: bool = True  # False: only the file requests reveal the gate (401), not the listing
     seconds_per_chunk: float = 0.0  # slow the CDN down so progress can be watched
 
     @property
@@ -121,7 +122,7 @@ class FakeHub:
                     if _lfs(name):
                         sibling["lfs"] = {"sha256": hashlib.sha256(data).hexdigest(), "size": size, "pointerSize": 134}
                     siblings.append(sibling)
-                info = {"id": repo_id, "sha": repo.commit, "private": False, "gated": "manual" if repo.gated else False,
+                info = {"id": repo_id, "sha": repo.commit, "private": False, "gated": "manual" if repo.gated and repo.gate_listed else False,
                         "siblings": siblings}
                 payload = json.dumps(info).encode()
                 self._send(200, {"Content-Type": "application/json", "Content-Length": str(len(payload))}, payload)
