@@ -135,3 +135,54 @@ def expected_prediction(payload: bytes) -> str:
     model = weights.load_default()
     logits = model(preprocess(load_image(payload), model.config)[None])[0]
     return model.config.labels[int(logits.argmax())]
+# --- the Hugging Face Hub, on this machine -------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def timm_state():
+    """A function: the weights of a transformers ViTForImageClassification under timm's key names."""
+    from helpers.checkpoints import timm_state
+
+    return timm_state
+
+
+@pytest.fixture(scope="session")
+def hub_checkpoints():
+    """(repos, models): small random-weight repos laid out like the presets' and some broken ones, built with
+    transformers, and the transformers model behind each loadable one (see tests/helpers/checkpoints.py)."""
+    pytest.importorskip("transformers")
+    from helpers.checkpoints import hub_repos
+
+    return hub_repos()
+
+
+@pytest.fixture
+def fake_hub(hub_checkpoints, tmp_path, monkeypatch):
+    """A Hub on 127.0.0.1 serving `hub_checkpoints`, huggingface_hub pointed at it with an empty cache and no
+    token, and no vitviz settings of the machine's (tests/helpers/fake_hub.py)."""
+    from helpers.fake_hub import FakeHub
+    from huggingface_hub import constants
+
+    from vitviz import limits
+
+    hub = FakeHub(hub_checkpoints[0]).start()
+    home = tmp_path / "hf"
+    home.mkdir()
+    # huggingface_hub reads these variables once, on import, into its constants: set both.
+    monkeypatch.setenv("HF_ENDPOINT", hub.endpoint)
+    monkeypatch.setenv("HF_HOME", str(home))
+    monkeypatch.setattr(constants, "ENDPOINT", hub.endpoint)
+    monkeypatch.setattr(constants, "HUGGINGFACE_CO_URL_TEMPLATE", hub.endpoint + "/{repo_id}/resolve/{revision}/{filename}")
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(home / "hub"))
+    monkeypatch.setattr(constants, "HF_TOKEN_PATH", str(home / "token"))
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    # With telemetry on, huggingface_hub's first request of a process fetches /api/agent-harnesses for its
+    # user agent: off, every test's request log holds only what vitviz asked for.
+    monkeypatch.setattr(constants, "HF_HUB_DISABLE_TELEMETRY", True)
+    monkeypatch.setattr(constants, "AGENT_HARNESSES_PATH", str(home / ".agent_harnesses.json"))
+    for variable in ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "HF_HUB_OFFLINE", "VITVIZ_MAX_DOWNLOAD_MB",
+                     "VITVIZ_SEND_HUB_TOKEN"):
+        monkeypatch.delenv(variable, raising=False)
+    monkeypatch.setattr(limits, "SECRETS_FILES", (tmp_path / ".streamlit" / "secrets.toml",))
+    yield hub
+    hub.stop()

@@ -6,7 +6,9 @@ returns (ViTConfig, state dict in vitviz's own key names). Nothing here runs a m
 
 from __future__ import annotations
 
+import functools
 import re
+from pathlib import Path
 
 import torch
 
@@ -14,6 +16,7 @@ from vitviz.model import ViTConfig
 
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 HALF = (0.5, 0.5, 0.5)
+IMAGENET_CLASSES = Path(__file__).resolve().parent.parent / "assets" / "imagenet_classes.txt"
 
 # timm's ViT sizes: width, heads (depth and patch come from the weights themselves).
 TIMM_SIZES = {"tiny": (192, 3), "small": (384, 6), "base": (768, 12), "large": (1024, 16), "huge": (1280, 16)}
@@ -42,6 +45,12 @@ def _patch_weight(conv: torch.Tensor) -> torch.Tensor:
 
 def _numbered_labels(count: int) -> tuple[str, ...]:
     return tuple(f"class {i}" for i in range(count))
+
+
+@functools.lru_cache(maxsize=1)
+def imagenet_labels() -> tuple[str, ...]:
+    """The 1,000 ImageNet-1k class names in class-index order (assets/imagenet_classes.txt, from timm)."""
+    return tuple(IMAGENET_CLASSES.read_text(encoding="utf-8").splitlines())
 
 
 def _hf_labels(config: dict, count: int) -> tuple[str, ...]:
@@ -169,6 +178,13 @@ def timm_heads(architecture: str) -> int:
     return TIMM_SIZES[match.group(1)][1]
 
 
+def _timm_labels(names: list | None, count: int) -> tuple[str, ...]:
+    """The checkpoint's own names; else ImageNet-1k's for 1,000 classes (timm's usual head); else numbers."""
+    if names and len(names) == count:
+        return tuple(str(n) for n in names)
+    return imagenet_labels() if count == 1000 else _numbered_labels(count)
+
+
 def from_timm(state: dict, architecture: str, hub_config: dict | None = None) -> tuple[ViTConfig, dict]:
     """A timm VisionTransformer state dict; `architecture` gives the head count (e.g. vit_small_patch16_224)."""
     heads = timm_heads(architecture)
@@ -199,7 +215,7 @@ def from_timm(state: dict, architecture: str, hub_config: dict | None = None) ->
     config = ViTConfig(
         image_size=image_size, patch_size=patch, channels=conv.shape[1], dim=dim, depth=depth, heads=heads,
         mlp_dim=state["blocks.0.mlp.fc1.weight"].shape[0],
-        labels=tuple(names) if names and len(names) == classes else _numbered_labels(classes),
+        labels=_timm_labels(names, classes),
         layer_norm_eps=1e-6, mean=tuple(pretrained.get("mean", HALF)), std=tuple(pretrained.get("std", HALF)),
         extra={"source": "timm", "architecture": architecture},
     )

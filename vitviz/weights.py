@@ -11,7 +11,6 @@ import dataclasses
 import functools
 import io
 import json
-import re
 from pathlib import Path
 
 import torch
@@ -215,6 +214,10 @@ def _load_folder(folder: Path, architecture: str | None) -> ViT:
     if not config_path.exists():
         raise CheckpointError("The folder has no config.json.")
     config = _json_file(config_path)
+    preprocessor_path = folder / "preprocessor_config.json"
+    if preprocessor_path.exists():  # transformers keeps the normalisation there, not in config.json
+        preprocessor = _json_file(preprocessor_path)
+        config = {**{k: preprocessor[k] for k in ("image_mean", "image_std") if k in preprocessor}, **config}
     weights_path = next((folder / n for n in SAFETENSORS_FILES + PICKLE_FILES if (folder / n).exists()), None)
     if weights_path is None:
         raise CheckpointError("The folder has no model.safetensors or pytorch_model.bin.")
@@ -283,20 +286,6 @@ def resize(model: ViT, image_size: tuple[int, int]) -> ViT:
     state["pos_embed"] = convert.resample_positions(model.pos_embed.detach(), model.config.grid, config.grid)
     resized.load_state_dict(state)
     return resized.eval()
-
-
-def download(model_id: str) -> Path:
-    """Fetch a model folder from the Hugging Face Hub; one clear sentence when that is impossible."""
-    try:
-        from huggingface_hub import snapshot_download
-    except ImportError as exc:
-        raise CheckpointError("Downloading needs the huggingface_hub package, which is not installed.") from exc
-    if not re.fullmatch(r"[\w.-]+(/[\w.-]+)?", model_id or ""):
-        raise CheckpointError("A Hub model id looks like google/vit-base-patch16-224.")
-    try:
-        return Path(snapshot_download(model_id, allow_patterns=["config.json", "*.safetensors", "pytorch_model.bin"]))
-    except Exception as exc:  # offline, unknown id, gated, rate-limited: all end the same way for the user
-        raise CheckpointError(f"Could not download {model_id} from the Hugging Face Hub (no network, or no such model).") from exc
 
 
 def parameter_count(model: ViT) -> int:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from vitviz import weights
+from vitviz import hub, limits, weights
 from vitviz.ui import navigation, state
 from vitviz.weights import CheckpointError
 
@@ -74,7 +74,7 @@ def show() -> None:
             model_id = st.text_input("Model id", placeholder="google/vit-base-patch16-224")
             size = _size_fields("hub")
             if st.button("Download and load", type="primary", disabled=not model_id, key="load_hub"):
-                _publish(model_id, lambda: weights.load(weights.download(model_id), image_size=size))
+                _publish(model_id, lambda: hub.load(model_id, image_size=size, token=limits.hub_token()))
     with right:
         choice = state.current_model()
         describe(choice.model, choice.name)

@@ -1,0 +1,280 @@
+"""Real Vision Transformers from the Hugging Face Hub, fetched file by file within a size limit.
+
+Only the files vitviz reads are downloaded: config.json, preprocessor_config.json when the repo
+has one (transformers keeps the normalisation there), and the top-level model.safetensors, or
+pytorch_model.bin when there is no safetensors file; never TensorFlow, Flax or ONNX files, nor
+shards in subfolders. Their sizes are read from the Hub first, and a model above the limit is
+refused before its weights are fetched. Files go to huggingface_hub's usual cache, so a model
+fetched once loads again with no network (or with HF_HUB_OFFLINE=1).
+
+No token is sent unless the caller passes one: the deployer's saved token stays on the server.
+Every failure is a `CheckpointError` whose message is one sentence for the user.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from vitviz import limits, weights
+from vitviz.model import ViT
+from vitviz.weights import CheckpointError
+
+CONFIG = "config.json"
+PREPROCESSOR = "preprocessor_config.json"
+WEIGHTS = ("model.safetensors", "pytorch_model.bin")  # in order of preference
+POLL_SECONDS = 0.1  # how often the caller's thread reports progress while a file downloads
+
+Progress = Callable[[int, int], None]  # (bytes done, bytes in all)
+
+
+@dataclass(frozen=True)
+class Preset:
+    repo_id: str
+    title: str
+    teaches: str  # one line: why look at this model
+    size_mb: int  # approximate download
+    has_classifier: bool
+
+
+PRESETS = (
+    Preset("google/vit-base-patch16-224", "ViT-B/16",
+           "The model of the ViT paper itself: 12 layers of 12 heads over 196 patches, pretrained on ImageNet-21k, "
+           "then taught the 1,000 ImageNet-1k classes.", 350, True),
+    Preset("facebook/deit-tiny-patch16-224", "DeiT-Tiny",
+           "The same design at a sixteenth of the size (3 heads, d = 192), trained on ImageNet-1k alone: "
+           "quick enough on a CPU to try everything.", 22, True),
+    Preset("facebook/dino-vits16", "DINO ViT-S/16",
+           "Trained without a single label, so it has no classifier, yet its CLS token's attention outlines "
+           "the objects in a photo.", 87, False),
+    Preset("timm/vit_tiny_patch16_224.augreg_in21k_ft_in1k", "ViT-Ti/16 (timm)",
+           "A timm checkpoint: other key names and its own config format, the same arithmetic once mapped.", 23, True),
+)
+
+
+def fetch(repo_id: str, *, max_bytes: int | None = None, progress: Progress | None = None,
+          token: str | bool | None = None) -> Path:
+    """The local folder holding what vitviz needs of the Hub model `repo_id`.
+
+    `max_bytes` (default: `limits.max_download_bytes()`) bounds the files' total size.
+    `progress(done_bytes, total_bytes)` is called on the caller's thread, several times a second
+    while downloading, with growing counts that end at the total. `token` is sent only when
+    given: a string, or True for huggingface_hub's saved token; None or False sends none.
+    """
+    from huggingface_hub import HfApi
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+    try:
+        validate_repo_id(repo_id)
+    except (HFValidationError, TypeError) as exc:
+        raise CheckpointError("A Hub model id looks like google/vit-base-patch16-224.") from exc
+    limit = limits.max_download_bytes() if max_bytes is None else max_bytes
+    token = token or False  # False: huggingface_hub must not fall back to the saved token
+    try:
+        info = HfApi().model_info(repo_id, files_metadata=True, token=token)
+    except Exception as exc:  # sorted into one sentence each by _explain
+        folder = _from_cache(repo_id, limit) if _unreachable(exc) else None
+        if folder is None:
+            raise _explain(exc, repo_id, token) from exc
+        return folder
+    if info.gated and not token:
+        raise _gated(repo_id, token)
+    sizes = {s.rfilename: s.size if s.size is not None else (s.lfs.size if s.lfs else None)
+             for s in info.siblings or ()}
+    files = _choose(repo_id, sizes)
+    if any(sizes[name] is None for name in files):
+        raise CheckpointError(f"The Hub did not say how large {repo_id}'s files are, so vitviz does not download them.")
+    total = sum(sizes[name] for name in files)
+    _check_size(repo_id, total, limit)
+    return _download(repo_id, [(name, sizes[name]) for name in files], token, progress)
+
+
+def load(repo_id: str, *, max_bytes: int | None = None, progress: Progress | None = None,
+         token: str | bool | None = None, image_size: tuple[int, int] | None = None) -> ViT:
+    """`fetch` the Hub model `repo_id` and load it as a vitviz `ViT` (see `weights.load` for `image_size`)."""
+    folder = fetch(repo_id, max_bytes=max_bytes, progress=progress, token=token)
+    try:
+        return weights.load(folder, image_size=image_size)
+    except CheckpointError as exc:
+        raise CheckpointError(f"{repo_id}: {exc}") from exc
+
+
+# --- what to fetch --------------------------------------------------------------------------------------
+
+
+def _choose(repo_id: str, sizes: dict[str, int | None]) -> list[str]:
+    """The files to download, config first, weights last."""
+    if CONFIG not in sizes:
+        raise CheckpointError(f"{repo_id} has no config.json, so it is not a transformers or timm model vitviz can read.")
+    weights_file = next((name for name in WEIGHTS if name in sizes), None)
+    if weights_file is None:
+        sharded = any(name.endswith(".index.json") for name in sizes)
+        raise CheckpointError(f"{repo_id} has no model.safetensors or pytorch_model.bin at its top level"
+                              + (" (its weights are split into shards, which vitviz does not read)." if sharded else "."))
+    return [CONFIG] + ([PREPROCESSOR] if PREPROCESSOR in sizes else []) + [weights_file]
+
+
+def _check_size(repo_id: str, total: int, limit: int) -> None:
+    if total > limit:
+        raise CheckpointError(f"{repo_id} is {_mb(total)} MB, more than this app's limit of {_mb(limit)} MB.")
+
+
+def _mb(count: int) -> str:
+    return f"{count / 1e6:,.0f}" if count >= 10e6 else f"{count / 1e6:.1f}"
+
+
+# --- downloading ------------------------------------------------------------------------------------------
+
+
+def _download(repo_id: str, files: list[tuple[str, int]], token: str | bool, progress: Progress | None) -> Path:
+    total = sum(size for _, size in files)
+    reported = 0
+
+    def report(done: int) -> None:
+        nonlocal reported
+        reported = min(total, max(reported, done))  # never backwards, even when a retry starts a file again
+        progress(reported, total)
+
+    if progress:
+        report(0)
+    done, path = 0, None
+    for name, size in files:
+        if progress:
+            path = _download_reporting(repo_id, name, token, lambda count, before=done: report(before + count))
+        else:
+            path = _hf_download(repo_id, name, token)
+        done += size
+        if progress:
+            report(done)
+    return Path(path).parent
+
+
+def _hf_download(repo_id: str, name: str, token: str | bool, tqdm_class: type | None = None,
+                 local_files_only: bool = False) -> str:
+    """hf_hub_download into the usual cache; its failures become one sentence."""
+    from huggingface_hub import hf_hub_download
+
+    try:
+        return hf_hub_download(repo_id, name, token=token, tqdm_class=tqdm_class, local_files_only=local_files_only)
+    except Exception as exc:  # sorted into one sentence each by _explain
+        raise _explain(exc, repo_id, token) from exc
+
+
+def _download_reporting(repo_id: str, name: str, token: str | bool, on_bytes: Callable[[int], None]) -> str:
+    """Download on a worker thread while this thread reports the bytes written so far.
+
+    huggingface_hub reports Xet downloads from a thread of its own; polling from the caller's thread
+    means a UI can draw the progress where it draws everything else.
+    """
+    written = [0]
+    outcome: dict = {}
+
+    def work() -> None:
+        try:
+            outcome["path"] = _hf_download(repo_id, name, token, tqdm_class=_byte_counter(written))
+        except BaseException as exc:  # raised again on the caller's thread
+            outcome["error"] = exc
+
+    worker = threading.Thread(target=work, name=f"vitviz-download-{name}", daemon=True)
+    worker.start()
+    while worker.is_alive():
+        worker.join(POLL_SECONDS)
+        on_bytes(written[0])
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["path"]
+
+
+def _byte_counter(written: list[int]) -> type:
+    """A silent tqdm class for hf_hub_download that adds the bytes written to `written[0]`."""
+    from tqdm import tqdm
+
+    class ByteCounter(tqdm):
+        def __init__(self, *args, **kwargs) -> None:
+            super().__init__(*args, **{**kwargs, "disable": True})
+
+        def update(self, n: float | None = 1) -> None:
+            written[0] += int(n or 0)
+
+        # Xet downloads also report network bytes (compressed, deduplicated) here: only file bytes count.
+        def update_transfer(self, n: int) -> None:
+            pass
+
+        def set_transfer_postfix_str(self, *args, **kwargs) -> None:
+            pass
+
+    return ByteCounter
+
+
+def _from_cache(repo_id: str, limit: int) -> Path | None:
+    """The folder of an earlier download of `repo_id` (for when the Hub cannot be reached), or None."""
+    try:
+        config = Path(_hf_download(repo_id, CONFIG, False, local_files_only=True))
+    except CheckpointError:  # not cached
+        return None
+    for name in WEIGHTS:
+        try:
+            weights_path = Path(_hf_download(repo_id, name, False, local_files_only=True))
+        except CheckpointError:  # not cached: try the next weights file
+            continue
+        files = [config, weights_path] + [p for p in [config.parent / PREPROCESSOR] if p.exists()]
+        _check_size(repo_id, sum(p.stat().st_size for p in files), limit)
+        return config.parent
+    return None
+
+
+# --- one sentence per failure -------------------------------------------------------------------------
+
+
+def _unreachable(exc: BaseException) -> bool:
+    """True when the Hub could not be asked at all (no network, offline mode, Hub down): try the cache."""
+    import httpx2
+    from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError, OfflineModeIsEnabled
+
+    if isinstance(exc, (OfflineModeIsEnabled, LocalEntryNotFoundError, httpx2.TransportError)):
+        return True
+    status = getattr(getattr(exc, "response", None), "status_code", None)
+    return isinstance(exc, HfHubHTTPError) and status is not None and (status >= 500 or status == 429)
+
+
+def _gated(repo_id: str, token: str | bool) -> CheckpointError:
+    if token:
+        return CheckpointError(f"{repo_id} is a gated model, and the token sent has not been granted access to it.")
+    return CheckpointError(f"{repo_id} is a gated model that needs a Hugging Face account's approval, "
+                           "and this app sends no token.")
+
+
+def _explain(exc: BaseException, repo_id: str, token: str | bool) -> CheckpointError:
+    """The one sentence for what huggingface_hub raised."""
+    import httpx2
+    from huggingface_hub.errors import (
+        GatedRepoError,
+        HfHubHTTPError,
+        LocalEntryNotFoundError,
+        LocalTokenNotFoundError,
+        OfflineModeIsEnabled,
+        RemoteEntryNotFoundError,
+        RepositoryNotFoundError,
+    )
+
+    if isinstance(exc, (OfflineModeIsEnabled, LocalEntryNotFoundError, httpx2.TransportError)):
+        return CheckpointError(f"The Hugging Face Hub cannot be reached (no network, or HF_HUB_OFFLINE is set), "
+                               f"and {repo_id} was not downloaded before.")
+    if isinstance(exc, GatedRepoError):
+        return _gated(repo_id, token)
+    if isinstance(exc, RepositoryNotFoundError):
+        return CheckpointError(f"The Hugging Face Hub has no public model {repo_id}: check the id (private models "
+                               "need a token, which this app does not send)." if not token else
+                               f"The Hugging Face Hub has no model {repo_id} that the token sent can see.")
+    if isinstance(exc, RemoteEntryNotFoundError):
+        return CheckpointError(f"The Hub lists a file of {repo_id} that it then could not serve; try again later.")
+    if isinstance(exc, LocalTokenNotFoundError):
+        return CheckpointError("A Hugging Face token was to be sent, but none is saved (set HF_TOKEN on the server).")
+    status = getattr(getattr(exc, "response", None), "status_code", None)
+    if isinstance(exc, HfHubHTTPError) and status is not None:
+        return CheckpointError(f"The Hugging Face Hub answered HTTP {status} when asked for {repo_id}.")
+    if isinstance(exc, OSError):  # a download cut short (size check), a full disk, an unwritable cache
+        return CheckpointError(f"Downloading {repo_id} failed on the way ({type(exc).__name__}); try again.")
+    return CheckpointError(f"Downloading {repo_id} failed ({type(exc).__name__}).")

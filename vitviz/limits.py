@@ -1,0 +1,99 @@
+"""Limits and switches a deployment sets, each with the reason it exists.
+
+A setting is read when asked for, in this order: the environment variable VITVIZ_<NAME>
+(VITVIZ_MAX_DOWNLOAD_MB), then the [vitviz] table of `.streamlit/secrets.toml` in the working
+directory, then of `~/.streamlit/secrets.toml` (where Streamlit looks too), then its default.
+Reading the TOML here, without Streamlit, keeps the library usable outside the app.
+
+    [vitviz]
+    max_download_mb = 400
+    send_hub_token = true
+
+A new limit is one more `Setting` line in SETTINGS.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+
+SECRETS_FILES = (Path(".streamlit/secrets.toml"), Path("~/.streamlit/secrets.toml"))
+TABLE = "vitviz"
+
+
+class SettingError(ValueError):
+    """A setting that is not of its kind; the message names the variable or file to fix."""
+
+
+@dataclass(frozen=True)
+class Setting:
+    name: str
+    default: int | bool
+    reason: str
+
+
+SETTINGS = (
+    Setting("max_download_mb", 1000, "A Hub model is refused above this many megabytes before its weights are "
+                                     "fetched: the server's disk and memory are finite, and a big download stalls the app."),
+    Setting("send_hub_token", False, "Send the deployer's saved Hugging Face token (HF_TOKEN or `hf auth login`) with Hub "
+                                     "requests, to reach gated or private models: off, so visitors never use it."),
+)
+_BY_NAME = {setting.name: setting for setting in SETTINGS}
+_TRUE, _FALSE = {"1", "true", "yes", "on"}, {"0", "false", "no", "off", ""}
+
+
+def _secrets_table() -> dict:
+    """The merged [vitviz] tables, the working directory's first."""
+    table: dict = {}
+    for path in reversed(SECRETS_FILES):
+        path = path.expanduser()
+        if not path.is_file():
+            continue
+        try:
+            ours = tomllib.loads(path.read_text(encoding="utf-8")).get(TABLE, {})
+        except (tomllib.TOMLDecodeError, OSError, UnicodeDecodeError) as exc:
+            raise SettingError(f"{path} is not a readable TOML file.") from exc
+        if not isinstance(ours, dict):
+            raise SettingError(f"[{TABLE}] in {path} must be a table of settings.")
+        table.update(ours)
+    return table
+
+
+def _convert(setting: Setting, value: object, where: str) -> int | bool:
+    if isinstance(setting.default, bool):
+        text = str(value).strip().lower()
+        if text in _TRUE or text in _FALSE:
+            return text in _TRUE
+    else:
+        try:
+            number = int(str(value).strip())
+        except ValueError:
+            number = -1
+        if number >= 0:
+            return number
+    kind = "true or false" if isinstance(setting.default, bool) else "a whole number of at least 0"
+    raise SettingError(f"{where} must be {kind}, not {value!r}.")
+
+
+def get(name: str) -> int | bool:
+    """The value of the setting `name` (a name from SETTINGS), as the deployment sets it."""
+    setting = _BY_NAME[name]
+    variable = f"VITVIZ_{name.upper()}"
+    if variable in os.environ:
+        return _convert(setting, os.environ[variable], variable)
+    table = _secrets_table()
+    if name in table:
+        return _convert(setting, table[name], f"{name} in the [{TABLE}] table of secrets.toml")
+    return setting.default
+
+
+def max_download_bytes() -> int:
+    """The largest Hub download allowed, in bytes (max_download_mb megabytes of 10⁶ bytes)."""
+    return int(get("max_download_mb")) * 1_000_000
+
+
+def hub_token() -> bool | None:
+    """What to pass as `token` to `vitviz.hub`: True (the saved token) if the deployer opted in, else None (none)."""
+    return True if get("send_hub_token") else None
