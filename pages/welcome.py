@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from vitviz.ui import controls, navigation, page, state, steps
+from vitviz.ui import controls, navigation, page, presets, state, steps
 
 navigation.ensure_navigation()
 st.title("vitviz: see a Vision Transformer think")
@@ -15,6 +15,12 @@ left, right = st.columns([1, 1])
 with left:
     st.subheader("1. Choose an image")
     controls.image_picker(st.container(), preview_width=320)
+    st.subheader("… and a model")
+    st.caption(f"In use: {state.current_model().name}. The built-in model knows only 8 drawn shapes; for a photo, "
+               "pick a real ImageNet or DINO model (downloaded once from the Hugging Face Hub), or any other on "
+               "the Model page.")
+    with st.expander("Real models, one click away", expanded=state.current_model().key == "default"):
+        presets.preset_picker("welcome")
 with right:
     st.subheader("2. What the model says")
     traced = page.load_traced()
@@ -22,8 +28,10 @@ with right:
         labels = traced.labels
         if traced.trace.probs is not None:
             probs = traced.trace.probs.numpy()
-            top = int(probs.argmax())
-            st.metric("Prediction", labels[top], f"{probs[top]:.1%} probability", delta_color="off")
+            order = probs.argsort()[::-1]
+            st.metric("Prediction", labels[order[0]], f"{probs[order[0]]:.1%} probability", delta_color="off")
+            if len(labels) > 5:
+                st.text("\n".join(f"{probs[i]:6.1%}  {labels[i]}" for i in order[:5]))  # plain text: names are data
         config = traced.config
         size = (f"It cuts a {config.image_size[1]}×{config.image_size[0]} input into {config.num_patches} patches of "
                 f"{config.patch_size}×{config.patch_size} pixels and runs {config.depth} encoder layers with "
@@ -33,10 +41,10 @@ with right:
                         f"shapes ({', '.join(labels)}). {size} Photos are not shapes, so its guesses on them are only "
                         "a curiosity, but every step still shows what it computes.")
         elif labels:
-            st.markdown(f"The model in use is {state.current_model().name}, chosen on the Model page: a ViT with "
-                        f"{len(labels)} output classes. {size}")
+            st.markdown(f"The model in use is {state.current_model().name}, a ViT with "
+                        f"{len(labels):,} output classes. {size}")
         else:
-            st.markdown(f"The model in use is {state.current_model().name}, chosen on the Model page: a ViT trained "
+            st.markdown(f"The model in use is {state.current_model().name}, a ViT trained "
                         f"without labels, so it makes no prediction; its attention maps are the thing to see. {size}")
     st.subheader("3. Follow the steps")
     if st.button(f"Start with {steps.STEPS[0].label} →", type="primary"):

@@ -193,3 +193,43 @@ def test_an_exception_from_the_progress_callback_passes_through(fake_hub):
 
     with pytest.raises(Rerun):
         hub.fetch(GOOGLE, progress=progress)
+
+
+# --- the presets in the app -----------------------------------------------------------------------------
+
+
+def test_a_preset_on_the_welcome_page_becomes_every_pages_model(fake_hub):
+    import streamlit as st
+    from conftest import fresh_app, open_page, problems
+
+    st.cache_resource.clear()
+    at = open_page(fresh_app(), "pages/welcome.py")  # AppTest loses a click on its very first page
+    at.button(key=f"preset_welcome_{GOOGLE}").click().run()
+    assert not at.error and not problems(at), ([e.value for e in at.error], problems(at))
+    assert at.session_state["vitviz_model"].name == GOOGLE
+    assert fake_hub.files_fetched() == ["config.json", "preprocessor_config.json", "model.safetensors"]
+    shown = " ".join(m.value for m in at.markdown)
+    assert "1,000 output classes" in shown and "16×16 pixels" in shown and "built-in model is" not in shown
+    open_page(at, "pages/step_3.py")
+    assert any("14×14 grid" in str(c.value) for c in at.get("imgs")) or "(196, 16, 16, 3)" in " ".join(
+        m.value for m in at.markdown)
+    open_page(at, "pages/step_13.py")
+    assert any("the other 990 classes" in str(chart.proto) for chart in at.get("plotly_chart"))
+    # A second session picking the same preset shares the process's copy and asks the Hub only for the listing.
+    other = open_page(fresh_app(), "pages/welcome.py")
+    other.button(key=f"preset_welcome_{GOOGLE}").click().run()
+    assert other.session_state["vitviz_model"].model is at.session_state["vitviz_model"].model
+
+
+def test_a_preset_that_cannot_be_fetched_says_one_sentence_and_keeps_the_model(fake_hub):
+    import streamlit as st
+    from conftest import fresh_app, open_page, problems
+
+    st.cache_resource.clear()
+    fake_hub.stop()
+    at = open_page(fresh_app(), "pages/welcome.py")
+    at.button(key=f"preset_welcome_{DEIT}").click().run()
+    assert [e.value for e in at.error] == [
+        f"The Hugging Face Hub cannot be reached (no network, or HF_HUB_OFFLINE is set), and {DEIT} was not "
+        "downloaded before."]
+    assert "vitviz_model" not in at.session_state and not problems(at)

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import streamlit as st
 
-from vitviz import hub, limits, weights
-from vitviz.ui import navigation, state
+from vitviz import weights
+from vitviz.ui import navigation, presets, state
 from vitviz.weights import CheckpointError
 
 BUILT_IN = "Built-in shapes model"
+PRESETS = "Ready-made real models"
 SOURCES = ("This session's models", "Local path", "Upload", "Hugging Face Hub")
 
 
@@ -42,8 +43,11 @@ def show() -> None:
                 "trained in the Training studio, or a vitviz safetensors file.")
     left, right = st.columns([3, 2])
     with left:
-        source = st.radio("Source", (BUILT_IN, *SOURCES), horizontal=True, key="model_source")
-        if source == BUILT_IN:
+        source = st.radio("Source", (PRESETS, BUILT_IN, *SOURCES), horizontal=True, key="model_source")
+        if source == PRESETS:
+            st.caption("Downloaded once from the Hugging Face Hub, then loaded from this server's disk.")
+            presets.preset_picker("model_page")
+        elif source == BUILT_IN:
             if st.button("Use the built-in model", type="primary"):
                 state.use_default_model()
                 st.success("Every page now runs the built-in shapes model.")
@@ -74,7 +78,8 @@ def show() -> None:
             model_id = st.text_input("Model id", placeholder="google/vit-base-patch16-224")
             size = _size_fields("hub")
             if st.button("Download and load", type="primary", disabled=not model_id, key="load_hub"):
-                _publish(model_id, lambda: hub.load(model_id, image_size=size, token=limits.hub_token()))
+                if presets.use_hub_model(model_id, size):
+                    st.success(f"Every page now runs {model_id}.")
     with right:
         choice = state.current_model()
         describe(choice.model, choice.name)

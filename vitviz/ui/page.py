@@ -45,7 +45,7 @@ def symbols_line(values: dict[str, int]) -> str:
 
 def header(step: steps.Step, traced: state.Traced | None) -> None:
     st.title(step.label)
-    st.markdown(step.text)
+    st.markdown(step.text_for(traced))
     if traced is not None and step.shape:
         values = sizes(traced.config, traced.trace.grid)
         st.markdown(

@@ -131,9 +131,33 @@ def set_session_model(name: str, model: ViT) -> None:
     model.eval()
     choice = ModelChoice(f"session:{uuid.uuid4().hex}", name, model, capture.Recorder(model))
     st.session_state[MODEL_KEY] = choice
+    _remember(choice)
+
+
+MAX_SHARED_MODELS = 3  # Hub models kept in the process for every session: a ViT-B/16 is about 350 MB
+
+
+@st.cache_resource(max_entries=MAX_SHARED_MODELS, show_spinner=False)
+def _shared_choice(key: str, name: str, _load) -> ModelChoice:
+    # One copy per process, read-only like the default model, so a class that picks the same preset
+    # holds it once; its traces are shared too, since they are cached by model key.
+    model = _load().eval()
+    for parameter in model.parameters():
+        parameter.requires_grad_(False)
+    return ModelChoice(key, name, model, capture.Recorder(model))
+
+
+def use_shared_model(key: str, name: str, load) -> None:
+    """Make the process-wide model `key` (made by `load()` on first use) this session's model for every page."""
+    choice = _shared_choice(key, name, load)
+    st.session_state[MODEL_KEY] = choice
+    _remember(choice)
+
+
+def _remember(choice: ModelChoice) -> None:
     models = st.session_state.setdefault(MODELS_KEY, {})
-    models.pop(name, None)
-    models[name] = choice
+    models.pop(choice.name, None)
+    models[choice.name] = choice
     while len(models) > MAX_SESSION_MODELS:
         models.pop(next(iter(models)))
 

@@ -13,11 +13,15 @@ class Step:
     key: str  # "0" … "14", "10.1" … "10.12"
     title: str
     section: str
-    text: str  # a few sentences, written for vitviz
+    text: str | Callable  # a few sentences, written for vitviz; or text(traced) -> str where they depend on the model
     draw: Callable  # draw(traced: state.Traced, view: controls.View) -> None, with Streamlit
     formula: str | None = None  # LaTeX, shown with st.latex
     shape: str = ""  # the step's tensor shape in symbols; the page fills in the values
     controls: frozenset[str] = field(default_factory=frozenset)  # of LAYER, HEAD, QUERY
+
+    def text_for(self, traced) -> str:
+        """The step's words for the model in use."""
+        return self.text(traced) if callable(self.text) else self.text
 
     @property
     def label(self) -> str:

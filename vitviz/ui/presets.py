@@ -1,0 +1,56 @@
+"""Real models one click away: the Hub presets, downloaded with a progress bar in megabytes.
+
+A Hub model is loaded once per process and shared by every session that picks it
+(`state.use_shared_model`), so a class choosing ViT-B/16 holds one copy of it.
+"""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from vitviz import hub, limits, weights
+from vitviz.ui import state
+from vitviz.weights import CheckpointError
+
+
+def hub_key(repo_id: str, image_size: tuple[int, int] | None = None) -> str:
+    return f"hub:{repo_id}" + (f"@{image_size[0]}x{image_size[1]}" if image_size else "")
+
+
+def use_hub_model(repo_id: str, image_size: tuple[int, int] | None = None) -> bool:
+    """Download (or find in the cache) and use `repo_id` on every page; one sentence if that fails."""
+    bar = st.progress(0.0, text=f"Asking the Hugging Face Hub for {repo_id}…")
+
+    def progress(done: int, total: int) -> None:
+        bar.progress(done / total if total else 1.0, text=f"Downloading {repo_id}: {done / 1e6:,.1f} of {total / 1e6:,.1f} MB")
+
+    def load():
+        try:
+            return weights.load(folder, image_size=image_size)
+        except CheckpointError as exc:
+            raise CheckpointError(f"{repo_id}: {exc}") from exc
+
+    try:
+        folder = hub.fetch(repo_id, progress=progress, token=limits.hub_token())
+        bar.progress(1.0, text=f"Loading {repo_id}…")
+        state.use_shared_model(hub_key(repo_id, image_size), repo_id, load)
+    except (CheckpointError, limits.SettingError) as exc:
+        bar.empty()
+        st.error(str(exc))
+        return False
+    bar.empty()
+    return True
+
+
+def preset_picker(where: str) -> None:
+    """The presets, each with what it teaches and its download size, and a button that makes it the model in use."""
+    in_use = state.current_model().key
+    for preset in hub.PRESETS:
+        text, button = st.columns([4, 1], vertical_alignment="center")
+        head = "" if preset.has_classifier else " · no classifier"
+        text.markdown(f"**{preset.title}** · about {preset.size_mb} MB{head}  \n{preset.teaches}")
+        current = in_use == hub_key(preset.repo_id)
+        if button.button("In use" if current else "Use", key=f"preset_{where}_{preset.repo_id}", disabled=current,
+                         width="stretch", help=preset.repo_id):
+            if use_hub_model(preset.repo_id):
+                st.rerun()
