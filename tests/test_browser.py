@@ -29,12 +29,12 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def server():
+def start_server(env: dict[str, str]):
+    """A Streamlit server running app.py on a free port, once it answers its health check: (url, process)."""
     port = _free_port()
     process = subprocess.Popen(
         [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port), "--server.address", "127.0.0.1"],
-        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONPATH": str(ROOT)},
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONPATH": str(ROOT), **env},
     )
     url = f"http://127.0.0.1:{port}"
     for _ in range(120):
@@ -46,10 +46,20 @@ def server():
     else:
         process.kill()
         pytest.fail("the Streamlit server did not start")
-    yield url
+    return url, process
+
+
+def stop_server(process) -> None:
     process.terminate()
     log = process.communicate(timeout=20)[0].decode(errors="replace")
     assert "Traceback" not in log.replace("vitviz: rendering", ""), log[-3000:]
+
+
+@pytest.fixture(scope="module")
+def server():
+    url, process = start_server({})
+    yield url
+    stop_server(process)
 
 
 @pytest.fixture(scope="module")
@@ -85,6 +95,13 @@ def settle(page) -> None:
 def shot(page, name: str) -> None:
     SHOTS.mkdir(exist_ok=True)
     page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
+
+
+def open_from_menu(page, section: str, label: str) -> None:
+    """Open a page from the top navigation, in the same session (a page.goto would start a new one)."""
+    page.get_by_text(section, exact=True).first.click()
+    page.get_by_role("menuitem", name=label).first.click()
+    settle(page)
 
 
 def assert_no_traceback(page) -> None:
@@ -124,7 +141,7 @@ def test_the_landing_page_and_a_step_page_render(server, page):
 
 
 def test_an_uploaded_photo_reaches_every_step(server, page, tmp_path):
-    from test_app import expected_prediction, photo_bytes
+    from conftest import expected_prediction, photo_bytes
 
     payload = photo_bytes()
     path = tmp_path / "holiday.jpg"
@@ -216,8 +233,8 @@ def test_every_corpus_file_through_the_real_uploader(server, page, tmp_path):
 def test_eight_sessions_each_see_only_their_own_image(server, browser, tmp_path):
     import io
 
+    from conftest import expected_prediction
     from PIL import Image
-    from test_app import expected_prediction
 
     from vitviz import data
 
@@ -266,3 +283,41 @@ def test_the_attention_explorer_follows_a_clicked_patch(server, page):
     assert "patches hidden" in page.locator("body").inner_text()
     assert_no_traceback(page)
     shot(page, "explorer_query")
+
+
+def test_a_preset_downloads_with_progress_and_every_page_follows_it(hub_checkpoints, page, tmp_path):
+    # The Hub is the tests' stand-in on 127.0.0.1 (tests/helpers/fake_hub.py); its ViT-B/16 preset is
+    # shaped like the real one where the pages care: 224 pixels, 16-pixel patches, 12 heads, 1,000 classes.
+    from helpers.fake_hub import FakeHub
+
+    repos = hub_checkpoints[0]
+    google = "google/vit-base-patch16-224"
+    repos[google].seconds_per_chunk = 0.02  # slow enough to watch the progress bar
+    hub = FakeHub(repos).start()
+    url, process = start_server({"HF_ENDPOINT": hub.endpoint, "HF_HOME": str(tmp_path / "hf"),
+                                 "HF_HUB_DISABLE_TELEMETRY": "1", "HF_TOKEN": ""})
+    try:
+        page.goto(url)
+        settle(page)
+        page.get_by_role("button", name="Use").first.click()
+        page.wait_for_selector("text=/Downloading google\\/vit-base-patch16-224: [0-9.]+ of [0-9.]+ MB/",
+                               timeout=30_000)
+        shot(page, "preset_progress")
+        settle(page)
+        page.wait_for_selector("text=1,000 output classes", timeout=60_000)
+        assert_no_traceback(page)
+        open_from_menu(page, "Patches and tokens", "3 · Cut into patches")
+        assert "A 14×14 grid of 16×16 patches" in page.locator("body").inner_text()
+        open_from_menu(page, "Inside one encoder layer", "10.4 · One token's context")
+        page.wait_for_selector("text=each of the 197 tokens", timeout=10_000)
+        shot(page, "preset_step_10_4")
+        open_from_menu(page, "Output", "13 · Class probabilities")
+        body = page.locator("body").inner_text()
+        assert "Top 5:" in body and "the other 990 classes" in page.content()
+        assert_no_traceback(page)
+        shot(page, "preset_step_13")
+    finally:
+        repos[google].seconds_per_chunk = 0.0
+        stop_server(process)
+        hub.stop()
+    assert google in {request.path.split("/api/models/")[-1] for request in hub.requests if "/api/models/" in request.path}

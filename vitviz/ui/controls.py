@@ -150,7 +150,7 @@ def query_picker(traced: state.Traced, *, key: str) -> int:
     query = _kept("query", 0)
     if query > grid[0] * grid[1]:
         query = 0
-    factor = figures.enlargement(traced.display, 320)
+    factor = figures.enlargement(traced.display, 448)  # a 14×14 grid needs cells big enough to click
     picture = figures.draw_grid(traced.display, patch, factor, highlight=query - 1 if query else None)
     st.caption("Click a patch to make it the query; the button switches back to CLS.")
     clicked = clicked_patch(picture, grid, patch * factor, key=key)

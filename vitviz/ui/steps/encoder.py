@@ -192,7 +192,7 @@ def step_10_4(traced: Traced, view: View) -> None:
     show_figure(
         figures.heatmap(
             row[None],
-            title="The query's attention row: one weight per value vector",
+            title=f"The query's attention row: one weight for each of the {len(row)} tokens' value vectors",
             x_title="token",
             colorscale=view.colorscale,
             centred=False,

@@ -129,6 +129,8 @@ def step_13(traced: Traced, view: View) -> None:
     order = np.argsort(-probs)
     top = order[0]
     st.markdown(f"Prediction: **{labels[top]}** with probability **{probs[top]:.1%}**.")
+    if len(labels) > 5:  # plain text: class names come from the checkpoint
+        st.text("Top 5:\n" + "\n".join(f"{probs[i]:7.2%}  {labels[i]}" for i in order[:5]))
     shown = order[: min(10, len(labels))]
     rest = len(labels) - len(shown)
     left, right = st.columns(2)
