@@ -3,6 +3,7 @@
 import streamlit as st
 
 from vitviz.ui import controls, navigation, page, presets, state, steps
+from vitviz.ui.text import plain
 
 navigation.ensure_navigation()
 st.title("vitviz: see a Vision Transformer think")
@@ -16,7 +17,7 @@ with left:
     st.subheader("1. Choose an image")
     controls.image_picker(st.container(), preview_width=320)
     st.subheader("… and a model")
-    st.caption(f"In use: {state.current_model().name}. The built-in model knows only 8 drawn shapes; for a photo, "
+    st.caption(f"In use: {plain(state.current_model().name)}. The built-in model knows only 8 drawn shapes; for a photo, "
                "pick a real ImageNet or DINO model (downloaded once from the Hugging Face Hub), or any other on "
                "the Model page.")
     with st.expander("Real models, one click away", expanded=state.current_model().key == "default"):
@@ -41,10 +42,10 @@ with right:
                         f"shapes ({', '.join(labels)}). {size} Photos are not shapes, so its guesses on them are only "
                         "a curiosity, but every step still shows what it computes.")
         elif labels:
-            st.markdown(f"The model in use is {state.current_model().name}, a ViT with "
+            st.markdown(f"The model in use is {plain(state.current_model().name)}, a ViT with "
                         f"{len(labels):,} output classes. {size}")
         else:
-            st.markdown(f"The model in use is {state.current_model().name}, a ViT trained "
+            st.markdown(f"The model in use is {plain(state.current_model().name)}, a ViT trained "
                         f"without labels, so it makes no prediction; its attention maps are the thing to see. {size}")
     st.subheader("3. Follow the steps")
     if st.button(f"Start with {steps.STEPS[0].label} →", type="primary"):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import tracemalloc
@@ -115,3 +116,41 @@ def test_two_hundred_uploads_keep_memory_bounded(capsys):
     assert readings[1] - readings[0] < 150, readings
     assert at.session_state["vitviz_image"]["name"] == "upload-199.jpg"
     assert weights.load_default() is weights.load_default()
+
+
+HOSTILE = ("[win a prize](https://evil.example/phish)", "![tracker](https://evil.example/pixel.png)",
+           '<a href="https://evil.example">click</a>', "www.evil.example", "**bold** $x^2$")
+
+
+def test_labels_and_names_from_visitors_are_shown_as_plain_text():
+    # Class names come from a checkpoint and file names from a visitor: neither may become a link, an image or
+    # markup, in Markdown (st.markdown, captions, messages) or in plotly's labels.
+    import torch
+
+    from vitviz.model import ViT, ViTConfig
+
+    torch.manual_seed(0)
+    labels = (*HOSTILE, "cat", "dog", "eel")
+    model = ViT(ViTConfig(image_size=(32, 32), patch_size=8, dim=32, depth=1, heads=2, mlp_dim=64, labels=labels))
+    at = open_page(fresh_app(), "pages/model.py")
+    at.radio(key="model_source").set_value("Upload").run()
+    at.file_uploader(key="model_upload").upload(f"{HOSTILE[0]}.safetensors", weights.to_bytes(model),
+                                                "application/octet-stream").run()
+    at.button(key="load_upload").click().run()
+    assert not at.error, [e.value for e in at.error]
+    open_page(at, "pages/step_13.py")
+    upload(at, f"{HOSTILE[1]}.png", photo_bytes(fmt="PNG"))
+    for page in ("pages/model.py", "pages/welcome.py", "pages/step_11.py", "pages/step_13.py", "pages/step_14.py",
+                 "pages/explorer.py"):
+        open_page(at, page)
+        assert not problems(at), (page, problems(at))
+        texts = [m.value for m in at.markdown] + [c.value for c in at.caption] + [s.value for s in at.success]
+        for text in texts:
+            active = re.sub(r"\\.", "·", text)  # what Markdown still reads as markup: escapes become inert dots
+            assert "](" not in active and "<a" not in active and "**bold**" not in active, (page, text)
+            assert "https://" not in active and "www.evil" not in active, (page, text)
+        for chart in at.get("plotly_chart"):
+            shown = json.dumps(json.loads(chart.proto.spec), ensure_ascii=False)
+            assert "<a href" not in shown, (page, shown[:300])
+    open_page(at, "pages/step_13.py")
+    assert any(HOSTILE[0] in t.value for t in at.text), "the top 5 shows the name itself, as plain text"

@@ -6,6 +6,8 @@ drawn (`shrink`), so a figure stays light in the browser whatever the model's si
 
 from __future__ import annotations
 
+import html
+
 import numpy as np
 import plotly.graph_objects as go
 from plotly.colors import sample_colorscale
@@ -13,6 +15,11 @@ from plotly.colors import sample_colorscale
 CHANNEL_COLOURS = ("#d62728", "#2ca02c", "#1f77b4")
 MAX_CELLS = 160  # per axis: beyond this a heatmap is block-averaged
 COLOUR_SCALES = ("Viridis", "Inferno", "RdBu_r", "Cividis", "Turbo", "Greys")
+
+
+def _labels(names) -> list[str]:
+    """Category labels as plotly shows them: it renders some HTML in text (links among it), so escape it."""
+    return [html.escape(str(name)) for name in names]
 
 
 def layout(fig: go.Figure, title: str | None = None, height: int = 360, **kwargs) -> go.Figure:
@@ -55,8 +62,8 @@ def heatmap(
     """A matrix as a heatmap with hover values; big matrices are block-averaged first."""
     matrix = np.asarray(matrix, dtype=np.float64)
     small, rs, cs = shrink(matrix)
-    ys = y_labels if (y_labels is not None and rs == 1) else list(range(0, matrix.shape[0], rs))
-    xs = x_labels if (x_labels is not None and cs == 1) else list(range(0, matrix.shape[1], cs))
+    ys = _labels(y_labels) if (y_labels is not None and rs == 1) else list(range(0, matrix.shape[0], rs))
+    xs = _labels(x_labels) if (x_labels is not None and cs == 1) else list(range(0, matrix.shape[1], cs))
     bound = float(np.nanmax(np.abs(small))) if centred and small.size else None
     note = f" (mean of {rs}×{cs} blocks)" if rs * cs > 1 else ""
     fig = go.Figure(
@@ -120,7 +127,7 @@ def bars(values: np.ndarray, labels: list[str], *, title: str | None = None, hei
          highlight: int | None = None, value_format: str = ".3f", x_title: str = "") -> go.Figure:
     """Horizontal bars, largest on top."""
     colours = ["#4f46e5" if i != highlight else "#f59e0b" for i in range(len(values))]
-    fig = go.Figure(go.Bar(x=values, y=labels, orientation="h", marker_color=colours,
+    fig = go.Figure(go.Bar(x=values, y=_labels(labels), orientation="h", marker_color=colours,
                            text=[format(v, value_format) for v in values], textposition="auto",
                            hovertemplate="%{y}: %{x:" + value_format + "}<extra></extra>"))
     fig.update_yaxes(autorange="reversed")
@@ -132,7 +139,7 @@ def lines(series: dict[str, np.ndarray], *, x: np.ndarray | None = None, title: 
           x_title: str = "", y_title: str = "", height: int = 300) -> go.Figure:
     fig = go.Figure()
     for name, ys in series.items():
-        xs = x if x is not None else np.arange(len(ys))
+        xs = np.arange(len(ys)) if x is None else (_labels(x) if np.asarray(x).dtype.kind in "UO" else x)
         fig.add_scatter(x=xs, y=ys, mode="lines+markers", name=name)
     fig.update_xaxes(title=x_title)
     fig.update_yaxes(title=y_title)

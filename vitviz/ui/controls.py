@@ -15,6 +15,7 @@ from streamlit_image_coordinates import streamlit_image_coordinates
 
 from vitviz import figures
 from vitviz.ui import state
+from vitviz.ui.text import plain
 
 UPLOAD_TYPES = ["png", "jpg", "jpeg", "webp", "gif", "bmp", "tif", "tiff"]
 
@@ -87,12 +88,12 @@ def image_picker(container=None, preview_width: int | str = "stretch") -> None:
         error = st.session_state.get(state.ERROR_KEY)
         if error:
             st.error(error)
-        st.caption(f"Model: {state.current_model().name} (change it on the Model page)")
+        st.caption(f"Model: {plain(state.current_model().name)} (change it on the Model page)")
         chosen = state.current_image()
         try:
-            st.image(state.preview(chosen), caption=chosen["name"], width=preview_width)
+            st.image(state.preview(chosen), caption=plain(chosen["name"]), width=preview_width)
         except Exception:  # the kept image always decoded once; never let the sidebar fail
-            st.caption(chosen["name"])
+            st.caption(plain(chosen["name"]))
 
 
 def _take_file(upload) -> None:

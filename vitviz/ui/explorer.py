@@ -12,6 +12,7 @@ from vitviz.images import denormalise
 from vitviz.ui import controls, navigation, page, paper
 from vitviz.ui.drawing import image_grid
 from vitviz.ui.state import Traced
+from vitviz.ui.text import plain
 
 FUSIONS = ("mean", "max", "min")
 OCCLUDED_KEY = "keep_occluded"
@@ -182,7 +183,7 @@ def _attribution(traced: Traced, colorscale: str, opacity: float) -> None:
         figures.attention_overlay(
             traced.display, weighted.reshape(traced.trace.grid), size=320, opacity=opacity, colorscale=colorscale
         ),
-        caption=f"Gradient-weighted rollout for “{target}”: attention that raises that class's score",
+        caption=f"Gradient-weighted rollout for “{plain(target)}”: attention that raises that class's score",
         width="stretch",
     )
 
@@ -190,8 +191,8 @@ def _attribution(traced: Traced, colorscale: str, opacity: float) -> None:
 def _occluded_probabilities(labels: list[str], before: np.ndarray, after: np.ndarray, hidden: int) -> None:
     top = int(before.argmax())
     st.markdown(
-        f"**{hidden}** patches hidden. “{labels[top]}”: {before[top]:.1%} → **{after[top]:.1%}**; "
-        f"the model now says **{labels[int(after.argmax())]}** ({after.max():.1%})."
+        f"**{hidden}** patches hidden. “{plain(labels[top])}”: {before[top]:.1%} → **{after[top]:.1%}**; "
+        f"the model now says **{plain(labels[int(after.argmax())])}** ({after.max():.1%})."
     )
     order = np.argsort(-before)[: min(8, len(labels))]
     st.plotly_chart(

@@ -6,6 +6,7 @@ import streamlit as st
 
 from vitviz import weights
 from vitviz.ui import navigation, presets, state
+from vitviz.ui.text import plain
 from vitviz.weights import CheckpointError
 
 BUILT_IN = "Built-in shapes model"
@@ -16,13 +17,13 @@ SOURCES = ("This session's models", "Local path", "Upload", "Hugging Face Hub")
 def _publish(name: str, loader) -> None:
     """Load with `loader()`, make it the session's model, or say in one sentence why not."""
     try:
-        with st.spinner(f"Loading {name}…"):
+        with st.spinner(f"Loading {plain(name)}…"):
             model = loader()
     except CheckpointError as exc:
         st.error(str(exc))
         return
     state.set_session_model(name, model)
-    st.success(f"Every page now runs {name}.")
+    st.success(f"Every page now runs {plain(name)}.")
 
 
 def _size_fields(key: str) -> tuple[int, int] | None:
@@ -59,7 +60,7 @@ def show() -> None:
                 name = st.selectbox("Model", names)
                 if st.button("Use this model", type="primary"):
                     state.choose_session_model(name)
-                    st.success(f"Every page now runs {name}.")
+                    st.success(f"Every page now runs {plain(name)}.")
         elif source == "Local path":
             path = st.text_input("Folder or file on the server", placeholder="/models/vit-base-patch16-224", key="model_path")
             architecture = st.text_input("timm architecture (timm files only)", key="path_arch")
@@ -89,7 +90,7 @@ def describe(model, name: str) -> None:
     config = model.config
     gh, gw = config.grid
     st.subheader("In use now")
-    st.markdown(f"**{name}**")
+    st.markdown(f"**{plain(name)}**")
     rows = {
         "input size (H × W)": f"{config.image_size[0]} × {config.image_size[1]}",
         "patch size p": config.patch_size,
@@ -103,4 +104,5 @@ def describe(model, name: str) -> None:
     }
     st.table({"": list(rows), "value": [str(v) for v in rows.values()]}, border="horizontal")
     labels = config.labels
-    st.markdown(f"**{len(labels)} labels:** " + ", ".join(labels[:30]) + (" …" if len(labels) > 30 else ""))
+    st.markdown(f"**{len(labels):,} labels:** " + ", ".join(plain(label) for label in labels[:30])
+                + (" …" if len(labels) > 30 else ""))

@@ -14,6 +14,7 @@ import streamlit as st
 
 from vitviz import data, figures, studio, weights
 from vitviz.ui import state
+from vitviz.ui.text import plain
 
 RUN_KEY = "studio_run"
 BYTES_KEY = "studio_download"  # (run id, step, bytes) of the last file offered
@@ -295,7 +296,7 @@ def _upload() -> None:
         st.error(str(exc))
         return
     state.set_session_model(f"{upload.name} (uploaded)", model)
-    st.session_state[NOTE_KEY] = f"Every step page now shows {upload.name}."
+    st.session_state[NOTE_KEY] = f"Every step page now shows {plain(upload.name)}."
 
 
 def _model_section(run: studio.TrainingRun | None) -> None:
@@ -309,7 +310,7 @@ def _model_section(run: studio.TrainingRun | None) -> None:
     note = st.session_state.pop(NOTE_KEY, None)
     if note:
         st.success(note)
-    st.markdown(f"The step pages show: **{state.current_model().name}**. Your model belongs to this browser tab "
+    st.markdown(f"The step pages show: **{plain(state.current_model().name)}**. Your model belongs to this browser tab "
                 "only: no other visitor sees it, and the built-in model never changes.")
     if run is not None and run.step:
         _download(run)

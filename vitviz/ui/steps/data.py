@@ -46,7 +46,7 @@ def _data_text(traced: Traced) -> str:
 )
 def step_0(traced: Traced, view: View) -> None:
     names = traced.config.labels
-    if traced.config.image_size[0] != traced.config.image_size[1] or len(names) != len(data.CLASSES):
+    if traced.config.image_size[0] != traced.config.image_size[1] or tuple(names) != data.CLASSES:
         st.info("This model was not trained on the built-in shapes, so there is no dataset preview for it.")
         return
     images, labels, predicted = _dataset_preview(traced.model_key, traced.model)

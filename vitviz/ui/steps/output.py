@@ -11,6 +11,7 @@ from vitviz.ui.controls import View
 from vitviz.ui.drawing import image_grid, show_figure, to_numpy
 from vitviz.ui.state import Traced
 from vitviz.ui.steps.step import Section
+from vitviz.ui.text import plain
 
 SECTION = Section("Output")
 
@@ -128,7 +129,7 @@ def step_13(traced: Traced, view: View) -> None:
     labels = traced.labels
     order = np.argsort(-probs)
     top = order[0]
-    st.markdown(f"Prediction: **{labels[top]}** with probability **{probs[top]:.1%}**.")
+    st.markdown(f"Prediction: **{plain(labels[top])}** with probability **{probs[top]:.1%}**.")
     if len(labels) > 5:  # plain text: class names come from the checkpoint
         st.text("Top 5:\n" + "\n".join(f"{probs[i]:7.2%}  {labels[i]}" for i in order[:5]))
     shown = order[: min(10, len(labels))]

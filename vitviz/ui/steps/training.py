@@ -11,6 +11,7 @@ from vitviz.ui.drawing import show_figure
 from vitviz.ui.state import Traced
 from vitviz.ui.steps.output import no_class_head
 from vitviz.ui.steps.step import Section
+from vitviz.ui.text import plain
 
 SECTION = Section("Training")
 
@@ -55,7 +56,7 @@ def step_14(traced: Traced, view: View) -> None:
     index = labels.index(label)
     result = _gradient(traced.image_key, traced.model_key, index, float(lr), traced.model, traced.trace.pixels)
     st.markdown(
-        f"Cross-entropy against **{label}**: **{result.loss:.4f}** "
+        f"Cross-entropy against **{plain(label)}**: **{result.loss:.4f}** "
         f"(the model gives it {result.probs_before[index]:.1%})."
     )
     per_patch = gradients.per_patch_norm(result.pixel_grad, traced.config.patch_size)
@@ -78,7 +79,7 @@ def step_14(traced: Traced, view: View) -> None:
         )
     st.markdown(
         f"**One gradient step.** On a copy of the model, every weight moves against its gradient, "
-        f"w ← w − {lr:g} · ∂L/∂w, and the same image goes through again: the probability of **{label}** goes from "
+        f"w ← w − {lr:g} · ∂L/∂w, and the same image goes through again: the probability of **{plain(label)}** goes from "
         f"{result.probs_before[index]:.1%} to **{result.probs_after[index]:.1%}**, and the loss from "
         f"{result.loss:.4f} to {result.loss_after:.4f}. The model the pages show is not changed."
     )
