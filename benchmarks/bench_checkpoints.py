@@ -1,10 +1,13 @@
 """A ViT-B/16 checkpoint in vitviz: tracing cost against transformers, and a step page's rerun.
 
 Prints, measured in this run:
-- trace_vs_transformers_ratio: vitviz's trace() of a ViT-B/16 at 224 px ÷ transformers' eager
-  forward with output_attentions=True, same random weights, batch 1 (target ≤ 1.1);
-- vitb_head_change_rerun_ratio: the server-side rerun of step 10.2 after a head change with that
-  model loaded (197 tokens, 12 heads) ÷ the same rerun with the built-in model.
+- trace_vs_transformers_ratio: vitviz's trace of a photo (assets/samples/cat.jpg, a new trace, as
+  the first visit to a page makes it) by a ViT-B/16 at 224 px ÷ transformers' eager forward with
+  output_attentions=True on the same pixels, same random weights, batch 1;
+- prepare_and_trace_vs_transformers_ratio: the same with the photo's decoding-to-pixels included;
+- vitb_head_change_vs_bare_ratio: the server-side rerun of step 10.2 after a head change with that
+  model loaded (197 tokens, 12 heads) ÷ the rerun of a bare page;
+- vitb_head_change_rerun_ratio: the same rerun ÷ the same rerun with the built-in model.
 
     python benchmarks/bench_checkpoints.py
 """
@@ -25,6 +28,7 @@ import transformers  # noqa: E402
 from streamlit.testing.v1 import AppTest  # noqa: E402
 
 from vitviz import allocator, capture, weights  # noqa: E402
+from vitviz.images import load_image, prepare, preprocess  # noqa: E402
 
 
 def vit_b16(folder: Path) -> transformers.ViTForImageClassification:
@@ -62,6 +66,20 @@ def head_change_time(at: AppTest, rounds: int = 6) -> float:
     return statistics.median(times)
 
 
+def bare_rerun_time(folder: Path, rounds: int = 6) -> float:
+    """A page with a title and a line of text, rerun: what Streamlit itself costs per rerun."""
+    script = folder / "bare.py"
+    script.write_text("import streamlit as st\nst.title('bare')\nst.write('nothing else')\n")
+    at = AppTest.from_file(str(script))
+    at.run()
+    times = []
+    for _ in range(rounds):
+        start = time.perf_counter()
+        at.run()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
 def main() -> None:
     allocator.keep_freed_memory()
     torch.set_grad_enabled(False)
@@ -70,13 +88,17 @@ def main() -> None:
         hf = vit_b16(folder)
         ours = weights.load(folder)
         recorder = capture.Recorder(ours)  # attached once, as the app does
-        pixels = torch.randn(3, 224, 224)
+        photo = load_image((ROOT / "assets" / "samples" / "cat.jpg").read_bytes())
+        pixels = preprocess(photo, ours.config)
         recorder.trace(pixels), hf(pixels[None], output_attentions=True)  # warm up both
         ours_t, hf_t = median_pair(lambda: recorder.trace(pixels),
                                    lambda: hf(pixels[None], output_attentions=True))
+        both_t, hf_again_t = median_pair(lambda: recorder.trace(prepare(photo, ours.config).pixels),
+                                         lambda: hf(pixels[None], output_attentions=True))
         print(f"vitviz_trace_vitb16_s {ours_t:.4f}")
         print(f"transformers_eager_attn_vitb16_s {hf_t:.4f}")
         print(f"trace_vs_transformers_ratio {ours_t / hf_t:.3f}")
+        print(f"prepare_and_trace_vs_transformers_ratio {both_t / hf_again_t:.3f}")
 
         built_in = AppTest.from_file(str(ROOT / "app.py"), default_timeout=300)
         built_in.run()
@@ -89,6 +111,9 @@ def main() -> None:
         big.text_input(key="model_path").set_value(str(folder)).run()
         big.button(key="load_path").click().run()
         wide = head_change_time(big)
+        bare = bare_rerun_time(Path(tmp))
+        print(f"bare_page_rerun_s {bare:.3f}")
+        print(f"vitb_head_change_vs_bare_ratio {wide / bare:.2f}")
         print(f"builtin_head_change_s {small:.3f}")
         print(f"vitb16_head_change_s {wide:.3f}")
         print(f"vitb_head_change_rerun_ratio {wide / small:.2f}")
