@@ -29,6 +29,27 @@ def png_bytes(image: Image.Image) -> bytes:
     return buffer.getvalue()
 
 
+@pytest.fixture(scope="session", autouse=True)
+def private_cache_dir(tmp_path_factory):
+    """Results vitviz keeps on disk (vitviz.background) go to a folder of this test run's own."""
+    import os
+
+    os.environ["VITVIZ_CACHE_DIR"] = str(tmp_path_factory.mktemp("vitviz-cache"))
+    yield
+
+
+def wait_for_background_work(timeout: float = 120.0) -> None:
+    """Until every vitviz.background job has finished (so counts of forward passes settle)."""
+    import time
+
+    from vitviz import background
+
+    deadline = time.monotonic() + timeout
+    while background.unfinished() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not background.unfinished(), "background work did not finish"
+
+
 @pytest.fixture(scope="session")
 def default_model() -> ViT:
     """The shipped model, `vitviz.weights.load_default()` (shared, read-only)."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import streamlit as st
-from conftest import fresh_app, open_page, problems
+from conftest import fresh_app, open_page, problems, wait_for_background_work
 
 from vitviz import weights
 
@@ -33,6 +33,7 @@ def test_the_explorer_renders_every_view(forward_passes):
 
 def test_switching_layer_head_and_query_does_not_rerun_the_model(forward_passes):
     at = open_page(fresh_app(), EXPLORER)
+    wait_for_background_work()  # Fig. 7's average over many images runs once per model, on its own thread
     settled = len(forward_passes)
     assert settled >= 1
     at.sidebar.selectbox(key="layer").set_value(2).run()
@@ -49,6 +50,7 @@ def test_switching_layer_head_and_query_does_not_rerun_the_model(forward_passes)
 
 def test_occlusion_reruns_the_model_and_changes_the_prediction(forward_passes):
     at = open_page(fresh_app(), EXPLORER)
+    wait_for_background_work()
     settled = len(forward_passes)
     n = weights.load_default().config.num_patches
     at.session_state["keep_occluded"] = tuple(range(n))  # hide everything

@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 import streamlit as st
 
-from vitviz import analysis, data, figures
+from vitviz import analysis, background, data, figures
 from vitviz.images import normalise
 from vitviz.ui import state
 from vitviz.ui.state import Traced
@@ -44,32 +44,54 @@ def position_similarity(traced: Traced) -> None:
                "position (ViT paper, Fig. 7 centre). Nearby positions, rows and columns resemble each other.")
 
 
-@st.cache_resource(max_entries=4, show_spinner="Measuring attention distances over a batch…")
-def _dataset_distance(model_key: str, _recorder) -> np.ndarray | None:
-    config = _recorder.model.config
-    size = config.image_size
-    if size[0] != size[1]:
+def _distance_job(traced: Traced) -> background.Job | None:
+    """The mean attention distance over DATASET_IMAGES generated images, computed once per model in the background."""
+    model = traced.model
+    config = model.config
+    if config.image_size[0] != config.image_size[1]:  # the generator draws square images
         return None
-    images, _ = data.generate(DATASET_IMAGES, state.SCENE_SEED + 2, size=size[0])
-    total = None
-    for start in range(0, DATASET_IMAGES, CHUNK):
-        maps = _recorder.attention_maps(normalise(images[start : start + CHUNK], config)).numpy()
-        part = sum(analysis.mean_attention_distance(m, config.grid, config.patch_size) for m in maps)
-        total = part if total is None else total + part
-    return total / DATASET_IMAGES
+    recorder = traced.recorder
+
+    def work(report) -> np.ndarray:
+        images, _ = data.generate(DATASET_IMAGES, state.SCENE_SEED + 2, size=config.image_size[0])
+        total = np.zeros((config.depth, config.heads))
+        for start in range(0, DATASET_IMAGES, CHUNK):
+            maps = recorder.attention_maps(normalise(images[start : start + CHUNK], config)).numpy()
+            total += sum(analysis.mean_attention_distance(m, config.grid, config.patch_size) for m in maps)
+            report(min(start + CHUNK, DATASET_IMAGES), DATASET_IMAGES)
+        return total / DATASET_IMAGES
+
+    fingerprint = background.model_fingerprint(model)
+    path = background.cache_dir() / "attention-distance" / f"{fingerprint}-{DATASET_IMAGES}.npy"
+    return background.start(f"attention-distance:{fingerprint}", work, path)
 
 
 def attention_distance(traced: Traced) -> None:
-    config = traced.config
-    this_image = analysis.mean_attention_distance(traced.trace.attentions().numpy(), traced.trace.grid, config.patch_size)
-    dataset = _dataset_distance(traced.model_key, traced.recorder)
-    series = {"this image": this_image}
-    if dataset is not None:
-        series[f"{DATASET_IMAGES} dataset images"] = dataset
-    fig = figures.distance_scatter(series, title="Mean attention distance per head", height=320)
-    st.plotly_chart(fig, width="stretch")
-    st.caption(f"Each dot is one head: how far, in pixels, its patches look on average (ViT paper, Fig. 7 right). "
-               f"The image is {config.image_size[1]} pixels wide; low dots attend locally, high dots globally.")
+    """Fig. 7 right: this image's heads, and the same over many images once that is computed (in the background)."""
+    job = _distance_job(traced)
+
+    @st.fragment(run_every=1.0 if job is not None and not job.finished else None)
+    def panel() -> None:
+        config = traced.config
+        this_image = analysis.mean_attention_distance(traced.trace.attentions().numpy(), traced.trace.grid,
+                                                      config.patch_size)
+        series = {"this image": this_image}
+        if job is not None and job.result is not None:
+            series[f"{DATASET_IMAGES} generated images"] = job.result
+        st.plotly_chart(figures.distance_scatter(series, title="Mean attention distance per head", height=320),
+                        width="stretch")
+        st.caption(f"Each dot is one head: how far, in pixels, its patches look on average (ViT paper, Fig. 7 right). "
+                   f"The image is {config.image_size[1]} pixels wide; low dots attend locally, high dots globally.")
+        if job is not None and not job.finished:
+            st.progress(job.done / job.total, text=f"Averaging over {DATASET_IMAGES} generated images: {job.done} done "
+                        "(once per model, kept for later visits)")
+        elif job is not None and job.failed:
+            st.caption("The average over many images could not be computed; the server log says why.")
+        if job is not None and job.finished and not finished_before:
+            st.rerun()  # the whole page, so this panel stops refreshing itself
+
+    finished_before = job is None or job.finished
+    panel()
 
 
 def fig7(traced: Traced) -> None:
