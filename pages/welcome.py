@@ -17,9 +17,11 @@ with left:
     st.subheader("1. Choose an image")
     controls.image_picker(st.container(), preview_width=320)
     st.subheader("… and a model")
-    st.caption(f"In use: {plain(state.current_model().name)}. The built-in model knows only 8 drawn shapes; for a photo, "
-               "pick a real ImageNet or DINO model (downloaded once from the Hugging Face Hub), or any other on "
-               "the Model page.")
+    if state.current_model().key == "default":
+        st.caption("In use: the built-in model, which knows only 8 drawn shapes. For a photo, pick a real ImageNet "
+                   "or DINO model (downloaded once from the Hugging Face Hub), or any other on the Model page.")
+    else:
+        st.caption(f"In use: {plain(state.current_model().name)}. Other models are here and on the Model page.")
     with st.expander("Real models, one click away", expanded=state.current_model().key == "default"):
         presets.preset_picker("welcome")
 with right:

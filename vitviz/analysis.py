@@ -124,3 +124,9 @@ def embedding_filter_components(weight: np.ndarray, count: int = 28) -> tuple[np
     k = min(count, vt.shape[0])
     variance = singular**2
     return vt[:k], variance[:k] / max(variance.sum(), 1e-12)
+
+
+def row_cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """(N, d), (N, d) -> (N,): the cosine between each row of a and the same row of b."""
+    dot = (a * b).sum(axis=1)
+    return dot / np.maximum(np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1), 1e-12)

@@ -39,8 +39,28 @@ def shape_values(shape: str, values: dict[str, int]) -> str:
 
 
 def symbols_line(values: dict[str, int]) -> str:
-    order = ["n", "p", "c", "p'", "d", "h", "d_h", "L", "k"]
+    order = ["n", "p", "c", "p'", "d", "h", "d_h", "mlp", "L", "k"]
     return " · ".join(f"{name} = {values[name]}" for name in order)
+
+
+# The one notation every step uses; each page shows it under its formula.
+NOTATION = """
+| symbol | meaning |
+|---|---|
+| n, N = n + 1 | patches; tokens (CLS first, at index 0; patch i is token i + 1) |
+| p, c, p' = p²c | patch side in pixels; channels; length of a flattened patch |
+| d, h, d_h = d / h | token width; heads; width of one head |
+| mlp, L, k | hidden width of the MLP; number of blocks; number of classes |
+| X_p, E, Z, Z₀ | the n×p' patch matrix; the patch embedding; XₚE + b; Z with CLS and positions |
+| X = X_l, X', H, M | a block's input (X₀ = Z₀); X + attention; the MLP's hidden layer; the MLP's output |
+| Q, K, V, A, P | queries, keys, values; scores QKᵀ/√d_h; attention, the row softmax of A |
+| i, j; m; l | query and key token indices; head index (m = 1..h); block index (l = 0..L−1) |
+| y, p̂, t | the CLS output after the final LayerNorm; the class probabilities; the true class (step 14) |
+
+On screen, layers and heads count from 1 ("Layer 1 of 4", "Head 1 of 4") and so do patch rows and columns,
+while patch numbers count from 0 ("patch 0 (row 1, col 1)" is token 1); the formulas count blocks and tokens
+from 0, CLS being token 0.
+"""
 
 
 def header(step: steps.Step, traced: state.Traced | None) -> None:
@@ -53,6 +73,8 @@ def header(step: steps.Step, traced: state.Traced | None) -> None:
         )
     if step.formula:
         st.latex(step.formula)
+        with st.expander("Notation"):
+            st.markdown(NOTATION)
 
 
 def sidebar_controls(uses: frozenset[str], traced: state.Traced) -> None:

@@ -33,13 +33,14 @@ def filter_components(traced: Traced) -> None:
                "filters' variance (ViT paper, Fig. 7 left).")
 
 
-def position_similarity(traced: Traced) -> None:
+def position_similarity(traced: Traced, vectors: np.ndarray | None = None,
+                        title: str = "Cosine similarity of each position's embedding with all others") -> None:
+    """Fig. 7 centre for the model's position embeddings, or for other per-position `vectors` (n, d)."""
     grid = traced.trace.grid
-    similarity = analysis.position_similarity(traced.trace.pos_embedding.numpy(), grid)
+    vectors = traced.trace.pos_embedding.numpy() if vectors is None else vectors
+    similarity = analysis.position_similarity(vectors, grid)
     n = grid[0] * grid[1]
-    st.plotly_chart(figures.similarity_tiles(similarity.reshape(n, n), grid,
-                                             title="Cosine similarity of each position's embedding with all others"),
-                    width="stretch")
+    st.plotly_chart(figures.similarity_tiles(similarity.reshape(n, n), grid, title=title), width="stretch")
     st.caption("Tile (r, c) shows how similar the embedding of the patch at row r, column c is to every other "
                "position (ViT paper, Fig. 7 centre). Nearby positions, rows and columns resemble each other.")
 

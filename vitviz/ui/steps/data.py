@@ -28,14 +28,20 @@ def _dataset_preview(model_key: str, _model, count: int = 16) -> tuple[np.ndarra
 def _data_text(traced: Traced) -> str:
     intro = "A ViT learns from examples: images paired with the class a person gave them. "
     if tuple(traced.labels) == data.CLASSES:  # the built-in model, or one trained in the Training studio
-        return intro + ("This model learned from generated pictures of eight shapes, drawn in random colours, "
-                        "sizes, angles and places on noisy backgrounds. Below is a fresh batch from the same generator, "
-                        "with the labels it was drawn with.")
+        return intro + (
+            "This model learned from generated pictures of eight shapes, drawn in random colours, "
+            "sizes, angles and places on noisy backgrounds. Below is a fresh batch from the same generator, "
+            "with the labels it was drawn with."
+        )
     if not traced.labels:
-        return ("This model learned without labels: self-supervised training shows it images only and asks it to "
-                "describe two views of one image alike. Its training pictures are not part of vitviz.")
-    return intro + (f"The model in use learned {len(traced.labels):,} classes from its own training set, which is not "
-                    "part of vitviz; vitviz's generated shapes are shown below only when the model was trained on them.")
+        return (
+            "This model learned without labels: self-supervised training shows it images only and asks it to "
+            "describe two views of one image alike. Its training pictures are not part of vitviz."
+        )
+    return intro + (
+        f"The model in use learned {len(traced.labels):,} classes from its own training set, which is not "
+        "part of vitviz; vitviz's generated shapes are shown below only when the model was trained on them."
+    )
 
 
 @SECTION.step(

@@ -128,7 +128,7 @@ def step_10_2(traced: Traced, view: View) -> None:
         "Each row of scores is turned into weights that are positive and add up to one. Large scores take "
         "most of the weight; small ones fade towards zero."
     ),
-    formula=r"P_{ij} = \frac{e^{A_{ij}}}{\sum_k e^{A_{ik}}}",
+    formula=r"P_{ij} = \frac{e^{A_{ij}}}{\sum_{j'} e^{A_{ij'}}}",
     shape="(h, n+1, n+1)",
     controls=(LAYER, HEAD),
 )
@@ -249,7 +249,7 @@ def step_10_5(traced: Traced, view: View) -> None:
         "All h heads do steps 10.2 to 10.5 in parallel, each with its own slice of Q, K and V. Different "
         "heads learn to look for different things, and their attention maps show it."
     ),
-    formula=r"C_j = \mathrm{softmax}\!\left(\frac{Q_j K_j^\top}{\sqrt{d_h}}\right) V_j,\quad j = 1..h",
+    formula=r"C^{(m)} = \mathrm{softmax}\!\left(\frac{Q^{(m)} K^{(m)\top}}{\sqrt{d_h}}\right) V^{(m)},\quad m = 1..h",
     shape="(h, n+1, d_h)",
     controls=(LAYER, QUERY),
 )
@@ -284,7 +284,7 @@ def step_10_6(traced: Traced, view: View) -> None:
         "The heads' contexts are laid side by side, giving back a d-wide vector per token, and one more "
         "linear layer W_o mixes what the heads found."
     ),
-    formula=r"O = [\,C_1\ |\ \dots\ |\ C_h\,]\,W_o + b_o",
+    formula=r"O = [\,C^{(1)}\ |\ \dots\ |\ C^{(h)}\,]\,W_o + b_o",
     shape="(n+1, d)",
     controls=(LAYER,),
 )
@@ -371,17 +371,40 @@ def step_10_9(traced: Traced, view: View) -> None:
 @SECTION.step(
     "10.10",
     "After the residual",
-    text=("The sum has the same shape again. Comparing it with the input shows how far attention moved each token."),
+    text=(
+        "The sum has the same shape again. Below it is compared with the block's input X, token by token: how "
+        "long each vector is before and after, and how far attention turned it."
+    ),
     shape="(n+1, d)",
     controls=(LAYER,),
 )
 def step_10_10(traced: Traced, view: View) -> None:
-    resid = to_numpy(traced.trace.layers[view.layer].resid)
+    layer = traced.trace.layers[view.layer]
+    before, after = to_numpy(layer.input), to_numpy(layer.resid)  # X and X', (N, d)
     show_figure(
         figures.heatmap(
-            resid, title=f"X' = X + O: {resid.shape[0]}×{resid.shape[1]}", x_title="d", y_title="token", height=420
+            after, title=f"X' = X + O: {after.shape[0]}×{after.shape[1]}", x_title="d", y_title="token", height=420
         )
     )
+    left, right = st.columns(2)
+    with left:
+        show_figure(
+            figures.lines(
+                {"‖X‖": np.linalg.norm(before, axis=1), "‖X'‖": np.linalg.norm(after, axis=1)},
+                title="Length of each token before and after",
+                x_title="token (0 = CLS)",
+                y_title="L2 norm",
+            )
+        )
+    with right:
+        show_figure(
+            figures.lines(
+                {"cos(X, X')": analysis.row_cosines(before, after)},
+                title="How far attention turned each token (1 = same direction)",
+                x_title="token (0 = CLS)",
+                y_title="cosine",
+            )
+        )
 
 
 @SECTION.step(
@@ -389,9 +412,9 @@ def step_10_10(traced: Traced, view: View) -> None:
     "The MLP",
     text=(
         "Each token now goes on its own through a small two-layer network: normalise, widen to the hidden "
-        "size, apply GELU, narrow back to d. This is where most of the block's parameters are."
+        "size, apply GELU, narrow back to d. The hidden layer H is what the figures show."
     ),
-    formula=r"M = \mathrm{GELU}(\mathrm{LN}(X') W_1 + b_1)\, W_2 + b_2",
+    formula=r"H = \mathrm{GELU}(\mathrm{LN}(X') W_1 + b_1),\quad M = H\,W_2 + b_2",
     shape="(n+1, mlp)",
     controls=(LAYER,),
 )
@@ -406,6 +429,16 @@ def step_10_11(traced: Traced, view: View) -> None:
             y_title="token",
             height=420,
         )
+    )
+    config = traced.config
+    d, width = config.dim, config.mlp_dim
+    attention_parameters = 4 * d * d + 4 * d  # W_qkv, b_qkv, W_o, b_o
+    mlp_parameters = 2 * d * width + width + d  # W_1, b_1, W_2, b_2
+    larger = "the MLP" if mlp_parameters > attention_parameters else "attention"
+    st.caption(
+        f"In this model the MLP (hidden width {width:,}) holds {mlp_parameters:,} parameters per block and attention "
+        f"{attention_parameters:,}, so {larger} holds more. The figure shows H; GELU lets small negative values "
+        "through, so below zero is not the same as off."
     )
     active = (hidden > 0).mean(axis=1)
     show_figure(

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import streamlit as st
 
-from vitviz import figures
+from vitviz import analysis, figures
+from vitviz.model import sincos_2d
 from vitviz.ui import paper
 from vitviz.ui.controls import View
 from vitviz.ui.drawing import patch_slider, show_figure, to_numpy
@@ -124,7 +125,7 @@ def step_5(traced: Traced, view: View) -> None:
         "The same E is applied to every patch at once, turning the n×p' patch matrix into an n×d matrix of "
         "embeddings. Patches that look alike land close together."
     ),
-    formula=r"Z = X E + b",
+    formula=r"Z = X_p E + b,\quad X_p \in \mathbb{R}^{n \times p'}",
     shape="(n, d)",
 )
 def step_6(traced: Traced, view: View) -> None:
@@ -176,24 +177,50 @@ def step_7(traced: Traced, view: View) -> None:
     )
 
 
+def _trained_by_vitviz(traced: Traced) -> bool:
+    """Made by vitviz's own code (the built-in model, the Training studio) rather than converted from a checkpoint."""
+    return traced.config.extra.get("source") not in ("huggingface", "timm")
+
+
+def _position_text(traced: Traced) -> str:
+    intro = (
+        "Attention by itself does not know where a token came from, so one vector per position is added to "
+        "every token: the same patch content at two places gives two different tokens. "
+    )
+    if _trained_by_vitviz(traced):
+        return intro + (
+            "vitviz starts these vectors as 2-D sine and cosine waves of the row and column, and "
+            "training adjusts them; below, how much it changed them."
+        )
+    return intro + "This checkpoint learned them from scratch during training, so their pattern is learned."
+
+
 @SECTION.step(
     "8",
     "Add position embeddings",
-    text=(
-        "Attention by itself does not know where a token came from. A learned vector per position is added to"
-        " every token, so the same patch content at two places gives two different tokens."
-    ),
+    text=_position_text,
     formula=r"Z_0 \leftarrow Z_0 + E_\text{pos},\quad E_\text{pos} \in \mathbb{R}^{(n+1)\times d}",
     shape="(n+1, d)",
 )
 def step_8(traced: Traced, view: View) -> None:
     pos = to_numpy(traced.trace.pos_embedding)
+    if _trained_by_vitviz(traced):
+        start = sincos_2d(traced.config.grid, traced.config.dim).numpy()  # how vitviz initialises them
+        kept = analysis.row_cosines(pos[1:], start)
+        st.markdown(
+            f"After training, each position's vector is still at cosine **{kept.mean():.2f}** (lowest "
+            f"{kept.min():.2f}) with its sine-cosine start: training changed them only a little. The similarity "
+            "tiles below show mostly the start's pattern; the second set shows what training added."
+        )
     show_figure(
         figures.heatmap(
             pos, title=f"Position embeddings: {pos.shape[0]}×{pos.shape[1]}", x_title="d", y_title="position"
         )
     )
     paper.position_similarity(traced)
+    if _trained_by_vitviz(traced):
+        start = sincos_2d(traced.config.grid, traced.config.dim).numpy()
+        paper.position_similarity(traced, pos[1:] - start, "Cosine similarity of what training added (learned − start)")
     left, right = st.columns(2)
     with left:
         show_figure(
@@ -221,9 +248,11 @@ def step_8(traced: Traced, view: View) -> None:
     "9",
     "The transformer's input",
     text=(
-        "This (n+1)×d matrix is everything the encoder will see. Each of its blocks keeps this shape: tokens "
-        "go in, the same number of tokens of the same width come out."
+        "This (n+1)×d matrix is everything the encoder will see; from here on it is called X₀, the first "
+        "block's input X. Each block keeps this shape: tokens go in, the same number of tokens of the same "
+        "width come out."
     ),
+    formula=r"X_0 = Z_0",
     shape="(n+1, d)",
 )
 def step_9(traced: Traced, view: View) -> None:

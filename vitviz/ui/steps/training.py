@@ -27,10 +27,11 @@ def _gradient(image_key: str, model_key: str, label: int, lr: float, _model, _pi
     "14",
     "Training",
     text=(
-        "Training compares the probabilities with the true label through the cross-entropy loss, and "
-        "backpropagation tells every weight, and every input pixel, which way to move to lower it."
+        "Training compares the probabilities with the true label t through the cross-entropy loss, and "
+        "backpropagation gives every weight the direction that lowers it. Training moves only weights; the "
+        "gradient with respect to the pixels, shown below, is a diagnostic of which pixels the loss is sensitive to."
     ),
-    formula=r"\mathcal{L} = -\log \hat p_y",
+    formula=r"\mathcal{L} = -\log \hat p_t",
     shape="()",
 )
 def step_14(traced: Traced, view: View) -> None:
