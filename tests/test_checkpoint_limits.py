@@ -344,6 +344,21 @@ def test_the_model_page_turns_any_other_failure_into_one_sentence(monkeypatch, c
     assert "PermissionError" in caplog.text and "Traceback" in caplog.text
 
 
+def test_the_hub_loader_turns_any_other_failure_into_one_sentence(monkeypatch, caplog):
+    from vitviz import hub
+
+    def full_disk(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(hub, "fetch", full_disk)
+    at = open_page(fresh_app(), "pages/model.py")
+    at.radio(key="model_source").set_value("Hugging Face Hub").run()
+    at.text_input[0].set_value("someone/some-vit").run()
+    at.button(key="load_hub").click().run()
+    assert not at.exception and len(at.error) == 1 and one_sentence(at.error[0].value)
+    assert "No space left" in caplog.text and "Traceback" in caplog.text
+
+
 # --- row 6: safetensors or zip, by structure -------------------------------------------------------------------------
 
 

@@ -385,8 +385,12 @@ def _json_file(path: Path) -> dict:
     if size > limit:
         raise CheckpointError(f"{path.name} is {size / 1000:,.0f} kB, more than this app's limit of {limit / 1000:,.0f} kB.")
     try:
-        values = json.loads(path.read_bytes())
-    except (OSError, ValueError, RecursionError) as exc:
+        text = path.read_bytes()
+    except OSError as exc:
+        raise CheckpointError(f"{path.name} cannot be read.") from exc
+    try:
+        values = json.loads(text)
+    except (ValueError, RecursionError) as exc:  # bad JSON, bad UTF-8, or nested too deep
         raise CheckpointError(f"{path.name} is not valid JSON.") from exc
     if not isinstance(values, dict):
         raise CheckpointError(f"{path.name} does not hold a JSON object.")
