@@ -231,3 +231,44 @@ def test_a_timm_checkpoint_with_1000_classes_gets_the_imagenet_names(tmp_path, t
     assert len(labels) == 1000 and len(set(labels)) == 999  # "crane" is both a bird (134) and a machine (517)
     assert labels[0] == "tench, Tinca tinca" and labels[134] == labels[517] == "crane"
     assert labels[999] == "toilet tissue, toilet paper, bathroom tissue"
+
+
+@pytest.mark.parametrize(("field", "value", "named"), [
+    ("hidden_size", "abc", "hidden_size"), ("hidden_size", 48.0, "hidden_size"),
+    ("num_hidden_layers", 10**9, "num_hidden_layers"), ("num_attention_heads", 0, "num_attention_heads"),
+    ("layer_norm_eps", -1e-6, "layer_norm_eps"), ("layer_norm_eps", "tiny", "layer_norm_eps"),
+    ("image_std", [0, 0, 0], "std"), ("image_mean", 5, "mean"), ("image_size", "32", "image_size"),
+    ("intermediate_size", None, "mlp_dim"),
+])
+def test_a_garbled_config_json_is_one_sentence(field, value, named, tmp_path):
+    hf_model(CONFIGS[0]).save_pretrained(tmp_path)
+    config = json.loads((tmp_path / "config.json").read_text())
+    (tmp_path / "config.json").write_text(json.dumps({**config, field: value}))
+    with pytest.raises(CheckpointError) as error:
+        weights.load(tmp_path)
+    message = str(error.value)
+    assert named in message and message.endswith(".") and "\n" not in message, message
+
+
+def test_garbled_timm_names_and_configs_are_one_sentence(tmp_path, timm_state):
+    values = dict(image_size=32, patch_size=16, hidden_size=48, num_hidden_layers=1, num_attention_heads=3,
+                  intermediate_size=96, num_labels=4, layer_norm_eps=1e-6)
+    state = timm_state(hf_model(values))
+    renamed = {k.replace("blocks.0.", "blocks.x."): v for k, v in state.items()}
+    save_file(renamed, str(tmp_path / "renamed.safetensors"))
+    with pytest.raises(CheckpointError, match="numbered"):
+        weights.load(tmp_path / "renamed.safetensors", architecture="vit_tiny_patch16_224")
+    folder = tmp_path / "hub"
+    folder.mkdir()
+    save_file(state, str(folder / "model.safetensors"))
+    for hub_config in ({"architecture": 7}, {"architecture": "vit_tiny_patch16_224", "pretrained_cfg": [1]},
+                       {"architecture": "vit_tiny_patch16_224", "pretrained_cfg": {"input_size": "big"}},
+                       {"architecture": "vit_tiny_patch16_224", "pretrained_cfg": {"std": [0, 1, 1]}}):
+        (folder / "config.json").write_text(json.dumps(hub_config))
+        try:
+            weights.load(folder)
+        except CheckpointError as exc:
+            assert str(exc).endswith(".") and "\n" not in str(exc), exc
+    (folder / "config.json").write_text(json.dumps([1, 2]))
+    with pytest.raises(CheckpointError, match="JSON object"):
+        weights.load(folder)

@@ -129,9 +129,9 @@ def bad_checkpoints(model: ViT) -> dict[str, tuple[bytes, str | tuple[str, ...]]
     cases["missing-layer"] = (save_bytes(no_last_layer, metadata=meta), "encoder layers")
     # An upload whose configuration claims an enormous model must be refused before any allocation.
     huge = {**model.config.to_dict(), "dim": 65_536, "mlp_dim": 262_144, "heads": 4}
-    cases["claims-huge-model"] = (save_bytes(state, metadata={weights.CONFIG_KEY: json.dumps(huge)}), "shape")
+    cases["claims-huge-model"] = (save_bytes(state, metadata={weights.CONFIG_KEY: json.dumps(huge)}), "dim must be")
     deep = {**model.config.to_dict(), "depth": 10_000_000}
-    cases["claims-huge-depth"] = (save_bytes(state, metadata={weights.CONFIG_KEY: json.dumps(deep)}), "encoder layers")
+    cases["claims-huge-depth"] = (save_bytes(state, metadata={weights.CONFIG_KEY: json.dumps(deep)}), "depth must be")
     return cases
 
 

@@ -61,3 +61,21 @@ def test_a_broken_secrets_file_names_itself(secrets):
     secrets.write_text('[vitviz]\nmax_download_mb = "big"\n')
     with pytest.raises(limits.SettingError, match="max_download_mb in the \\[vitviz\\] table"):
         limits.max_download_bytes()
+
+
+def test_the_checkpoint_limits_and_their_defaults(secrets, monkeypatch):
+    assert (limits.max_checkpoint_bytes(), limits.max_zip_ratio(), limits.max_tensors(), limits.max_header_bytes(),
+            limits.max_tokens()) == (400_000_000, 4, 2000, 2_000_000, 577)
+    secrets.write_text("[vitviz]\nmax_tokens = 197\nmax_checkpoint_mb = 50\n")
+    assert limits.max_tokens() == 197 and limits.max_checkpoint_bytes() == 50_000_000
+
+
+def test_the_models_directory_is_off_unless_it_names_a_folder(secrets, monkeypatch, tmp_path):
+    assert limits.models_dir() is None
+    secrets.write_text(f'[vitviz]\nmodels_dir = "{tmp_path}"\n')
+    assert limits.models_dir() == tmp_path.resolve()
+    monkeypatch.setenv("VITVIZ_MODELS_DIR", "")
+    assert limits.models_dir() is None
+    monkeypatch.setenv("VITVIZ_MODELS_DIR", str(tmp_path / "missing"))
+    with pytest.raises(limits.SettingError, match="must name a folder"):
+        limits.models_dir()

@@ -22,6 +22,15 @@ def wide_checkpoint(tmp_path_factory):
     return folder
 
 
+@pytest.fixture(autouse=True)
+def models_dir(tmp_path_factory, monkeypatch):
+    """The deployer's models directory: the pytest temporary root, which holds every checkpoint these tests make."""
+    from vitviz import limits
+
+    monkeypatch.setattr(limits, "SECRETS_FILES", ())
+    monkeypatch.setenv("VITVIZ_MODELS_DIR", str(tmp_path_factory.getbasetemp()))
+
+
 def load_by_path(at, path: str, size: tuple[int, int] | None = None):
     open_page(at, "pages/model.py")
     at.radio(key="model_source").set_value("Local path").run()
@@ -57,7 +66,7 @@ def test_a_non_square_input_size_shows_the_true_grid(wide_checkpoint):
 
 def test_a_bad_path_and_a_bad_upload_say_one_sentence(tmp_path):
     at = load_by_path(fresh_app(), str(tmp_path / "nothing-here"))
-    assert len(at.error) == 1 and "There is no file or folder" in at.error[0].value
+    assert len(at.error) == 1 and "not the name of a model in this server's models directory" in at.error[0].value
     at.radio(key="model_source").set_value("Upload").run()
     at.file_uploader(key="model_upload").upload("broken.safetensors", b"\x08\x00\x00\x00\x00\x00\x00\x00{garbage").run()
     at.button(key="load_upload").click().run()

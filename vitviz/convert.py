@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import functools
 import re
+import reprlib
 from pathlib import Path
 
 import torch
 
-from vitviz.model import ViTConfig
+from vitviz.model import MAX_DEPTH, MAX_DIM, MAX_HEADS, ViTConfig, is_whole
 
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 HALF = (0.5, 0.5, 0.5)
@@ -70,6 +71,22 @@ def _activation(name: str) -> str:
     raise ConversionError(f"The checkpoint uses the activation {name!r}, which vitviz does not implement.")
 
 
+def _whole_number(config: dict, key: str, top: int) -> int:
+    """A size from a checkpoint's config, checked before it sizes anything (a loop over 10⁹ layers, say)."""
+    value = config.get(key)
+    if not is_whole(value) or not 1 <= value <= top:
+        raise ConversionError(f"The config.json's {key} must be a whole number from 1 to {top:,}, not {reprlib.repr(value)}.")
+    return int(value)
+
+
+def _config(**fields) -> ViTConfig:
+    """A ViTConfig from a checkpoint's values, or a ConversionError naming the field that is wrong."""
+    try:
+        return ViTConfig(**fields)
+    except ValueError as exc:
+        raise ConversionError(f"The checkpoint's configuration is invalid: {str(exc).rstrip('.')}.") from exc
+
+
 def _check_keys(state: dict, expected: set[str], what: str, optional: frozenset[str] = frozenset()) -> None:
     """Every expected key is there; name the missing and the unexpected ones if not."""
     known = expected | {k.removesuffix("weight") + "bias" for k in expected if k.endswith(".weight")} | optional
@@ -109,10 +126,10 @@ def from_hf(state: dict, hf_config: dict) -> tuple[ViTConfig, dict]:
     """A `ViTForImageClassification` or headless `ViTModel` state dict (either naming) and its config.json."""
     base = "vit." if "vit.embeddings.cls_token" in state else ""  # a ViTModel's keys have no "vit." prefix
     layout = _HF_LAYOUTS["new" if any(k.startswith(base + "layers.") for k in state) else "old"]
-    depth = int(hf_config.get("num_hidden_layers", 0))
-    dim, heads = int(hf_config.get("hidden_size", 0)), int(hf_config.get("num_attention_heads", 0))
-    if not depth or not dim or not heads:
+    if not all(key in hf_config for key in ("num_hidden_layers", "hidden_size", "num_attention_heads")):
         raise ConversionError("The config.json lacks num_hidden_layers, hidden_size or num_attention_heads.")
+    depth = _whole_number(hf_config, "num_hidden_layers", MAX_DEPTH)
+    dim, heads = _whole_number(hf_config, "hidden_size", MAX_DIM), _whole_number(hf_config, "num_attention_heads", MAX_HEADS)
     has_head = "classifier.weight" in state
     expected = {base + k for k in ("embeddings.cls_token", "embeddings.position_embeddings",
                                    "embeddings.patch_embeddings.projection.weight", "layernorm.weight")}
@@ -126,8 +143,6 @@ def from_hf(state: dict, hf_config: dict) -> tuple[ViTConfig, dict]:
     state = {k.removeprefix(base): v for k, v in state.items()}
     conv = state["embeddings.patch_embeddings.projection.weight"]
     patch = conv.shape[-1]
-    size = hf_config.get("image_size", 224)
-    image_size = tuple(size) if isinstance(size, (list, tuple)) else (int(size), int(size))
     out = {
         "cls_token": state["embeddings.cls_token"].reshape(dim),
         "pos_embed": state["embeddings.position_embeddings"].reshape(-1, dim),
@@ -151,13 +166,12 @@ def from_hf(state: dict, hf_config: dict) -> tuple[ViTConfig, dict]:
         out[o + "mlp.fc2.weight"], out[o + "mlp.fc2.bias"] = get("fc2", "weight"), get("fc2", "bias")
         for ours, theirs in (("norm1", "layernorm_before"), ("norm2", "layernorm_after")):
             out[o + ours + ".weight"], out[o + ours + ".bias"] = state[p + theirs + ".weight"], state[p + theirs + ".bias"]
-    config = ViTConfig(
-        image_size=image_size, patch_size=patch, channels=conv.shape[1], dim=dim, depth=depth, heads=heads,
-        mlp_dim=int(hf_config.get("intermediate_size", out["blocks.0.mlp.fc1.weight"].shape[0])),
-        labels=_hf_labels(hf_config, out["head.weight"].shape[0]) if has_head else (), layer_norm_eps=float(hf_config.get("layer_norm_eps", 1e-12)),
-        activation=_activation(hf_config.get("hidden_act", "gelu")),
-        mean=tuple(hf_config.get("image_mean", HALF)), std=tuple(hf_config.get("image_std", HALF)),
-        extra={"source": "huggingface"},
+    config = _config(
+        image_size=hf_config.get("image_size", 224), patch_size=patch, channels=conv.shape[1], dim=dim, depth=depth,
+        heads=heads, mlp_dim=hf_config.get("intermediate_size", out["blocks.0.mlp.fc1.weight"].shape[0]),
+        labels=_hf_labels(hf_config, out["head.weight"].shape[0]) if has_head else (),
+        layer_norm_eps=hf_config.get("layer_norm_eps", 1e-12), activation=_activation(hf_config.get("hidden_act", "gelu")),
+        mean=hf_config.get("image_mean", HALF), std=hf_config.get("image_std", HALF), extra={"source": "huggingface"},
     )
     return config, out
 
@@ -170,7 +184,7 @@ def is_timm(state: dict) -> bool:
 
 
 def timm_heads(architecture: str) -> int:
-    match = _TIMM_NAME.match(architecture or "")
+    match = _TIMM_NAME.match(architecture if isinstance(architecture, str) else "")
     if not match:
         raise ConversionError(
             f"vitviz needs a timm ViT architecture name such as vit_small_patch16_224, not {architecture!r}."
@@ -180,17 +194,26 @@ def timm_heads(architecture: str) -> int:
 
 def _timm_labels(names: list | None, count: int) -> tuple[str, ...]:
     """The checkpoint's own names; else ImageNet-1k's for 1,000 classes (timm's usual head); else numbers."""
-    if names and len(names) == count:
+    if isinstance(names, (list, tuple)) and len(names) == count:
         return tuple(str(n) for n in names)
     return imagenet_labels() if count == 1000 else _numbered_labels(count)
+
+
+def _timm_depth(state: dict) -> int:
+    """How many blocks the keys blocks.0. … blocks.N. number, checked before it sizes a loop."""
+    numbers = {k.split(".")[1] for k in state if k.startswith("blocks.")}
+    if not all(n.isdigit() and int(n) < MAX_DEPTH for n in numbers):
+        raise ConversionError(f"This does not match a timm ViT checkpoint: its blocks are numbered {sorted(numbers)[:6]}.")
+    return 1 + max((int(n) for n in numbers), default=-1)
 
 
 def from_timm(state: dict, architecture: str, hub_config: dict | None = None) -> tuple[ViTConfig, dict]:
     """A timm VisionTransformer state dict; `architecture` gives the head count (e.g. vit_small_patch16_224)."""
     heads = timm_heads(architecture)
     hub_config = hub_config or {}
-    pretrained = hub_config.get("pretrained_cfg") or {}
-    depth = 1 + max((int(k.split(".")[1]) for k in state if k.startswith("blocks.")), default=-1)
+    pretrained = hub_config.get("pretrained_cfg")
+    pretrained = pretrained if isinstance(pretrained, dict) else {}
+    depth = _timm_depth(state)
     expected = {"cls_token", "pos_embed", "patch_embed.proj.weight", "norm.weight", "head.weight"}
     for i in range(depth):
         expected |= {f"blocks.{i}.{n}.weight" for n in ("norm1", "attn.qkv", "attn.proj", "norm2", "mlp.fc1", "mlp.fc2")}
@@ -199,8 +222,8 @@ def from_timm(state: dict, architecture: str, hub_config: dict | None = None) ->
     dim, patch = conv.shape[0], conv.shape[-1]
     count = state["pos_embed"].reshape(-1, dim).shape[0] - 1
     side = round(count**0.5)
-    input_size = pretrained.get("input_size") or hub_config.get("input_size")
-    image_size = (int(input_size[1]), int(input_size[2])) if input_size else (side * patch, side * patch)
+    input_size = pretrained.get("input_size") or hub_config.get("input_size")  # (c, H, W)
+    image_size = tuple(input_size[1:]) if isinstance(input_size, (list, tuple)) else (side * patch, side * patch)
     classes = state["head.weight"].shape[0]
     names = hub_config.get("label_names") or pretrained.get("label_names")
     out = {k: v for k, v in state.items() if k not in ("patch_embed.proj.weight", "patch_embed.proj.bias")}
@@ -212,11 +235,11 @@ def from_timm(state: dict, architecture: str, hub_config: dict | None = None) ->
         for part in ("attn.qkv", "attn.proj", "mlp.fc1", "mlp.fc2"):
             key = f"blocks.{i}.{part}.bias"
             out.setdefault(key, torch.zeros(state[f"blocks.{i}.{part}.weight"].shape[0]))
-    config = ViTConfig(
+    config = _config(
         image_size=image_size, patch_size=patch, channels=conv.shape[1], dim=dim, depth=depth, heads=heads,
         mlp_dim=state["blocks.0.mlp.fc1.weight"].shape[0],
         labels=_timm_labels(names, classes),
-        layer_norm_eps=1e-6, mean=tuple(pretrained.get("mean", HALF)), std=tuple(pretrained.get("std", HALF)),
+        layer_norm_eps=1e-6, mean=pretrained.get("mean", HALF), std=pretrained.get("std", HALF),
         extra={"source": "timm", "architecture": architecture},
     )
     return config, out

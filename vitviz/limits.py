@@ -8,6 +8,7 @@ Reading the TOML here, without Streamlit, keeps the library usable outside the a
     [vitviz]
     max_download_mb = 400
     send_hub_token = true
+    models_dir = "/srv/vitviz-models"
 
 A new limit is one more `Setting` line in SETTINGS.
 """
@@ -30,7 +31,7 @@ class SettingError(ValueError):
 @dataclass(frozen=True)
 class Setting:
     name: str
-    default: int | bool
+    default: int | bool | str
     reason: str
 
 
@@ -39,6 +40,21 @@ SETTINGS = (
                                      "fetched: the server's disk and memory are finite, and a big download stalls the app."),
     Setting("send_hub_token", False, "Send the deployer's saved Hugging Face token (HF_TOKEN or `hf auth login`) with Hub "
                                      "requests, to reach gated or private models: off, so visitors never use it."),
+    Setting("max_checkpoint_mb", 400, "A checkpoint file (an upload, a local file, a downloaded model) is refused above this many "
+                                      "megabytes before it is read, and so are tensors that unpack to more: loading holds the file "
+                                      "and the model at once, and 400 fits ViT-B/16 (346 MB of float32 weights)."),
+    Setting("max_zip_ratio", 4, "A .pth archive that unpacks to more than this many times its own size is refused before it "
+                                "is unpacked: torch.save stores tensors uncompressed, so only a zip bomb packs tighter."),
+    Setting("max_tensors", 2000, "A checkpoint with more tensors than this is refused before any is read: ViT-H/14 has about "
+                                 "520, and parsing a header of 400,000 empty entries took seconds and hundreds of megabytes."),
+    Setting("max_header_kb", 2000, "A safetensors header, a .pth archive's directory, config.json or preprocessor_config.json is "
+                                   "refused above this many kilobytes before it is parsed: a ViT's safetensors header takes tens "
+                                   "of kilobytes, a config.json naming ImageNet-21k's 21,843 classes 1.8 MB."),
+    Setting("max_tokens", 577, "A model whose input would make more tokens than this is refused: a trace keeps every "
+                               "layer's scores and attention, L·h·N² numbers of 4 bytes each, so ViT-B/16 at 577 tokens "
+                               "(384 × 384 pixels) holds 0.38 GB per image, and the built-in model at 512 × 512 held 2 GB."),
+    Setting("models_dir", "", "The folder on the server whose models visitors may load by name (Model page, Local path): "
+                              "empty, so no visitor reads the server's disk unless the deployer names one."),
 )
 _BY_NAME = {setting.name: setting for setting in SETTINGS}
 _TRUE, _FALSE = {"1", "true", "yes", "on"}, {"0", "false", "no", "off", ""}
@@ -61,7 +77,9 @@ def _secrets_table() -> dict:
     return table
 
 
-def _convert(setting: Setting, value: object, where: str) -> int | bool:
+def _convert(setting: Setting, value: object, where: str) -> int | bool | str:
+    if isinstance(setting.default, str):
+        return str(value).strip()
     if isinstance(setting.default, bool):
         text = str(value).strip().lower()
         if text in _TRUE or text in _FALSE:
@@ -77,7 +95,7 @@ def _convert(setting: Setting, value: object, where: str) -> int | bool:
     raise SettingError(f"{where} must be {kind}, not {value!r}.")
 
 
-def get(name: str) -> int | bool:
+def get(name: str) -> int | bool | str:
     """The value of the setting `name` (a name from SETTINGS), as the deployment sets it."""
     setting = _BY_NAME[name]
     variable = f"VITVIZ_{name.upper()}"
@@ -97,3 +115,39 @@ def max_download_bytes() -> int:
 def hub_token() -> bool | None:
     """What to pass as `token` to `vitviz.hub`: True (the saved token) if the deployer opted in, else None (none)."""
     return True if get("send_hub_token") else None
+
+
+def max_checkpoint_bytes() -> int:
+    """The largest checkpoint file, and the most its tensors may unpack to, in bytes."""
+    return int(get("max_checkpoint_mb")) * 1_000_000
+
+
+def max_zip_ratio() -> int:
+    """How many times its own size a .pth archive may unpack to."""
+    return int(get("max_zip_ratio"))
+
+
+def max_tensors() -> int:
+    """The most tensors a checkpoint may hold."""
+    return int(get("max_tensors"))
+
+
+def max_header_bytes() -> int:
+    """The largest safetensors header, zip directory or JSON config, in bytes."""
+    return int(get("max_header_kb")) * 1000
+
+
+def max_tokens() -> int:
+    """The most tokens (patches + CLS) a model may take per image."""
+    return int(get("max_tokens"))
+
+
+def models_dir() -> Path | None:
+    """The folder visitors may load models from by name, resolved; None when the deployer named none."""
+    name = str(get("models_dir"))
+    if not name:
+        return None
+    folder = Path(name).expanduser().resolve()
+    if not folder.is_dir():
+        raise SettingError("models_dir (VITVIZ_MODELS_DIR) must name a folder on this server.")
+    return folder

@@ -10,10 +10,42 @@ with forward hooks, which cost almost nothing when nobody is listening.
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import asdict, dataclass, field
 
 import torch
 from torch import nn
+
+# Far above any published ViT (ViT-22B: d = 6144, 48 layers of 48 heads, MLP 24576; ImageNet-21k: 21,843
+# classes): only a garbled or hostile configuration reaches them.
+MAX_SIDE, MAX_CHANNELS, MAX_DIM, MAX_DEPTH, MAX_HEADS, MAX_MLP, MAX_LABELS = 4096, 16, 8192, 64, 64, 32768, 100_000
+
+
+def is_whole(value: object) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def _whole(name: str, value: object, top: int) -> int:
+    if not is_whole(value) or not 1 <= value <= top:
+        raise ValueError(f"{name} must be a whole number from 1 to {top:,}, not {value!r}")
+    return int(value)
+
+
+def _real(name: str, value: object, positive: bool = False) -> float:
+    """`value` as a finite float (above zero if `positive`: a std or eps of 0 divides by zero)."""
+    try:
+        number = float(value) if isinstance(value, numbers.Real) and not isinstance(value, bool) else math.nan
+    except OverflowError:
+        number = math.nan
+    if not math.isfinite(number) or (positive and number <= 0):
+        raise ValueError(f"{name} must be a {'positive' if positive else 'finite'} number, not {value!r}")
+    return number
+
+
+def _reals(name: str, values: object, positive: bool = False) -> tuple[float, ...]:
+    if not isinstance(values, (tuple, list)):
+        raise ValueError(f"{name} must be a list of numbers, not {values!r}")
+    return tuple(_real(f"each {name}", v, positive) for v in values)
 
 
 @dataclass(frozen=True)
@@ -33,15 +65,25 @@ class ViTConfig:
     extra: dict = field(default_factory=dict, compare=False)  # free-form provenance
 
     def __post_init__(self) -> None:
-        size = self.image_size
-        if isinstance(size, int):
-            size = (size, size)
-        object.__setattr__(self, "image_size", tuple(int(s) for s in size))
+        # A configuration may come from an uploaded file: check every field's kind and range before any
+        # arithmetic, so a bad one is a ValueError naming the field, never a crash or NaN further on.
+        size = (self.image_size, self.image_size) if is_whole(self.image_size) else self.image_size
+        if not isinstance(size, (tuple, list)) or len(size) != 2:
+            raise ValueError(f"image_size must be a number or a pair (H, W), not {self.image_size!r}")
+        object.__setattr__(self, "image_size", tuple(_whole("image_size", s, MAX_SIDE) for s in size))
+        for name, top in (("patch_size", MAX_SIDE), ("channels", MAX_CHANNELS), ("dim", MAX_DIM), ("depth", MAX_DEPTH),
+                          ("heads", MAX_HEADS), ("mlp_dim", MAX_MLP)):
+            object.__setattr__(self, name, _whole(name, getattr(self, name), top))
+        if not isinstance(self.labels, (tuple, list)) or not all(isinstance(label, str) for label in self.labels):
+            raise ValueError("labels must be a list of class names")
+        if len(self.labels) > MAX_LABELS:
+            raise ValueError(f"{len(self.labels):,} labels are more than {MAX_LABELS:,}")
         object.__setattr__(self, "labels", tuple(self.labels))
-        object.__setattr__(self, "mean", tuple(float(m) for m in self.mean))
-        object.__setattr__(self, "std", tuple(float(s) for s in self.std))
-        if self.depth < 1:
-            raise ValueError("a ViT needs at least one encoder block")
+        object.__setattr__(self, "mean", _reals("mean", self.mean))
+        object.__setattr__(self, "std", _reals("std", self.std, positive=True))
+        object.__setattr__(self, "layer_norm_eps", _real("layer_norm_eps", self.layer_norm_eps, positive=True))
+        if not isinstance(self.extra, dict):
+            raise ValueError("extra must be a dictionary")
         if self.dim % self.heads:
             raise ValueError(f"dim {self.dim} is not divisible by heads {self.heads}")
         if any(s % self.patch_size for s in self.image_size):
@@ -79,6 +121,8 @@ class ViTConfig:
 
     @classmethod
     def from_dict(cls, values: dict) -> ViTConfig:
+        if not isinstance(values, dict):
+            raise ValueError("a configuration is a dictionary of fields")
         known = {f for f in cls.__dataclass_fields__}
         return cls(**{k: v for k, v in values.items() if k in known})
 

@@ -1,7 +1,11 @@
-"""Saving and loading weights: the project's own safetensors format.
+"""Saving and loading weights: the project's own safetensors format, and any ViT checkpoint vitviz understands.
 
 A vitviz file is a safetensors file whose state dict keys are the `ViT` module's own and
 whose metadata holds the `ViTConfig` as JSON under "vitviz_config".
+
+Checkpoints may come from visitors of a shared server, so every file is checked against the
+deployment's limits (`vitviz.limits`) before it is read, and every refusal is a `CheckpointError`
+whose message is one sentence.
 """
 
 from __future__ import annotations
@@ -11,6 +15,13 @@ import dataclasses
 import functools
 import io
 import json
+import math
+import os
+import re
+import reprlib
+import stat
+import struct
+import zipfile
 from pathlib import Path
 
 import torch
@@ -18,7 +29,8 @@ from safetensors import SafetensorError
 from safetensors.torch import load as load_bytes
 from safetensors.torch import load_file, save_file
 
-from vitviz.model import ViT, ViTConfig, parameter_shapes
+from vitviz import limits
+from vitviz.model import ViT, ViTConfig, is_whole, parameter_shapes
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
 DEFAULT_PATH = ASSETS / "vitviz-shapes.safetensors"
@@ -48,34 +60,15 @@ def to_bytes(model: ViT) -> bytes:
     return save_bytes(state, metadata=metadata)
 
 
-def _metadata(header_source: bytes | Path) -> dict:
-    """The metadata dict of a safetensors file, read from its JSON header."""
-    if isinstance(header_source, Path):  # read the header only, not the whole file
-        with open(header_source, "rb") as handle:
-            raw = handle.read(8)
-            length = int.from_bytes(raw, "little") if len(raw) == 8 else -1
-            if length <= 0 or length > 100_000_000:
-                raise CheckpointError("The file is not a safetensors checkpoint.")
-            header = handle.read(length)
-    else:
-        raw = header_source
-        length = int.from_bytes(raw[:8], "little") if len(raw) >= 8 else -1
-        if length <= 0 or length > min(100_000_000, len(raw) - 8):
-            raise CheckpointError("The file is not a safetensors checkpoint.")
-        header = raw[8 : 8 + length]
+def _config_from(values: object) -> ViTConfig:
+    """The ViTConfig a checkpoint carries (JSON text or a dict), or one sentence saying what is wrong with it."""
     try:
-        return json.loads(header).get("__metadata__") or {}
-    except (json.JSONDecodeError, UnicodeDecodeError, AttributeError) as exc:
-        raise CheckpointError("The safetensors header is damaged.") from exc
-
-
-def _build(state: dict[str, torch.Tensor], metadata: dict) -> ViT:
-    if CONFIG_KEY not in metadata:
-        raise CheckpointError("The safetensors file has no vitviz configuration in its metadata.")
-    try:
-        config = ViTConfig.from_dict(json.loads(metadata[CONFIG_KEY]))
-    except (json.JSONDecodeError, TypeError, ValueError, AttributeError, ZeroDivisionError) as exc:
+        return ViTConfig.from_dict(json.loads(values) if isinstance(values, str) else values)
+    except (ValueError, TypeError, RecursionError) as exc:  # json's errors are ValueErrors too
         raise CheckpointError(f"The vitviz configuration in the file is invalid: {str(exc).rstrip('.')}.") from exc
+
+
+def _build(state: dict[str, torch.Tensor], config: ViTConfig) -> ViT:
     # The configuration comes from the file: check it against the tensors before allocating a
     # model of whatever size it claims (an upload saying dim=100000 must not exhaust memory).
     layers = {k.split(".")[1] for k in state if k.startswith("blocks.")}
@@ -99,14 +92,23 @@ def _build(state: dict[str, torch.Tensor], metadata: dict) -> ViT:
     return model.eval()
 
 
+def _own_model(source: bytes | Path) -> ViT:
+    state, metadata = _read_safetensors(source)
+    if CONFIG_KEY not in metadata:
+        raise CheckpointError("The safetensors file has no vitviz configuration in its metadata.")
+    return _build(state, _config_from(metadata[CONFIG_KEY]))
+
+
 def load_file_model(path: str | Path) -> ViT:
     """A model saved by `save`."""
-    return _build(*_read_safetensors(Path(path)))
+    return _own_model(Path(path))
 
 
 def load_bytes_model(data: bytes) -> ViT:
-    """A model from the bytes of a file written by `save` (an upload, say)."""
-    return _build(*_read_safetensors(data))
+    """A model from the bytes of a file written by `save` (an upload, say), within the token limit."""
+    model = _own_model(bytes(data))
+    _check_tokens(model.config.image_size, model.config.patch_size)
+    return model
 
 
 @functools.lru_cache(maxsize=1)
@@ -140,17 +142,187 @@ def copy_model(model: ViT) -> ViT:
 SAFETENSORS_FILES = ("model.safetensors",)
 PICKLE_FILES = ("pytorch_model.bin", "model.pth", "pytorch_model.pth")
 
+NOT_A_CHECKPOINT = "The file is not a checkpoint vitviz reads: a safetensors file, or a .pth or .bin file written by torch.save."
+NOT_SAFETENSORS = "The file is not a safetensors checkpoint."
+LEGACY_PICKLE = ("The file is a pickle in torch's legacy format, which vitviz does not read: save it again with torch.save "
+                 "from torch 1.6 or later.")
+DAMAGED_HEADER = "The safetensors header is damaged."
+TENSOR_NAME = re.compile(r"[A-Za-z0-9_.-]{1,200}\Z")  # module paths like blocks.0.attn.qkv.weight
+MAX_RANK = 4  # a ViT's tensors have 1 to 4 dimensions: the patch projection, a Conv2d (d, c, p, p), has the most
 
-def _read_pickle(payload: bytes | Path) -> tuple[dict[str, torch.Tensor], dict | None]:
-    """(the tensors, a vitviz config or None) of a torch checkpoint.
+
+def _mb(count: int) -> str:
+    return f"{count / 1e6:,.0f}" if count >= 10e6 else f"{count / 1e6:.1f}"
+
+
+def _regular_file_size(path: Path) -> int:
+    """The size of `path`, which must be a regular file: os.stat comes first, so a FIFO or a device is never
+    opened (opening a FIFO waits for a writer forever)."""
+    try:
+        info = os.stat(path)
+    except (OSError, ValueError) as exc:
+        raise CheckpointError(f"{path.name} cannot be read.") from exc
+    if not stat.S_ISREG(info.st_mode):
+        raise CheckpointError(f"{path.name} is not a regular file.")
+    return info.st_size
+
+
+def _checked_size(source: bytes | Path) -> int:
+    """The size of a checkpoint file or upload, refused above the checkpoint limit before anything is read."""
+    size = len(source) if isinstance(source, bytes) else _regular_file_size(source)
+    limit = limits.max_checkpoint_bytes()
+    if size > limit:
+        raise CheckpointError(f"The checkpoint is {_mb(size)} MB, more than this app's limit of {_mb(limit)} MB.")
+    return size
+
+
+def _opened(source: bytes | Path):
+    return io.BytesIO(source) if isinstance(source, bytes) else open(source, "rb")
+
+
+def _safetensors_header_length(head: bytes, size: int) -> int | None:
+    """The header length if `head`, a file's first 9 bytes, starts a safetensors file of `size` bytes, else None.
+
+    The structure decides, not a magic byte: 8 bytes of little-endian length that fits the file, then a JSON
+    object. (About 1 valid safetensors file in 32 has a length whose first byte is a pickle's 0x80.)
+    """
+    if len(head) < 9 or head[8:9] != b"{":
+        return None
+    length = int.from_bytes(head[:8], "little")
+    return length if length <= size - 8 else None
+
+
+def _kind(source: bytes | Path) -> str:
+    """"safetensors" or "zip" (torch.save's format); anything else is refused with a sentence."""
+    size = _checked_size(source)
+    try:
+        with _opened(source) as handle:
+            head = handle.read(9)
+    except OSError as exc:
+        raise CheckpointError("The checkpoint cannot be read.") from exc
+    if _safetensors_header_length(head, size) is not None:
+        return "safetensors"
+    if head[:4] == b"PK\x03\x04":
+        return "zip"
+    raise CheckpointError(LEGACY_PICKLE if head[:1] == b"\x80" else NOT_A_CHECKPOINT)
+
+
+def _check_shapes(shapes: dict) -> None:
+    """Refuse what no ViT checkpoint holds, from names and shapes alone (before any tensor data is read): too
+    many tensors, names that are not module paths, shapes of another rank, more float32 bytes than the limit."""
+    if len(shapes) > limits.max_tensors():
+        raise CheckpointError(f"The checkpoint holds {len(shapes):,} tensors, more than this app's limit of "
+                              f"{limits.max_tensors():,}.")
+    elements = 0
+    for name, shape in shapes.items():
+        if not isinstance(name, str) or not TENSOR_NAME.match(name):
+            raise CheckpointError(f"The checkpoint has a tensor name no ViT has: {reprlib.repr(name)}.")
+        if not isinstance(shape, (list, tuple)) or not 1 <= len(shape) <= MAX_RANK or \
+                not all(is_whole(n) and n >= 1 for n in shape):
+            raise CheckpointError(f"The checkpoint's tensor {name} has the shape {reprlib.repr(shape)}, which no ViT "
+                                  "tensor has.")
+        elements += math.prod(shape)
+    limit = limits.max_checkpoint_bytes()
+    if elements * 4 > limit:
+        raise CheckpointError(f"The checkpoint's tensors take {_mb(elements * 4)} MB as float32, more than this app's "
+                              f"limit of {_mb(limit)} MB.")
+
+
+def _safetensors_metadata(handle, length: int) -> dict:
+    """The metadata of the safetensors file open in `handle`, after its header passed `_check_shapes`."""
+    limit = limits.max_header_bytes()
+    if length > limit:  # parsing a JSON header costs tens of times its size
+        raise CheckpointError(f"The safetensors header is {length / 1000:,.0f} kB, more than this app's limit of "
+                              f"{limit / 1000:,.0f} kB.")
+    handle.seek(8)
+    try:
+        header = json.loads(handle.read(length))
+    except (ValueError, RecursionError) as exc:  # bad JSON, bad UTF-8, or nested too deep
+        raise CheckpointError(DAMAGED_HEADER) from exc
+    if not isinstance(header, dict):
+        raise CheckpointError(DAMAGED_HEADER)
+    metadata = header.pop("__metadata__", None) or {}
+    if not isinstance(metadata, dict) or not all(isinstance(v, str) for v in metadata.values()):
+        raise CheckpointError(DAMAGED_HEADER)
+    _check_shapes({name: entry.get("shape") if isinstance(entry, dict) else None for name, entry in header.items()})
+    return metadata
+
+
+def _read_safetensors(source: bytes | Path) -> tuple[dict[str, torch.Tensor], dict]:
+    """(tensors, metadata) of a safetensors file, its header checked before any tensor is read."""
+    size = _checked_size(source)
+    try:
+        with _opened(source) as handle:
+            length = _safetensors_header_length(handle.read(9), size)
+            if length is None:
+                raise CheckpointError(NOT_SAFETENSORS)
+            metadata = _safetensors_metadata(handle, length)
+        state = load_bytes(source) if isinstance(source, bytes) else load_file(str(source))
+    except CheckpointError:
+        raise
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise CheckpointError("The safetensors file is damaged or truncated.") from exc
+    return state, metadata
+
+
+ZIP_END = struct.Struct("<4s4H2LH")  # signature, disk numbers, entries (here, in all), directory size, offset, comment
+ZIP64_END = struct.Struct("<4sQ2H2L4Q")  # signature, record size, versions, disks, entries, directory size, offset
+ZIP64_LOCATOR_SIZE = 20
+
+
+def _zip_directory_size(handle, size: int) -> int:
+    """The size of a zip archive's central directory as its end records declare it (the larger, if there are two).
+
+    zipfile reads the whole directory and makes an object per member, so this is bounded first. The end
+    record is found as zipfile finds it: the last signature in the final 64 kB.
+    """
+    tail_size = min(size, ZIP_END.size + 0xFFFF + ZIP64_LOCATOR_SIZE + ZIP64_END.size)
+    handle.seek(size - tail_size)
+    tail = handle.read(tail_size)
+    end = tail.rfind(b"PK\x05\x06")
+    if end < 0 or end + ZIP_END.size > len(tail):
+        raise CheckpointError(NOT_A_CHECKPOINT)
+    directory = ZIP_END.unpack_from(tail, end)[5]
+    zip64 = end - ZIP64_LOCATOR_SIZE - ZIP64_END.size
+    if zip64 >= 0 and tail[zip64 : zip64 + 4] == b"PK\x06\x06":
+        directory = max(directory, ZIP64_END.unpack_from(tail, zip64)[8])
+    return directory
+
+
+def _check_zip(source: bytes | Path) -> None:
+    """Refuse a torch zip archive whose directory or unpacked members exceed the limits, before torch.load
+    unpacks them: it allocates every member at its declared size (a 4.7 MB upload took 1 GB)."""
+    size = _checked_size(source)
+    limit, ratio = limits.max_checkpoint_bytes(), limits.max_zip_ratio()
+    try:
+        with _opened(source) as handle:
+            directory = _zip_directory_size(handle, size)
+            if directory > limits.max_header_bytes():
+                raise CheckpointError(f"The archive's directory is {directory / 1000:,.0f} kB, more than this app's "
+                                      f"limit of {limits.max_header_bytes() / 1000:,.0f} kB.")
+            unpacked = sum(member.file_size for member in zipfile.ZipFile(handle).infolist())
+    except CheckpointError:
+        raise
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError) as exc:
+        raise CheckpointError("The .pth archive is damaged.") from exc
+    if unpacked > limit:
+        raise CheckpointError(f"The checkpoint unpacks to {_mb(unpacked)} MB, more than this app's limit of {_mb(limit)} MB.")
+    if unpacked > ratio * size:
+        raise CheckpointError(f"The checkpoint is compressed {unpacked / size:,.0f} to 1, far tighter than tensors pack, "
+                              "so vitviz does not unpack it.")
+
+
+def _read_pickle(source: bytes | Path) -> tuple[dict[str, torch.Tensor], dict | None]:
+    """(the tensors, a vitviz config or None) of a torch checkpoint, a zip archive checked by `_check_zip`.
 
     Read with weights_only=True so a hostile pickle cannot run code. The tensors may sit under a
     wrapper key ("state_dict", "model", "model_state_dict"); the project's own .pth layout is
     {"config": ViTConfig.to_dict(), "state_dict": ...}.
     """
-    source = io.BytesIO(payload) if isinstance(payload, bytes) else str(payload)
+    _check_zip(source)
     try:
-        loaded = torch.load(source, map_location="cpu", weights_only=True)
+        loaded = torch.load(io.BytesIO(source) if isinstance(source, bytes) else str(source),
+                            map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many types for bad or hostile pickles; all mean "refused"
         raise CheckpointError(
             "The checkpoint could not be read safely: it is damaged, or a pickle that needs code to load."
@@ -164,16 +336,19 @@ def _read_pickle(payload: bytes | Path) -> tuple[dict[str, torch.Tensor], dict |
             state = inner
             break
     config = loaded.get("config") if state is not loaded and isinstance(loaded.get("config"), dict) else None
-    return {k: v for k, v in state.items() if isinstance(v, torch.Tensor)}, config
+    state = {k: v for k, v in state.items() if isinstance(v, torch.Tensor)}
+    # A tensor's shape may claim more than its storage holds (a stride of 0): check before any copy is made.
+    _check_shapes({k: tuple(v.shape) for k, v in state.items()})
+    return state, config
 
 
-def _read_safetensors(payload: bytes | Path) -> tuple[dict, dict]:
-    metadata = _metadata(payload)
-    try:
-        state = load_bytes(payload) if isinstance(payload, bytes) else load_file(str(payload))
-    except (SafetensorError, OSError, ValueError) as exc:
-        raise CheckpointError("The safetensors file is damaged or truncated.") from exc
-    return state, metadata
+def _read_checkpoint(source: bytes | Path) -> tuple[dict[str, torch.Tensor], dict, dict | None]:
+    """(tensors, safetensors metadata, the config a vitviz .pth carries) of a safetensors file or a torch zip."""
+    if _kind(source) == "safetensors":
+        state, metadata = _read_safetensors(source)
+        return state, metadata, None
+    state, config = _read_pickle(source)
+    return state, {}, config
 
 
 def _from_state(state: dict, *, metadata: dict | None = None, hf_config: dict | None = None,
@@ -182,9 +357,9 @@ def _from_state(state: dict, *, metadata: dict | None = None, hf_config: dict | 
     from vitviz import convert
 
     metadata = metadata or {}
+    if CONFIG_KEY in metadata:
+        return _build(state, _config_from(metadata[CONFIG_KEY]))
     try:
-        if CONFIG_KEY in metadata:
-            return _build(state, metadata)
         if convert.is_hf(state):
             if hf_config is None:
                 raise CheckpointError("A Hugging Face checkpoint needs its config.json: load the folder that holds both.")
@@ -199,14 +374,27 @@ def _from_state(state: dict, *, metadata: dict | None = None, hf_config: dict | 
             raise CheckpointError(f"The checkpoint's keys (e.g. {sample}) match no ViT layout vitviz knows.")
     except convert.ConversionError as exc:
         raise CheckpointError(str(exc)) from exc
-    return _build(mapped, {CONFIG_KEY: json.dumps(config.to_dict())})
+    except (RuntimeError, IndexError) as exc:  # a reshape or concatenation of tensors whose shapes do not fit
+        raise CheckpointError("The checkpoint's tensors do not fit together as a ViT.") from exc
+    return _build(mapped, config)
 
 
 def _json_file(path: Path) -> dict:
+    """A JSON object from a small regular file (config.json, preprocessor_config.json)."""
+    size, limit = _regular_file_size(path), limits.max_header_bytes()
+    if size > limit:
+        raise CheckpointError(f"{path.name} is {size / 1000:,.0f} kB, more than this app's limit of {limit / 1000:,.0f} kB.")
     try:
-        return json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError, UnicodeDecodeError) as exc:
+        text = path.read_bytes()
+    except OSError as exc:
+        raise CheckpointError(f"{path.name} cannot be read.") from exc
+    try:
+        values = json.loads(text)
+    except (ValueError, RecursionError) as exc:  # bad JSON, bad UTF-8, or nested too deep
         raise CheckpointError(f"{path.name} is not valid JSON.") from exc
+    if not isinstance(values, dict):
+        raise CheckpointError(f"{path.name} does not hold a JSON object.")
+    return values
 
 
 def _load_folder(folder: Path, architecture: str | None) -> ViT:
@@ -221,21 +409,18 @@ def _load_folder(folder: Path, architecture: str | None) -> ViT:
     weights_path = next((folder / n for n in SAFETENSORS_FILES + PICKLE_FILES if (folder / n).exists()), None)
     if weights_path is None:
         raise CheckpointError("The folder has no model.safetensors or pytorch_model.bin.")
-    if weights_path.suffix == ".safetensors":
-        state, metadata = _read_safetensors(weights_path)
-    else:
-        state, _ = _read_pickle(weights_path)
-        metadata = {}
+    state, metadata, _ = _read_checkpoint(weights_path)
     is_timm_hub = "architecture" in config and "model_type" not in config
     return _from_state(state, metadata=metadata, hf_config=None if is_timm_hub else config,
                        architecture=architecture, hub_config=config if is_timm_hub else None)
 
 
-def _load_pickle(payload: bytes | Path, architecture: str | None) -> ViT:
-    state, config = _read_pickle(payload)
+def _load_file(source: bytes | Path, architecture: str | None) -> ViT:
+    """A single checkpoint file: safetensors (any layout) or a torch zip (any layout, or vitviz's own .pth)."""
+    state, metadata, config = _read_checkpoint(source)
     if config is not None:
-        return _build(state, {CONFIG_KEY: json.dumps(config)})
-    return _from_state(state, architecture=architecture)
+        return _build(state, _config_from(config))
+    return _from_state(state, metadata=metadata, architecture=architecture)
 
 
 def load(source: str | Path | bytes, *, architecture: str | None = None,
@@ -245,29 +430,72 @@ def load(source: str | Path | bytes, *, architecture: str | None = None,
     `source` is a folder (Hugging Face config.json + model.safetensors or pytorch_model.bin, or a
     timm hub folder), a .safetensors or .pth file (timm's or vitviz's own), or the bytes of one.
     `architecture` names a timm model when nothing else does. `image_size` (H, W) runs the model at
-    another input size, with bicubically resampled position embeddings.
+    another input size, with bicubically resampled position embeddings. Files, their tensors and the
+    model's input are bounded by `vitviz.limits`.
     """
     if isinstance(source, (bytes, bytearray)):
-        payload = bytes(source)
-        if payload[:2] == b"PK" or payload[:1] == b"\x80":  # a torch zip archive or a legacy pickle
-            model = _load_pickle(payload, architecture)
-        else:
-            state, metadata = _read_safetensors(payload)
-            model = _from_state(state, metadata=metadata, architecture=architecture)
+        model = _load_file(bytes(source), architecture)
     else:
         path = Path(source).expanduser()
         if not path.exists():
             raise CheckpointError(f"There is no file or folder at {path}.")
         if path.is_dir():
             model = _load_folder(path, architecture)
-        elif path.suffix == ".safetensors":
-            state, metadata = _read_safetensors(path)
-            model = _from_state(state, metadata=metadata, architecture=architecture)
-        elif path.suffix in (".pth", ".pt", ".bin"):
-            model = _load_pickle(path, architecture)
+        elif path.suffix in (".safetensors", ".pth", ".pt", ".bin"):
+            model = _load_file(path, architecture)
         else:
             raise CheckpointError("vitviz reads folders, .safetensors files and .pth/.bin files.")
-    return resize(model, image_size) if image_size else model
+    model = resize(model, image_size) if image_size else model
+    _check_tokens(model.config.image_size, model.config.patch_size)
+    return model
+
+
+# --- a visitor's path: only inside the deployer's models directory ---------------------------------------------------
+
+LOCAL_OFF = "Loading from this server's disk is off: the deployer has not named a models directory."
+NOT_IN_MODELS_DIR = "That is not the name of a model in this server's models directory."
+
+
+def load_from_models_dir(name: str, *, architecture: str | None = None,
+                         image_size: tuple[int, int] | None = None) -> ViT:
+    """`load` the folder or file that a visitor names inside the deployer's models directory (`limits.models_dir`).
+
+    Every name that does not lead to something inside it gets the same sentence, whatever is on the disk,
+    so a visitor learns nothing about the rest of the server.
+    """
+    root = limits.models_dir()
+    if root is None:
+        raise CheckpointError(LOCAL_OFF)
+    return load(_inside(root, name), architecture=architecture, image_size=image_size)
+
+
+def _inside(root: Path, name: str) -> Path:
+    """What `name` (relative, or absolute within `root`) points at inside `root`, symlinks resolved.
+
+    No "..", no "~" expansion, no symlink out of `root`, and nothing outside is looked at before refusing.
+    """
+    candidate = root / name
+    if ".." in candidate.parts or not candidate.is_relative_to(root):
+        raise CheckpointError(NOT_IN_MODELS_DIR)
+    try:
+        resolved = Path(os.path.realpath(candidate, strict=True))
+    except (OSError, ValueError):  # missing, unreadable, a name too long, a NUL byte
+        raise CheckpointError(NOT_IN_MODELS_DIR) from None
+    if resolved == root or not resolved.is_relative_to(root):
+        raise CheckpointError(NOT_IN_MODELS_DIR)
+    return resolved
+
+
+# --- the input size ----------------------------------------------------------------------------------------------------
+
+
+def _check_tokens(image_size: tuple[int, int], patch_size: int) -> None:
+    """Refuse an input that would make more tokens than the limit: a trace keeps L·h·N² attention weights."""
+    height, width = image_size
+    tokens, limit = (height // patch_size) * (width // patch_size) + 1, limits.max_tokens()
+    if tokens > limit:
+        raise CheckpointError(f"At {height} × {width} pixels this model reads {tokens:,} tokens, more than this app's "
+                              f"limit of {limit:,} per image: choose a smaller input size.")
 
 
 def resize(model: ViT, image_size: tuple[int, int]) -> ViT:
@@ -280,6 +508,7 @@ def resize(model: ViT, image_size: tuple[int, int]) -> ViT:
     p = model.config.patch_size
     if image_size[0] % p or image_size[1] % p or min(image_size) < p:
         raise CheckpointError(f"The input size must be a multiple of the patch size {p}.")
+    _check_tokens(image_size, p)
     config = dataclasses.replace(model.config, image_size=image_size, extra=dict(model.config.extra))
     resized = ViT(config)
     state = {k: v for k, v in model.state_dict().items() if k != "pos_embed"}

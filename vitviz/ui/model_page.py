@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import logging
+import math
+
 import streamlit as st
 
-from vitviz import weights
+from vitviz import limits, weights
 from vitviz.ui import navigation, presets, state
 from vitviz.ui.text import plain
 from vitviz.weights import CheckpointError
+
+log = logging.getLogger("vitviz")
 
 BUILT_IN = "Built-in shapes model"
 PRESETS = "Ready-made real models"
@@ -19,20 +24,51 @@ def _publish(name: str, loader) -> None:
     try:
         with st.spinner(f"Loading {plain(name)}…"):
             model = loader()
-    except CheckpointError as exc:
+    except (CheckpointError, limits.SettingError) as exc:  # each is one sentence for the reader
         st.error(str(exc))
+        return
+    except Exception:  # a bug or a server fault: the details go to the server's log, not to the visitor
+        log.exception("Loading %s failed", name)
+        st.error(f"Loading {name} failed unexpectedly; the details are in the server's log.")
         return
     state.set_session_model(name, model)
     st.success(f"Every page now runs {plain(name)}.")
 
 
+def _largest_side() -> int:
+    """The largest square input within the token limit at the usual 16-pixel patches (the model's own patch
+    size is known only once it loads, and `weights.load` checks the exact count then)."""
+    return 16 * math.isqrt(max(limits.max_tokens() - 1, 0))
+
+
 def _size_fields(key: str) -> tuple[int, int] | None:
     """Optional input size; empty means the checkpoint's own."""
-    st.caption("Input size: leave at 0 to use the checkpoint's own. Other sizes resample the position embeddings.")
+    side = _largest_side()
+    st.caption(f"Input size: leave at 0 to use the checkpoint's own. Other sizes resample the position embeddings; "
+               f"this app takes up to {limits.max_tokens():,} tokens per image ({side} × {side} pixels in 16-pixel patches).")
     left, right = st.columns(2)
-    height = left.number_input("Height", min_value=0, max_value=1024, value=0, step=16, key=f"{key}_h")
-    width = right.number_input("Width", min_value=0, max_value=1024, value=0, step=16, key=f"{key}_w")
+    height = left.number_input("Height", min_value=0, max_value=side, value=0, step=16, key=f"{key}_h")
+    width = right.number_input("Width", min_value=0, max_value=side, value=0, step=16, key=f"{key}_w")
     return (int(height), int(width)) if height and width else None
+
+
+def _local_path() -> None:
+    """Load by name from the deployer's models directory; off, in one sentence, when there is none."""
+    try:
+        folder = limits.models_dir()
+    except limits.SettingError as exc:
+        st.error(str(exc))
+        return
+    if folder is None:
+        st.info(weights.LOCAL_OFF)
+        return
+    path = st.text_input("Folder or file in this server's models directory", placeholder="vit-base-patch16-224",
+                         key="model_path")
+    architecture = st.text_input("timm architecture (timm files only)", key="path_arch")
+    size = _size_fields("path")
+    if st.button("Load", type="primary", disabled=not path, key="load_path"):
+        _publish(path.rstrip("/").split("/")[-1],
+                 lambda: weights.load_from_models_dir(path, architecture=architecture or None, image_size=size))
 
 
 def show() -> None:
@@ -62,12 +98,7 @@ def show() -> None:
                     state.choose_session_model(name)
                     st.success(f"Every page now runs {plain(name)}.")
         elif source == "Local path":
-            path = st.text_input("Folder or file on the server", placeholder="/models/vit-base-patch16-224", key="model_path")
-            architecture = st.text_input("timm architecture (timm files only)", key="path_arch")
-            size = _size_fields("path")
-            if st.button("Load", type="primary", disabled=not path, key="load_path"):
-                _publish(path.rstrip("/").split("/")[-1],
-                         lambda: weights.load(path, architecture=architecture or None, image_size=size))
+            _local_path()
         elif source == "Upload":
             upload = st.file_uploader("Checkpoint", type=["safetensors", "pth", "pt", "bin"], key="model_upload")
             architecture = st.text_input("timm architecture (timm files only)", key="upload_arch")

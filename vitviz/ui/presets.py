@@ -6,11 +6,15 @@ A Hub model is loaded once per process and shared by every session that picks it
 
 from __future__ import annotations
 
+import logging
+
 import streamlit as st
 
 from vitviz import hub, limits, weights
 from vitviz.ui import state
 from vitviz.weights import CheckpointError
+
+log = logging.getLogger("vitviz")
 
 
 def hub_key(repo_id: str, image_size: tuple[int, int] | None = None) -> str:
@@ -37,6 +41,11 @@ def use_hub_model(repo_id: str, image_size: tuple[int, int] | None = None) -> bo
     except (CheckpointError, limits.SettingError) as exc:
         bar.empty()
         st.error(str(exc))
+        return False
+    except Exception:  # a bug or a server fault (a full disk, say): the details go to the server's log
+        log.exception("Loading %s failed", repo_id)
+        bar.empty()
+        st.error(f"Loading {repo_id} failed unexpectedly; the details are in the server's log.")
         return False
     bar.empty()
     return True
