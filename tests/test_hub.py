@@ -233,3 +233,11 @@ def test_a_preset_that_cannot_be_fetched_says_one_sentence_and_keeps_the_model(f
         f"The Hugging Face Hub cannot be reached (no network, or HF_HUB_OFFLINE is set), and {DEIT} was not "
         "downloaded before."]
     assert "vitviz_model" not in at.session_state and not problems(at)
+
+
+def test_a_model_the_loader_would_refuse_is_refused_before_its_weights_are_fetched(fake_hub, monkeypatch):
+    monkeypatch.setenv("VITVIZ_MAX_CHECKPOINT_MB", "0")  # nothing passes
+    with pytest.raises(CheckpointError) as error:
+        hub.fetch(GOOGLE)
+    assert "checkpoint limit of 0.0 MB" in one_sentence(error)
+    assert fake_hub.files_fetched() == []

@@ -88,6 +88,10 @@ def fetch(repo_id: str, *, max_bytes: int | None = None, progress: Progress | No
         raise CheckpointError(f"The Hub did not say how large {repo_id}'s files are, so vitviz does not download them.")
     total = sum(sizes[name] for name in files)
     _check_size(repo_id, total, limit)
+    weights_size, checkpoint_limit = sizes[files[-1]], limits.max_checkpoint_bytes()
+    if weights_size > checkpoint_limit:  # the loader would refuse it: say so before downloading it
+        raise CheckpointError(f"{repo_id}'s weights are {_mb(weights_size)} MB, more than this app's checkpoint limit "
+                              f"of {_mb(checkpoint_limit)} MB.")
     return _download(repo_id, [(name, sizes[name]) for name in files], token, progress)
 
 
