@@ -14,6 +14,7 @@ Prints, measured in this run:
 
 from __future__ import annotations
 
+import os
 import statistics
 import sys
 import tempfile
@@ -84,7 +85,8 @@ def main() -> None:
     allocator.keep_freed_memory()
     torch.set_grad_enabled(False)
     with tempfile.TemporaryDirectory() as tmp:
-        folder = Path(tmp)
+        os.environ["VITVIZ_MODELS_DIR"] = tmp  # the Model page loads only from the deployer's models directory
+        folder = Path(tmp) / "vit-b16"
         hf = vit_b16(folder)
         ours = weights.load(folder)
         recorder = capture.Recorder(ours)  # attached once, as the app does
@@ -108,7 +110,7 @@ def main() -> None:
         big.switch_page("pages/model.py")
         big.run()
         big.radio(key="model_source").set_value("Local path").run()
-        big.text_input(key="model_path").set_value(str(folder)).run()
+        big.text_input(key="model_path").set_value(folder.name).run()
         big.button(key="load_path").click().run()
         wide = head_change_time(big)
         bare = bare_rerun_time(Path(tmp))

@@ -29,7 +29,7 @@ def _publish(name: str, loader) -> None:
         return
     except Exception:  # a bug or a server fault: the details go to the server's log, not to the visitor
         log.exception("Loading %s failed", name)
-        st.error(f"Loading {name} failed unexpectedly; the details are in the server's log.")
+        st.error(f"Loading {plain(name)} failed unexpectedly; the details are in the server's log.")
         return
     state.set_session_model(name, model)
     st.success(f"Every page now runs {plain(name)}.")
