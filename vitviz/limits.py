@@ -39,6 +39,14 @@ SETTINGS = (
                                      "fetched: the server's disk and memory are finite, and a big download stalls the app."),
     Setting("send_hub_token", False, "Send the deployer's saved Hugging Face token (HF_TOKEN or `hf auth login`) with Hub "
                                      "requests, to reach gated or private models: off, so visitors never use it."),
+    Setting("max_image_megapixels", 40, "Images with more pixels are refused from their header, before decoding: "
+                                        "decoding needs 4 bytes a pixel at once (160 MB for 40 megapixels), "
+                                        "whatever the file's size."),
+    Setting("image_cache_mb", 128, "Decoded images and their previews kept for every session together, in "
+                                   "megabytes: each is reduced to what the pages show, about 3 MB for a large photo."),
+    Setting("trace_cache_mb", 600, "Traces (every tensor of one image through one model) kept for every session "
+                                   "together, in megabytes: one ViT-B/16 trace is 150 MB, one of the built-in "
+                                   "model 2 MB."),
 )
 _BY_NAME = {setting.name: setting for setting in SETTINGS}
 _TRUE, _FALSE = {"1", "true", "yes", "on"}, {"0", "false", "no", "off", ""}
@@ -97,3 +105,16 @@ def max_download_bytes() -> int:
 def hub_token() -> bool | None:
     """What to pass as `token` to `vitviz.hub`: True (the saved token) if the deployer opted in, else None (none)."""
     return True if get("send_hub_token") else None
+
+
+def max_image_pixels() -> int:
+    """The most pixels an image may have (max_image_megapixels times 10⁶)."""
+    return int(get("max_image_megapixels")) * 1_000_000
+
+
+def image_cache_bytes() -> int:
+    return int(get("image_cache_mb")) * 1_000_000
+
+
+def trace_cache_bytes() -> int:
+    return int(get("trace_cache_mb")) * 1_000_000
