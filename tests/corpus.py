@@ -7,6 +7,7 @@ canvas whose top-left quarter is red, so a wrong rotation or flip is detectable.
 
 from __future__ import annotations
 
+import functools
 import io
 import struct
 import zlib
@@ -109,3 +110,22 @@ def invalid():
     yield "bomb-50-megapixels.png", png_claiming(10_000, 5_000)  # under Pillow's limits, over vitviz's
     yield "bomb-100-megapixels.png", png_claiming(10_000, 10_000)  # over Pillow's warning limit
     yield "bomb-10-gigapixels.png", png_claiming(100_000, 100_000)  # over Pillow's error limit
+
+
+@functools.cache
+def _huge_png_body(width: int, height: int) -> bytes:
+    image = Image.new("RGB", (width, height), (40, 90, 160))
+    image.paste((250, 240, 30), (width // 4, height // 4, width // 2, height // 2))
+    return _save(image, "PNG", compress_level=9)
+
+
+def huge_png(note: str, width: int = 8000, height: int = 5000) -> bytes:
+    """A PNG of width×height pixels (40 megapixels by default) in about 130 kB, different for every `note`.
+
+    Encoding 40 megapixels takes seconds, so the picture is encoded once and `note` goes into a tEXt
+    chunk before IEND: the bytes, and so the digest the app caches them under, differ; the pixels do not.
+    """
+    body = _huge_png_body(width, height)
+    text = b"Comment\x00" + note.encode()
+    chunk = struct.pack(">I", len(text)) + b"tEXt" + text + struct.pack(">I", zlib.crc32(b"tEXt" + text) & 0xFFFFFFFF)
+    return body[:-12] + chunk + body[-12:]  # IEND is the last 12 bytes

@@ -55,6 +55,14 @@ SETTINGS = (
                                "(384 × 384 pixels) holds 0.38 GB per image, and the built-in model at 512 × 512 held 2 GB."),
     Setting("models_dir", "", "The folder on the server whose models visitors may load by name (Model page, Local path): "
                               "empty, so no visitor reads the server's disk unless the deployer names one."),
+    Setting("max_image_megapixels", 40, "Images with more pixels are refused from their header, before decoding: "
+                                        "decoding needs 4 bytes a pixel at once (160 MB for 40 megapixels), "
+                                        "whatever the file's size."),
+    Setting("image_cache_mb", 128, "Decoded images and their previews kept for every session together, in "
+                                   "megabytes: each is reduced to what the pages show, about 3 MB for a large photo."),
+    Setting("trace_cache_mb", 600, "Traces (every tensor of one image through one model) kept for every session "
+                                   "together, in megabytes: one ViT-B/16 trace is 150 MB, one of the built-in "
+                                   "model 2 MB."),
 )
 _BY_NAME = {setting.name: setting for setting in SETTINGS}
 _TRUE, _FALSE = {"1", "true", "yes", "on"}, {"0", "false", "no", "off", ""}
@@ -151,3 +159,14 @@ def models_dir() -> Path | None:
     if not folder.is_dir():
         raise SettingError("models_dir (VITVIZ_MODELS_DIR) must name a folder on this server.")
     return folder
+def max_image_pixels() -> int:
+    """The most pixels an image may have (max_image_megapixels times 10⁶)."""
+    return int(get("max_image_megapixels")) * 1_000_000
+
+
+def image_cache_bytes() -> int:
+    return int(get("image_cache_mb")) * 1_000_000
+
+
+def trace_cache_bytes() -> int:
+    return int(get("trace_cache_mb")) * 1_000_000

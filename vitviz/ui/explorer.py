@@ -9,7 +9,7 @@ import torch
 
 from vitviz import analysis, capture, figures, gradients
 from vitviz.images import denormalise
-from vitviz.ui import controls, navigation, page, paper
+from vitviz.ui import controls, navigation, page, paper, state
 from vitviz.ui.drawing import image_grid
 from vitviz.ui.state import Traced
 from vitviz.ui.text import plain
@@ -136,10 +136,13 @@ def _overview(traced: Traced, query: int, colorscale: str, opacity: float) -> No
         st.caption(f"Showing the first {columns} of {heads} heads.")
 
 
-@st.cache_resource(max_entries=16, show_spinner="Computing gradients…")
-def _gradients(image_key: str, model_key: str, target: int, _recorder, _pixels) -> tuple[np.ndarray, np.ndarray]:
-    maps, grads = gradients.attention_gradients(_recorder, _pixels, target)
-    return maps.numpy(), grads.numpy()
+def _gradients(traced: Traced, target: int) -> tuple[np.ndarray, np.ndarray]:
+    def make() -> tuple[np.ndarray, np.ndarray]:
+        maps, grads = gradients.attention_gradients(traced.recorder, traced.trace.pixels, target)
+        return maps.numpy(), grads.numpy()
+
+    # In the trace cache, bounded in bytes: a ViT-B's maps and gradients are 45 MB.
+    return state.cached_run(("gradients", traced.image_key, traced.model_key, target), make, "Computing gradients…")
 
 
 def _attribution(traced: Traced, colorscale: str, opacity: float) -> None:
@@ -175,9 +178,7 @@ def _attribution(traced: Traced, colorscale: str, opacity: float) -> None:
     target = controls.persistent(
         class_column.selectbox, "rollout_class", predicted, label="Class for the gradient", options=labels
     )
-    maps, grads = _gradients(
-        traced.image_key, traced.model_key, labels.index(target), traced.recorder, traced.trace.pixels
-    )
+    maps, grads = _gradients(traced, labels.index(target))
     weighted = analysis.gradient_rollout(maps, grads, discard_ratio=discard)[0, 1:]
     right.image(
         figures.attention_overlay(
@@ -216,21 +217,20 @@ def occlude(pixels: torch.Tensor, hidden: tuple[int, ...], grid: tuple[int, int]
     return out
 
 
-@st.cache_resource(max_entries=16, show_spinner="Running the model on the occluded image…")
-def _occluded_trace(image_key: str, model_key: str, hidden: tuple[int, ...], _recorder, _pixels) -> capture.Trace:
-    config = _recorder.model.config
-    return _recorder.trace(occlude(_pixels, hidden, config.grid, config.patch_size))
+def _occluded_trace(traced: Traced, hidden: tuple[int, ...]) -> capture.Trace:
+    config = traced.config
+    return state.cached_run(  # in the trace cache, bounded in bytes: one ViT-B trace is 150 MB
+        ("occluded", traced.image_key, traced.model_key, hidden),
+        lambda: traced.recorder.trace(occlude(traced.trace.pixels, hidden, config.grid, config.patch_size)),
+        "Running the model on the occluded image…",
+    )
 
 
 def _occlusion(traced: Traced, layer: int, head, colorscale: str, opacity: float) -> None:
     config = traced.config
     grid, patch = traced.trace.grid, config.patch_size
     hidden = tuple(sorted(i for i in st.session_state.get(OCCLUDED_KEY, ()) if i < grid[0] * grid[1]))
-    trace = (
-        _occluded_trace(traced.image_key, traced.model_key, hidden, traced.recorder, traced.trace.pixels)
-        if hidden
-        else traced.trace
-    )
+    trace = _occluded_trace(traced, hidden) if hidden else traced.trace
     shown = figures.to_uint8(denormalise(trace.pixels, config))
     factor = figures.enlargement(shown, 320)
     left, right = st.columns(2)

@@ -3,21 +3,24 @@
 The chosen image is kept as bytes in `st.session_state`, apart from any widget, so it
 survives page changes; so is the chosen model (a `ModelChoice`). The model runs once per
 (image, model) in `traced()`; every control on every page re-renders from that cached Trace.
+Decoded images and traces are kept in process-wide caches bounded in bytes (`vitviz.bytecache`,
+sized by `vitviz.limits`): a cache that counted entries would let a few huge ones fill the server.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import io
 import uuid
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import streamlit as st
+import torch
 from PIL import Image
 
-from vitviz import capture, data, weights
+from vitviz import bytecache, capture, data, limits, weights
 from vitviz.images import ImageError, Prepared, load_image, prepare
 from vitviz.model import ViT
 
@@ -76,28 +79,34 @@ def current_image() -> dict:
     return st.session_state[IMAGE_KEY]
 
 
-@st.cache_resource(max_entries=32, show_spinner=False)
-def _decoded(key: str, _payload: bytes) -> Image.Image:
-    return load_image(_payload)
+def _image_bytes(image: Image.Image) -> int:
+    return image.width * image.height * 4  # Pillow keeps an RGB pixel in 4 bytes
+
+
+# Held by st.cache_resource so that st.cache_resource.clear() empties them too.
+@st.cache_resource(show_spinner=False)
+def image_cache() -> bytecache.ByteCache:
+    """Every session's decoded images and previews, keyed by ("decoded" or "preview", digest)."""
+    return bytecache.ByteCache(limits.image_cache_bytes(), _image_bytes, max_entries=64)  # 32 images, 32 previews
 
 
 def decoded_image(chosen: dict) -> Image.Image:
-    return _decoded(chosen["key"], chosen["bytes"])
+    """The chosen image decoded, reduced to what vitviz uses (`images.kept_size`)."""
+    return image_cache().get(("decoded", chosen["key"]), lambda: load_image(chosen["bytes"]))
 
 
 PREVIEW_SIDE = 640  # what the browser gets to show the original: a 24-megapixel photo is not sent whole
 
 
-@st.cache_resource(max_entries=32, show_spinner=False)
-def _preview(key: str, _payload: bytes) -> Image.Image:
-    image = _decoded(key, _payload).copy()
+def _make_preview(chosen: dict) -> Image.Image:
+    image = decoded_image(chosen).copy()
     image.thumbnail((PREVIEW_SIDE, PREVIEW_SIDE), Image.Resampling.LANCZOS)
     return image
 
 
 def preview(chosen: dict) -> Image.Image:
     """A copy of the chosen image, decoded and no larger than PREVIEW_SIDE, for display."""
-    return _preview(chosen["key"], chosen["bytes"])
+    return image_cache().get(("preview", chosen["key"]), lambda: _make_preview(chosen))
 
 
 MODEL_KEY = "vitviz_model"  # session_state: the ModelChoice this session uses, when not the default
@@ -106,7 +115,7 @@ MAX_SESSION_MODELS = 4  # a session keeps its last few models, so memory stays b
 DEFAULT_MODEL_NAME = "built-in shapes model"
 
 
-@dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True)
 class ModelChoice:
     """A model the pages can run, with the Recorder that stays attached to it for its lifetime."""
 
@@ -179,7 +188,7 @@ def current_model() -> ModelChoice:
     return st.session_state.get(MODEL_KEY) or _default_choice()
 
 
-@dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True)
 class Traced:
     """One image through one model: everything a step draws from."""
 
@@ -206,11 +215,47 @@ class Traced:
         return self.prepared.display
 
 
-@st.cache_resource(max_entries=24, show_spinner="Running the model…")
-def _cached_trace(image_key: str, model_key: str, _image: Image.Image, _recorder: capture.Recorder
-                  ) -> tuple[Prepared, capture.Trace]:
-    prepared = prepare(_image, _recorder.model.config)
-    return prepared, _recorder.trace(prepared.pixels)
+def held_bytes(value) -> int:
+    """Bytes of the tensors and arrays in `value` (dataclasses such as Trace and Prepared, and tuples of them);
+    memory that several of them share is counted once."""
+    seen, total, pending = set(), 0, [value]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, torch.Tensor):
+            address, size = item.untyped_storage().data_ptr(), item.untyped_storage().nbytes()
+        elif isinstance(item, np.ndarray):
+            address, size = item.ctypes.data, item.nbytes
+        else:
+            if dataclasses.is_dataclass(item):
+                pending.extend(getattr(item, field.name) for field in dataclasses.fields(item))
+            elif isinstance(item, (tuple, list)):
+                pending.extend(item)
+            continue
+        if address not in seen:
+            seen.add(address)
+            total += size
+    return total
+
+
+@st.cache_resource(show_spinner=False)
+def trace_cache() -> bytecache.ByteCache:
+    """Every session's traces and other per-image model results, keyed by what they were computed from."""
+    # As many entries as the three caches it replaces had: 24 traces, 16 occluded traces, 16 gradients.
+    return bytecache.ByteCache(limits.trace_cache_bytes(), held_bytes, max_entries=56)
+
+
+def cached_run(key: tuple, make, message: str = "Running the model…"):
+    """`make()`'s result kept in the trace cache under `key`, with a spinner while it is made."""
+    cache = trace_cache()
+    if key in cache:
+        return cache.get(key, make)
+    with st.spinner(message):
+        return cache.get(key, make)
+
+
+def _trace(image: Image.Image, recorder: capture.Recorder) -> tuple[Prepared, capture.Trace]:
+    prepared = prepare(image, recorder.model.config)
+    return prepared, recorder.trace(prepared.pixels)
 
 
 def traced() -> Traced:
@@ -218,6 +263,6 @@ def traced() -> Traced:
     chosen = current_image()
     choice = current_model()
     image = decoded_image(chosen)
-    prepared, trace = _cached_trace(chosen["key"], choice.key, image, choice.recorder)
+    prepared, trace = cached_run(("trace", chosen["key"], choice.key), lambda: _trace(image, choice.recorder))
     return Traced(image_name=chosen["name"], image_key=chosen["key"], image=image, prepared=prepared, trace=trace,
                   model_key=choice.key, model=choice.model, recorder=choice.recorder)

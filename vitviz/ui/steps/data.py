@@ -7,7 +7,7 @@ import streamlit as st
 import torch
 
 from vitviz import data, figures
-from vitviz.images import normalise
+from vitviz.images import normalise, original_size
 from vitviz.ui import state
 from vitviz.ui.controls import View
 from vitviz.ui.drawing import show_figure, to_numpy
@@ -82,7 +82,7 @@ def step_1(traced: Traced, view: View) -> None:
     left, right = st.columns(2)
     left.image(
         state.preview(state.current_image()),
-        caption=f"Your image, {traced.image.width}×{traced.image.height}",
+        caption="Your image, {}×{} pixels".format(*original_size(traced.image)),
         width="stretch",
     )
     h, w = traced.config.image_size
