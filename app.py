@@ -6,3 +6,4 @@ from vitviz.ui import navigation
 allocator.keep_freed_memory()  # once per process; see vitviz/allocator.py for what it buys
 navigation.configure()
 navigation.navigation().run()
+navigation.keep_training_alive()  # after the page, so its (empty) fragment adds nothing above the content

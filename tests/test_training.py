@@ -7,7 +7,6 @@ runs that same loop.
 
 from __future__ import annotations
 
-import gc
 import hashlib
 import threading
 import time
@@ -20,7 +19,7 @@ from conftest import fresh_app, open_page, problems
 from safetensors.torch import load_file
 from streamlit.testing.v1 import AppTest
 
-from vitviz import capture, data, gradients, studio, train, weights
+from vitviz import capture, data, gradients, quota, studio, train, weights
 from vitviz.images import load_image, normalise, preprocess
 from vitviz.model import ViT
 
@@ -115,15 +114,18 @@ def test_training_uses_one_torch_thread_and_leaves_other_threads_alone(monkeypat
     assert fresh == [default]  # a thread started later (a Streamlit rerun) keeps the process default
 
 
-def test_a_run_its_session_dropped_stops_its_thread():
-    run = studio.TrainingRun(studio.Settings(**{**TINY.__dict__, "steps": 5000}), eval_size=32)
+def test_a_run_nobody_hears_from_stops_its_thread():
+    # A closed tab stops polling and touching its run; garbage collection would come late or never.
+    run = studio.TrainingRun(studio.Settings(**{**TINY.__dict__, "steps": 5000}), eval_size=32, heartbeat_seconds=1)
     run.start()
     thread = run._thread
-    wait_for(run, until=lambda run: run.step >= 1)
-    del run
-    gc.collect()
-    thread.join(30)
+    wait_for(run, until=lambda run: run.step >= 1)  # polling touches the run
+    thread.join(30)  # then nobody does
     assert not thread.is_alive()
+    run.poll()
+    assert run.status == "stopped" and 1 <= run.step < 5000
+    assert run.finished.note.startswith("Stopped: this tab was not heard from for 1 seconds")
+    assert quota.PLACES.taken == 0
 
 
 def test_a_copy_taken_during_training_stays_as_it_was():

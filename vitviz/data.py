@@ -103,17 +103,18 @@ def _gaussian_levels(count: int = 256) -> np.ndarray:
 _GAUSSIAN_LEVELS = _gaussian_levels()
 
 
-def generate(count: int, seed: int, size: int = IMAGE_SIZE) -> tuple[np.ndarray, np.ndarray]:
+def generate(count: int, seed: int, size: int = IMAGE_SIZE, parallel: bool = True) -> tuple[np.ndarray, np.ndarray]:
     """Return `count` images (uint8, N×size×size×3) and their labels (int64, N), fixed by `seed`.
 
     Every random number is drawn first, in one fixed order; then the images are drawn in chunks
     on a few threads (numpy lets go of the GIL inside its loops), so a batch takes about half as
-    long on 2 cores and the result does not depend on how it was split.
+    long on 2 cores and the result does not depend on how it was split. `parallel=False` draws
+    them all on the calling thread instead (a training run on a shared server stays on its threads).
     """
     rng = np.random.default_rng(seed)
     scene = _draw_scenes(rng, count, size)
     images = np.empty((count, 3, size, size), dtype=np.uint8)  # channels first: see _render
-    parts = min(_THREADS, count // _MIN_CHUNK) or 1
+    parts = (min(_THREADS, count // _MIN_CHUNK) or 1) if parallel else 1
     bounds = np.linspace(0, count, parts + 1).astype(int)
     chunks = [slice(lo, hi) for lo, hi in zip(bounds[:-1], bounds[1:], strict=True)]
     if parts == 1:

@@ -63,6 +63,15 @@ SETTINGS = (
     Setting("trace_cache_mb", 600, "Traces (every tensor of one image through one model) kept for every session "
                                    "together, in megabytes: one ViT-B/16 trace is 150 MB, one of the built-in "
                                    "model 2 MB."),
+    Setting("max_training_runs", 1, "Training runs at once on the whole server, every visitor's together: a run "
+                                    "keeps a core busy for minutes, and every other visitor's pages share the cores "
+                                    "left (0 turns training off)."),
+    Setting("training_cpu_seconds", 600, "CPU-seconds one training run may use in all, resumes included: the studio "
+                                         "refuses settings estimated to need more and stops a run that reaches it, "
+                                         "since its largest settings would ask for tens of CPU-hours (0: no limit)."),
+    Setting("training_heartbeat_seconds", 90, "A run stops when its browser tab has not been heard from for this "
+                                              "many seconds, so a closed tab frees its core; over a minute, because "
+                                              "browsers wake a hidden tab's timers only about once a minute."),
 )
 _BY_NAME = {setting.name: setting for setting in SETTINGS}
 _TRUE, _FALSE = {"1", "true", "yes", "on"}, {"0", "false", "no", "off", ""}
@@ -170,3 +179,18 @@ def image_cache_bytes() -> int:
 
 def trace_cache_bytes() -> int:
     return int(get("trace_cache_mb")) * 1_000_000
+
+
+def max_training_runs() -> int:
+    """How many training runs may train at once in this server process."""
+    return int(get("max_training_runs"))
+
+
+def training_cpu_seconds() -> float:
+    """The CPU-seconds one training run may use; 0 for no limit."""
+    return float(get("training_cpu_seconds"))
+
+
+def training_heartbeat_seconds() -> float:
+    """How long a training run goes on without hearing from its browser tab; 0 for ever."""
+    return float(get("training_heartbeat_seconds"))

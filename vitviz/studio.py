@@ -4,7 +4,9 @@ A `TrainingRun` owns a fresh model and its optimizer, and runs `vitviz.train.fit
 training loop) on a daemon thread with a bounded number of torch threads. The thread sends
 what it sees, progress records, attention snapshots of a fixed probe image and a final
 confusion matrix, through a bounded queue; the page takes them with `poll()` whenever it
-redraws. Nothing here imports Streamlit.
+redraws. A run lives within what the server allows (`vitviz.quota`): it needs a place to start,
+stops at its CPU-seconds, and stops when its owner has not polled or touched it for a while.
+Nothing here imports Streamlit.
 """
 
 from __future__ import annotations
@@ -14,13 +16,12 @@ import math
 import os
 import queue
 import threading
-import weakref
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
-from vitviz import capture, data, train, weights
+from vitviz import capture, data, limits, quota, train, weights
 from vitviz.images import normalise
 from vitviz.model import ViT, ViTConfig
 
@@ -31,6 +32,13 @@ TRAIN_THREADS = max(1, (os.cpu_count() or 2) // 2)
 PROBE_SEED = 706  # a large heart: easy to see where attention goes
 SNAPSHOTS = 12  # attention snapshots per run, besides the one before the first step
 QUEUE_ITEMS = 64
+# What training costs in CPU-seconds, for the estimate that refuses settings beyond a run's limit. Fitted to
+# the CPU time fit() reports with one torch thread, for nine settings from the smallest to the largest the
+# studio offers: between 0.8 and 1.5 times it, on a 2-core server.
+CPU_SECONDS_PER_MULTIPLY_ADD = 0.12e-9  # of one image's forward pass; training adds the backward pass and update
+CPU_SECONDS_PER_ATTENTION_SCORE = 14e-9  # per layer, head, query and key: softmax and its gradient wait on memory
+CPU_SECONDS_PER_PIXEL = 110e-9  # drawing the shapes
+CPU_SECONDS_PER_STEP_AND_LAYER = 0.003  # the rest: small operations one after another, the optimizer
 
 
 @dataclass(frozen=True)
@@ -60,6 +68,28 @@ class Settings:
             return "Steps, batch size and learning rate must all be positive."
         return None
 
+    def estimated_cpu_seconds(self) -> float:
+        """Roughly what a run of these settings costs in CPU-seconds (valid settings only)."""
+        patches = (self.image_size // self.patch_size) ** 2
+        tokens, d = patches + 1, self.dim
+        # One image's forward pass: attention and MLP weights (8d² per token with the MLP 2d wide), queries
+        # against keys and attention against values (2N²d), and the patch embedding.
+        multiply_adds = (self.depth * (tokens * 8 * d * d + 2 * tokens * tokens * d)
+                         + patches * self.patch_size**2 * 3 * d)
+        scores = self.depth * self.heads * tokens * tokens
+        per_image = (multiply_adds * CPU_SECONDS_PER_MULTIPLY_ADD + scores * CPU_SECONDS_PER_ATTENTION_SCORE
+                     + self.image_size**2 * CPU_SECONDS_PER_PIXEL)
+        return self.steps * (self.batch_size * per_image + CPU_SECONDS_PER_STEP_AND_LAYER * (self.depth + 1))
+
+    def over_budget(self, cpu_limit: float) -> str | None:
+        """Why these settings need more than `cpu_limit` CPU-seconds (0: no limit), in one sentence, or None."""
+        needed = self.estimated_cpu_seconds()
+        if not cpu_limit or needed <= cpu_limit:
+            return None
+        return (f"These settings would need about {cpu_seconds_words(needed)} of computing, more than the "
+                f"{cpu_seconds_words(cpu_limit)} this server gives one run: take fewer steps, a smaller batch, "
+                "smaller images, larger patches or a smaller model.")
+
     def config(self) -> ViTConfig:
         return ViTConfig(
             image_size=(self.image_size, self.image_size), patch_size=self.patch_size, dim=self.dim,
@@ -83,12 +113,21 @@ class Snapshot:
         return (-(p * np.log(p)).sum(-1) / math.log(p.shape[-1])).mean(-1)
 
 
+def cpu_seconds_words(seconds: float) -> str:
+    """'40 CPU-seconds', '12 CPU-minutes', '57 CPU-hours'."""
+    for unit, size in (("hours", 3600), ("minutes", 60)):
+        if seconds >= 2 * size:
+            return f"{seconds / size:.0f} CPU-{unit}"
+    return f"{seconds:.0f} CPU-seconds"
+
+
 @dataclass(frozen=True)
 class Finished:
     step: int
-    reason: str  # "done", "stopped" or "failed"
+    reason: str  # "done", "stopped", "limit" (the run used its CPU-seconds) or "failed"
     confusion: np.ndarray | None = None  # (k, k) rows: true class, columns: predicted
     error: str | None = None
+    note: str | None = None  # why the server stopped the run, when it did
 
 
 def snapshot_steps(steps: int, count: int = SNAPSHOTS) -> set[int]:
@@ -127,10 +166,11 @@ def held_out_confusion(model: ViT, count: int) -> np.ndarray:
 
 class _Outbox:
     """The worker's end of the bounded queue. It never waits: records that find the queue full
-    stay here and go in with the next record, so a page that is not watching never stalls training."""
+    stay here and go in with the next record, so a page that is not watching never stalls training.
+    What is still pending when the worker ends, the run takes from here (`TrainingRun.poll`)."""
 
-    def __init__(self, channel: queue.Queue, gone: threading.Event) -> None:
-        self.channel, self.gone, self.pending = channel, gone, []
+    def __init__(self, channel: queue.Queue, allowance: quota.Allowance) -> None:
+        self.channel, self.allowance, self.pending = channel, allowance, []
 
     def send(self, item) -> None:
         self.pending.append(item)
@@ -141,20 +181,22 @@ class _Outbox:
             pass
 
     def close(self, item) -> None:
-        """Send the last record, waiting for room unless the run's owner has gone."""
+        """Send the last record, waiting for room while the run's owner is there to make some."""
         self.pending.append(item)
-        while not self.gone.is_set():
+        while not self.allowance.abandoned():
             try:
                 self.channel.put(self.pending, timeout=0.2)
+                self.pending = []
                 return
             except queue.Full:
                 continue
 
 
 def _work(model, optimizer, settings: Settings, start: int, probe_pixels, outbox: _Outbox, stop: threading.Event,
-          lock: threading.Lock, threads: int, eval_size: int) -> None:
-    """The training thread: fit from `start`, one step at a time under `lock`, until done or stopped."""
-    step, reason, matrix, error = start, "done", None, None
+          lock: threading.Lock, threads: int, eval_size: int, allowance: quota.Allowance) -> None:
+    """The training thread: fit from `start`, one step at a time under `lock`, until done, stopped, out of
+    CPU-seconds or unwatched; then it gives back its place among the server's runs."""
+    step, reason, matrix, error, note = start, "stopped", None, None, None
     try:
         # Bound this thread's torch threads before its first operation (fit also does it, for its batch thread).
         train.limit_threads(threads)
@@ -166,39 +208,55 @@ def _work(model, optimizer, settings: Settings, start: int, probe_pixels, outbox
             eval_every=max(1, settings.steps // 20), eval_size=eval_size, start_step=start, optimizer=optimizer,
             threads=threads,
         )  # fmt: skip
+        spent_before = allowance.cpu_used
         try:
             while not stop.is_set():
+                if allowance.exhausted():
+                    reason, note = "limit", allowance.limit_sentence()
+                    break
+                if allowance.abandoned():
+                    note = allowance.silence_sentence()
+                    break
                 with lock:
                     progress = next(records, None)
                     if progress is None:
                         break
                     step = progress.step
                     shot = take_snapshot(model, probe_pixels, step) if step in when else None
+                allowance.cpu_used = spent_before + progress.cpu_seconds
                 outbox.send(progress)
                 if shot is not None:
                     outbox.send(shot)
         finally:
             records.close()  # stops fit's batch thread
-        reason = "done" if step >= settings.steps else "stopped"
+        if step >= settings.steps:
+            reason, note = "done", None
         with lock:
             matrix = held_out_confusion(model, eval_size)
     except Exception as exc:  # the thread must always report back; the page shows one sentence
         log.exception("vitviz: training failed")
         reason, error = "failed", f"Training stopped with an error: {str(exc).rstrip('.') or type(exc).__name__}."
-    outbox.close(Finished(step=step, reason=reason, confusion=matrix, error=error))
+    finally:
+        quota.PLACES.give_back()  # before the last record, so its owner may start again on reading it
+    outbox.close(Finished(step=step, reason=reason, confusion=matrix, error=error, note=note))
 
 
 class TrainingRun:
     """One session's training: its own model, optimizer, history and worker thread.
 
     The worker changes the model only while holding the run's lock, one step at a time, so
-    `copy_model()` always copies the weights between two steps.
+    `copy_model()` always copies the weights between two steps. Its owner calls `poll()` or
+    `touch()` to say it is still there; the limits not given come from `vitviz.limits`.
     """
 
-    def __init__(self, settings: Settings, *, threads: int = TRAIN_THREADS, eval_size: int = 256) -> None:
-        problem = settings.problem()
+    def __init__(self, settings: Settings, *, threads: int = TRAIN_THREADS, eval_size: int = 256,
+                 cpu_seconds: float | None = None, heartbeat_seconds: float | None = None) -> None:
+        cpu_seconds = limits.training_cpu_seconds() if cpu_seconds is None else cpu_seconds
+        problem = settings.problem() or settings.over_budget(cpu_seconds)
         if problem:
             raise ValueError(problem)
+        heartbeat = limits.training_heartbeat_seconds() if heartbeat_seconds is None else heartbeat_seconds
+        self.allowance = quota.Allowance(cpu_seconds, heartbeat)
         self.settings = settings
         self.threads = threads
         self.eval_size = eval_size
@@ -211,15 +269,13 @@ class TrainingRun:
         self.history: list[train.Progress] = []
         self.snapshots: list[Snapshot] = []
         self.finished: Finished | None = None
-        self.status = "ready"  # ready, running, stopping, stopped, done, failed
+        self.status = "ready"  # ready, running, stopping, stopped, done, limit, failed
         self._segment = 0  # the step the current fit call started from (Progress.elapsed restarts there)
         self._lock = threading.Lock()
         self._channel: queue.Queue = queue.Queue(maxsize=QUEUE_ITEMS)
         self._stop = threading.Event()
-        self._gone = threading.Event()
         self._thread: threading.Thread | None = None
-        # A session that closes drops its run: stop the thread then too. The worker holds no reference to `self`.
-        weakref.finalize(self, _abandon, self._stop, self._gone)
+        self._outbox: _Outbox | None = None
 
     # --- control ------------------------------------------------------------------------------
 
@@ -231,21 +287,40 @@ class TrainingRun:
     def running(self) -> bool:
         return self.status in ("running", "stopping")
 
+    @property
+    def cpu_seconds(self) -> float:
+        """CPU-seconds this run has used so far, over every start and resume."""
+        return self.allowance.cpu_used
+
     def start(self) -> None:
-        """Start, or resume after a stop: fit continues with the same optimizer, data and schedule."""
-        if self.running or self.status in ("done", "failed"):
+        """Start, or resume after a stop: fit continues with the same optimizer, data and schedule.
+
+        Raises quota.ServerBusy when the server already trains as many runs as it allows."""
+        if self.running or self.status in ("done", "limit", "failed"):
             return
+        quota.PLACES.take(limits.max_training_runs())
         self._stop.clear()
         self.finished = None
         self._segment = self.step
         self.status = "running"
-        outbox = _Outbox(self._channel, self._gone)
-        self._thread = threading.Thread(
+        self.touch()
+        self._outbox = _Outbox(self._channel, self.allowance)
+        thread = threading.Thread(
             target=_work, name="vitviz-training", daemon=True,
-            args=(self.model, self.optimizer, self.settings, self.step, self.probe_pixels, outbox, self._stop,
-                  self._lock, self.threads, self.eval_size),
+            args=(self.model, self.optimizer, self.settings, self.step, self.probe_pixels, self._outbox, self._stop,
+                  self._lock, self.threads, self.eval_size, self.allowance),
         )  # fmt: skip
-        self._thread.start()
+        try:
+            thread.start()
+        except RuntimeError:  # no thread to give the place back
+            quota.PLACES.give_back()
+            self.status = "ready" if not self.history else "stopped"
+            raise
+        self._thread = thread
+
+    def touch(self) -> None:
+        """Say that the run's owner (a browser tab) is still there; a run nobody touches stops itself."""
+        self.allowance.touch()
 
     def stop(self) -> None:
         if self.running:
@@ -257,16 +332,21 @@ class TrainingRun:
             self._thread.join(timeout)
 
     def poll(self) -> bool:
-        """Take everything the worker has sent since the last call; True if anything arrived."""
-        arrived = False
+        """Take everything the worker has sent since the last call; True if anything arrived. Touches the run."""
+        self.touch()
+        batches = []
         while True:
             try:
-                items = self._channel.get_nowait()
+                batches.append(self._channel.get_nowait())
             except queue.Empty:
-                return arrived
-            arrived = True
-            for item in items:
-                self._take(item)
+                break
+        # A worker that ended while nobody polled left its last records in the outbox.
+        if self._thread is not None and not self._thread.is_alive() and self._outbox.pending:
+            batches.append(self._outbox.pending)
+            self._outbox.pending = []
+        for item in (item for items in batches for item in items):
+            self._take(item)
+        return bool(batches)
 
     def _take(self, item) -> None:
         if isinstance(item, train.Progress):
@@ -306,8 +386,3 @@ class TrainingRun:
             "eval_loss": (held, np.array([p.eval_loss for p in measured])),
             "eval_accuracy": (held, np.array([p.eval_accuracy for p in measured])),
         }
-
-
-def _abandon(stop: threading.Event, gone: threading.Event) -> None:
-    stop.set()
-    gone.set()

@@ -37,6 +37,7 @@ class Progress:
     accuracy: float  # training accuracy of this step's batch
     lr: float
     elapsed: float  # seconds since this call to fit started
+    cpu_seconds: float  # CPU time of this call to fit so far: the calling thread's and the batch thread's
     eval_loss: float | None = None  # held-out figures, on the steps where they were measured
     eval_accuracy: float | None = None
 
@@ -74,24 +75,33 @@ def limit_threads(count: int) -> None:
         _in_new_thread(torch.set_num_threads, default)
 
 
-def _batch(config: ViTConfig, batch_size: int, seed: int, step: int) -> tuple[torch.Tensor, torch.Tensor]:
-    images, labels = data.generate(batch_size, [seed, step], size=config.image_size[0])
+def _batch(config: ViTConfig, batch_size: int, seed: int, step: int, parallel: bool = True
+           ) -> tuple[torch.Tensor, torch.Tensor]:
+    images, labels = data.generate(batch_size, [seed, step], size=config.image_size[0], parallel=parallel)
     return normalise(images, config), torch.from_numpy(labels)
 
 
 def _batches(
-    config: ViTConfig, batch_size: int, seed: int, first: int, last: int, threads: int | None = None
+    config: ViTConfig, batch_size: int, seed: int, first: int, last: int, threads: int | None = None,
+    cpu: list[float] | None = None,
 ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """Training batches for steps first..last-1, drawn two ahead on a daemon thread."""
+    """Training batches for steps first..last-1, drawn two ahead on a daemon thread.
+
+    With `threads`, the images are drawn on that thread alone (not data's pool), so its CPU time,
+    kept up to date in cpu[0], is all the drawing costs."""
     ready: queue.Queue = queue.Queue(maxsize=2)
     stop = threading.Event()
+    cpu = cpu if cpu is not None else [0.0]
 
     def produce() -> None:
         try:
+            began = time.thread_time()
             if threads:
                 limit_threads(threads)
             for step in range(first, last):
-                if not offer(_batch(config, batch_size, seed, step)):
+                batch = _batch(config, batch_size, seed, step, parallel=not threads)
+                cpu[0] = time.thread_time() - began
+                if not offer(batch):
                     return
         except Exception as exc:  # hand the failure to the training loop instead of leaving it waiting
             offer(exc)
@@ -156,7 +166,8 @@ def fit(
 
     To resume, pass the same optimizer and `start_step`; the learning-rate schedule and
     the data continue where they stopped. `threads` bounds the torch threads of the thread
-    that iterates (and of the batch thread), so a server keeps cores for its other sessions.
+    that iterates (and of the batch thread, which then draws the images by itself), so a server
+    keeps cores for its other sessions and `Progress.cpu_seconds` is all the run costs.
     """
     config = model.config
     if config.image_size[0] != config.image_size[1]:
@@ -170,8 +181,9 @@ def fit(
     torch.manual_seed(seed)
     eval_images, eval_labels = held_out(config, eval_size) if eval_every else (None, None)
     model.train()
-    started = time.perf_counter()
-    for step, (images, labels) in enumerate(_batches(config, batch_size, seed, start_step, steps, threads), start=start_step):
+    started, cpu_started, batch_cpu = time.perf_counter(), time.thread_time(), [0.0]
+    batches = _batches(config, batch_size, seed, start_step, steps, threads, batch_cpu)
+    for step, (images, labels) in enumerate(batches, start=start_step):
         rate = lr_at(step, steps, lr, warmup)
         for group in optimizer.param_groups:
             group["lr"] = rate
@@ -192,6 +204,7 @@ def fit(
             accuracy=(logits.argmax(-1) == labels).float().mean().item(),
             lr=rate,
             elapsed=time.perf_counter() - started,
+            cpu_seconds=time.thread_time() - cpu_started + batch_cpu[0],
             eval_loss=eval_loss,
             eval_accuracy=eval_accuracy,
         )

@@ -1,10 +1,11 @@
-"""The app's page list and page config, shared by app.py and the first-deep-link guard below."""
+"""The app's page list and page config, shared by app.py and the first-deep-link guard below, and
+the check-in that keeps a session's training run alive on every page."""
 
 from __future__ import annotations
 
 import streamlit as st
 
-from vitviz.ui import steps
+from vitviz.ui import state, steps
 
 
 def page_path(key: str) -> str:
@@ -33,8 +34,40 @@ def navigation():
     return st.navigation(sections(), position="top")
 
 
+CHECK_IN_SECONDS = 10  # how often an open tab checks in while its session trains, or a third of the heartbeat
+
+
+def _touch_training_run() -> None:
+    run = state.training_run()
+    if run is not None:
+        run.touch()
+
+
+def keep_training_alive() -> None:
+    """While this session's run trains, its open tab checks in every CHECK_IN_SECONDS, whatever page it shows.
+
+    app.py calls this after the page. The check-in is a fragment that the browser reruns on a timer, so it
+    ends when the tab closes, and the run then stops itself (`vitviz.quota.Allowance`); every rerun of a
+    page checks in too (`ensure_navigation`). Browsers wake a hidden tab's timers about once a minute: the
+    run's heartbeat limit allows for that.
+    """
+    run = state.training_run()
+    if run is None or not run.running:
+        return
+    every = CHECK_IN_SECONDS
+    if run.allowance.heartbeat_seconds:
+        every = max(1.0, min(every, run.allowance.heartbeat_seconds / 3))
+
+    @st.fragment(run_every=every)
+    def check_in() -> None:
+        _touch_training_run()
+
+    check_in()
+
+
 def ensure_navigation() -> None:
-    """Every page file calls this first, so a fresh server's first deep link behaves like any other visit.
+    """Every page file calls this first, so a fresh server's first deep link behaves like any other visit,
+    and so that every rerun of any page tells this session's training run that its tab is open.
 
     Works around Streamlit's legacy multipage mode (Streamlit 1.67.0, pinned in requirements.txt):
     until some session in the process has run st.navigation, Streamlit treats the pages/ folder
@@ -48,6 +81,7 @@ def ensure_navigation() -> None:
     from streamlit.runtime import Runtime
     from streamlit.runtime.pages_manager import PagesManager
 
+    _touch_training_run()
     if PagesManager.uses_pages_directory:
         PagesManager.uses_pages_directory = False
         configure()

@@ -20,7 +20,7 @@ import streamlit as st
 import torch
 from PIL import Image
 
-from vitviz import bytecache, capture, data, limits, weights
+from vitviz import bytecache, capture, data, limits, studio, weights
 from vitviz.images import ImageError, Prepared, load_image, prepare
 from vitviz.model import ViT
 
@@ -107,6 +107,13 @@ def _make_preview(chosen: dict) -> Image.Image:
 def preview(chosen: dict) -> Image.Image:
     """A copy of the chosen image, decoded and no larger than PREVIEW_SIDE, for display."""
     return image_cache().get(("preview", chosen["key"]), lambda: _make_preview(chosen))
+
+
+TRAINING_KEY = "studio_run"  # session_state: this session's studio.TrainingRun, from the Training studio
+
+
+def training_run() -> studio.TrainingRun | None:
+    return st.session_state.get(TRAINING_KEY)
 
 
 MODEL_KEY = "vitviz_model"  # session_state: the ModelChoice this session uses, when not the default

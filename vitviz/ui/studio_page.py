@@ -3,7 +3,9 @@
 The run itself (`vitviz.studio.TrainingRun`) lives in this session's `st.session_state` and
 trains on its own thread; this module only draws what the run has reported. The live part
 is a fragment that redraws itself every two seconds while the run trains, so the rest of the app
-never waits for training.
+never waits for training. The server's limits (`vitviz.quota`) show here: settings estimated
+beyond a run's CPU-seconds are refused, and a visitor finds the server busy when it already
+trains as many runs as it allows.
 """
 
 from __future__ import annotations
@@ -12,11 +14,12 @@ import numpy as np
 import plotly.graph_objects as go
 import streamlit as st
 
-from vitviz import data, figures, studio, weights
+from vitviz import data, figures, limits, quota, studio, weights
 from vitviz.ui import state
 from vitviz.ui.text import plain
 
-RUN_KEY = "studio_run"
+RUN_KEY = state.TRAINING_KEY
+BUSY_KEY = "studio_busy"  # (why the server said no, the settings to start or None to resume) until it says yes
 BYTES_KEY = "studio_download"  # (run id, step, bytes) of the last file offered
 UPLOAD_KEY = "studio_upload_seen"
 NOTE_KEY = "studio_note"
@@ -29,7 +32,52 @@ MAX_STEPS = 5000
 
 
 def current_run() -> studio.TrainingRun | None:
-    return st.session_state.get(RUN_KEY)
+    return state.training_run()
+
+
+def _start(run: studio.TrainingRun, new: studio.Settings | None) -> bool:
+    """Start (or resume) `run`; when the server is busy, keep why and what to retry. True if it started."""
+    try:
+        run.start()
+    except quota.ServerBusy as busy:
+        st.session_state[BUSY_KEY] = (str(busy), new)
+        return False
+    st.session_state.pop(BUSY_KEY, None)
+    if new is not None:
+        old = current_run()
+        if old is not None:
+            old.stop()
+        st.session_state[RUN_KEY] = run
+        st.session_state.pop(BYTES_KEY, None)
+    return True
+
+
+def _try_again() -> None:
+    _, new = st.session_state.get(BUSY_KEY, (None, None))
+    if new is not None:
+        _start(studio.TrainingRun(new), new)
+    elif current_run() is not None:
+        _resume()
+
+
+def _busy() -> None:
+    """The server's refusal, with a button that asks again."""
+    refusal = st.session_state.get(BUSY_KEY)
+    if refusal is None:
+        return
+    st.warning(refusal[0])
+    st.button("Try again", key="studio_try_again", on_click=_try_again, icon=":material/refresh:")
+
+
+def _limits_caption() -> None:
+    """What the server allows, and why: every visitor shares it."""
+    runs, cpu = limits.max_training_runs(), limits.training_cpu_seconds()
+    at_once = "one run at a time" if runs == 1 else f"{runs} runs at once"
+    words = f"This server is shared by every visitor: it trains {at_once}"
+    if cpu:
+        words += (f" and gives each at most {studio.cpu_seconds_words(cpu)} of computing, so settings estimated to "
+                  "need more are refused before they start")
+    st.caption(words + ". A run stops when its browser tab is closed.")
 
 
 # --- settings and controls --------------------------------------------------------------------
@@ -59,21 +107,18 @@ def _settings_form(run: studio.TrainingRun | None) -> None:
         seed = seed_col.number_input("Seed", 0, 1_000_000, kept.seed, key="studio_seed")
         label = "Start a new run" if run is not None else "Start training"
         submitted = st.form_submit_button(label, type="primary", disabled=busy, key="studio_start")
+        _limits_caption()
     if submitted:
         settings = studio.Settings(image_size=int(image_size), patch_size=int(patch), dim=int(dim), depth=int(depth),
                                    heads=int(heads), steps=int(steps), batch_size=int(batch), lr=float(lr),
                                    seed=int(seed))  # fmt: skip
-        problem = settings.problem()
+        st.session_state.pop(BUSY_KEY, None)  # a new request replaces one the server turned down
+        problem = settings.problem() or settings.over_budget(limits.training_cpu_seconds())
         if problem:
             st.error(problem)
             return
-        if run is not None:
-            run.stop()
-        new = studio.TrainingRun(settings)
-        st.session_state[RUN_KEY] = new
-        st.session_state.pop(BYTES_KEY, None)
-        new.start()
-        st.rerun()
+        if _start(studio.TrainingRun(settings), settings):
+            st.rerun()
 
 
 def _stop() -> None:
@@ -85,7 +130,7 @@ def _stop() -> None:
 def _resume() -> None:
     run = current_run()
     if run is not None and run.status == "stopped":
-        run.start()
+        _start(run, None)
 
 
 def _controls(run: studio.TrainingRun) -> None:
@@ -112,16 +157,21 @@ def _progress(run: studio.TrainingRun) -> None:
     total = run.settings.steps
     words = {
         "ready": "Starting…", "running": "Training", "stopping": "Stopping after this step…",
-        "stopped": "Stopped: Resume carries on from here", "done": "Finished", "failed": "Failed",
+        "stopped": "Stopped: Resume carries on from here", "done": "Finished", "limit": "Stopped at the server's limit",
+        "failed": "Failed",
     }  # fmt: skip
     text = f"{words[run.status]} · step {run.step} of {total}"
     if run.running and run.history:
         text += f" · {run.rate():.1f} steps/s · {_duration(run.seconds_left())} left"
     elif run.history:
         text += f" · {run.rate():.1f} steps/s"
+    if run.allowance.cpu_limit:
+        text += f" · {run.cpu_seconds:.0f} of {run.allowance.cpu_limit:g} CPU-seconds used"
     st.progress(min(1.0, run.step / total), text=text)
     if run.finished is not None and run.finished.error:
         st.error(run.finished.error)
+    if run.finished is not None and run.finished.note:
+        st.warning(run.finished.note)
     if run.history:
         last = run.history[-1]
         measured = [p for p in run.history if p.eval_loss is not None]
@@ -325,12 +375,14 @@ def show() -> None:
     st.markdown(
         "Train a Vision Transformer of your own on the built-in shapes, here and now. Choose its size and how long "
         "to train, then watch the loss fall, the accuracy rise and the attention find the shape. Training runs "
-        "in the background on one of the server's cores, so you can keep browsing the steps meanwhile."
+        "in the background on one of the server's cores, so you can keep browsing the steps meanwhile; closing "
+        "the tab stops it."
     )
     run = current_run()
     if run is not None:
         run.poll()
     _settings_form(run)
+    _busy()
     if run is None:
         st.info("Nothing trained yet. The defaults above take a few minutes; a tiny model (width 32, one layer, "
                 "20 steps) takes seconds.")
