@@ -69,9 +69,10 @@ SETTINGS = (
     Setting("training_cpu_seconds", 600, "CPU-seconds one training run may use in all, resumes included: the studio "
                                          "refuses settings estimated to need more and stops a run that reaches it, "
                                          "since its largest settings would ask for tens of CPU-hours (0: no limit)."),
-    Setting("training_heartbeat_seconds", 90, "A run stops when its browser tab has not been heard from for this "
-                                              "many seconds, so a closed tab frees its core; over a minute, because "
-                                              "browsers wake a hidden tab's timers only about once a minute."),
+    Setting("training_heartbeat_seconds", 25, "A run stops when its browser tab has not been heard from for this "
+                                              "many seconds, so a closed tab frees its core within half a minute. A "
+                                              "tab hidden for minutes may be woken only once a minute by its browser "
+                                              "and pause its run, which Resume continues; raise this to avoid that."),
 )
 _BY_NAME = {setting.name: setting for setting in SETTINGS}
 _TRUE, _FALSE = {"1", "true", "yes", "on"}, {"0", "false", "no", "off", ""}

@@ -77,7 +77,8 @@ def _limits_caption() -> None:
     if cpu:
         words += (f" and gives each at most {studio.cpu_seconds_words(cpu)} of computing, so settings estimated to "
                   "need more are refused before they start")
-    st.caption(words + ". A run stops when its browser tab is closed.")
+    st.caption(words + ". A run stops within half a minute of its browser tab closing (or, sometimes, of the tab "
+               "being hidden for minutes: Resume then carries on).")
 
 
 # --- settings and controls --------------------------------------------------------------------
