@@ -207,3 +207,16 @@ def fake_hub(hub_checkpoints, tmp_path, monkeypatch):
     monkeypatch.setattr(limits, "SECRETS_FILES", (tmp_path / ".streamlit" / "secrets.toml",))
     yield hub
     hub.stop()
+
+
+def fill_studio_form(at: AppTest, settings) -> AppTest:
+    """Open the Training studio and set its form to `settings` (a studio.Settings); nothing is clicked."""
+    open_page(at, "pages/training.py")
+    at.selectbox(key="studio_image_size").set_value(settings.image_size)
+    at.selectbox(key="studio_patch").set_value(settings.patch_size)
+    at.selectbox(key="studio_dim").set_value(settings.dim)
+    at.number_input(key="studio_depth").set_value(settings.depth)
+    at.selectbox(key="studio_heads").set_value(settings.heads)
+    at.number_input(key="studio_steps").set_value(settings.steps)
+    at.selectbox(key="studio_batch").set_value(settings.batch_size)
+    return at

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import streamlit as st
 import torch
-from conftest import fresh_app, open_page, problems
+from conftest import fill_studio_form, fresh_app, open_page, problems
 from safetensors.torch import load_file
 from streamlit.testing.v1 import AppTest
 
@@ -203,14 +203,7 @@ def clean_caches():
 
 def train_tiny(at: AppTest) -> studio.TrainingRun:
     """Set the tiny configuration on the training page, start it, and rerun the page until it finishes."""
-    open_page(at, "pages/training.py")
-    at.selectbox(key="studio_image_size").set_value(TINY.image_size)
-    at.selectbox(key="studio_patch").set_value(TINY.patch_size)
-    at.selectbox(key="studio_dim").set_value(TINY.dim)
-    at.number_input(key="studio_depth").set_value(TINY.depth)
-    at.selectbox(key="studio_heads").set_value(TINY.heads)
-    at.number_input(key="studio_steps").set_value(TINY.steps)
-    at.selectbox(key="studio_batch").set_value(TINY.batch_size)
+    fill_studio_form(at, TINY)
     at.select_slider(key="studio_lr").set_value(TINY.lr)
     at.button(key="studio_start").click().run()
     assert not problems(at) and not at.error, (problems(at), [e.value for e in at.error])

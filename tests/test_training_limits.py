@@ -8,7 +8,7 @@ import time
 import numpy as np
 import pytest
 import streamlit as st
-from conftest import fresh_app, open_page, problems
+from conftest import fill_studio_form, fresh_app, open_page, problems
 from streamlit.testing.v1 import AppTest
 
 from vitviz import data, quota, studio, train
@@ -48,14 +48,7 @@ def until(condition, what: str) -> None:
 
 
 def start_on_page(at: AppTest, settings: studio.Settings) -> AppTest:
-    open_page(at, "pages/training.py")
-    at.selectbox(key="studio_image_size").set_value(settings.image_size)
-    at.selectbox(key="studio_patch").set_value(settings.patch_size)
-    at.selectbox(key="studio_dim").set_value(settings.dim)
-    at.number_input(key="studio_depth").set_value(settings.depth)
-    at.selectbox(key="studio_heads").set_value(settings.heads)
-    at.number_input(key="studio_steps").set_value(settings.steps)
-    at.selectbox(key="studio_batch").set_value(settings.batch_size)
+    fill_studio_form(at, settings)
     at.button(key="studio_start").click().run()
     assert not problems(at), problems(at)
     return at

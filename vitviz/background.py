@@ -55,6 +55,9 @@ class Job:
 
 _JOBS: dict[str, Job] = {}
 _LOCK = threading.Lock()
+# One job computes at a time, whatever the number of models visitors load: the others wait their turn,
+# so background work never takes more than one core from the pages.
+_ONE_AT_A_TIME = threading.Lock()
 
 
 def start(key: str, work: Callable[[Callable[[int, int], None]], np.ndarray], path: Path | None = None) -> Job:
@@ -92,7 +95,8 @@ def _run(job: Job, work, path: Path | None) -> None:
         from vitviz.train import limit_threads
 
         limit_threads(1)  # a background average must leave the other core to the pages people are reading
-        result = work(report)
+        with _ONE_AT_A_TIME:
+            result = work(report)
     except Exception:  # the page says the figure is missing; the log has the traceback
         log.exception("vitviz: background work %s failed", job.key)
         job.failed = True

@@ -48,8 +48,8 @@ def keep_training_alive() -> None:
 
     app.py calls this after the page. The check-in is a fragment that the browser reruns on a timer, so it
     ends when the tab closes, and the run then stops itself (`vitviz.quota.Allowance`); every rerun of a
-    page checks in too (`ensure_navigation`). Browsers wake a hidden tab's timers about once a minute: the
-    run's heartbeat limit allows for that.
+    page checks in too (`ensure_navigation`). Browsers may wake a long-hidden tab's timers only about once
+    a minute; the run's heartbeat limit says what happens then.
     """
     run = state.training_run()
     if run is None or not run.running:

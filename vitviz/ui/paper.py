@@ -45,6 +45,12 @@ def position_similarity(traced: Traced, vectors: np.ndarray | None = None,
                "position (ViT paper, Fig. 7 centre). Nearby positions, rows and columns resemble each other.")
 
 
+@st.cache_resource(max_entries=8, show_spinner=False)
+def _fingerprint(model_key: str, _model) -> str:
+    # Hashes a few of the weights (about 12 MB for ViT-B): once per model, not on every rerun.
+    return background.model_fingerprint(_model)
+
+
 def _distance_job(traced: Traced) -> background.Job | None:
     """The mean attention distance over DATASET_IMAGES generated images, computed once per model in the background."""
     model = traced.model
@@ -62,7 +68,7 @@ def _distance_job(traced: Traced) -> background.Job | None:
             report(min(start + CHUNK, DATASET_IMAGES), DATASET_IMAGES)
         return total / DATASET_IMAGES
 
-    fingerprint = background.model_fingerprint(model)
+    fingerprint = _fingerprint(traced.model_key, model)
     path = background.cache_dir() / "attention-distance" / f"{fingerprint}-{DATASET_IMAGES}.npy"
     return background.start(f"attention-distance:{fingerprint}", work, path)
 

@@ -204,8 +204,9 @@ def _position_text(traced: Traced) -> str:
 )
 def step_8(traced: Traced, view: View) -> None:
     pos = to_numpy(traced.trace.pos_embedding)
-    if _trained_by_vitviz(traced):
-        start = sincos_2d(traced.config.grid, traced.config.dim).numpy()  # how vitviz initialises them
+    # How vitviz initialises them; None for a checkpoint, whose start vitviz does not know.
+    start = sincos_2d(traced.config.grid, traced.config.dim).numpy() if _trained_by_vitviz(traced) else None
+    if start is not None:
         kept = analysis.row_cosines(pos[1:], start)
         st.markdown(
             f"After training, each position's vector is still at cosine **{kept.mean():.2f}** (lowest "
@@ -218,8 +219,7 @@ def step_8(traced: Traced, view: View) -> None:
         )
     )
     paper.position_similarity(traced)
-    if _trained_by_vitviz(traced):
-        start = sincos_2d(traced.config.grid, traced.config.dim).numpy()
+    if start is not None:
         paper.position_similarity(traced, pos[1:] - start, "Cosine similarity of what training added (learned − start)")
     left, right = st.columns(2)
     with left:
