@@ -48,8 +48,28 @@ def _kept(store: str, default):
     return st.session_state[key]
 
 
+READERS = "rerun_only"  # {kept value: keys of the fragments that read it}, set by a page that has such fragments
+
+
+def rerun_only(readers: dict[str, list[str]]) -> None:
+    """On this page, a change to a kept value reruns only the keyed fragments listed for it (the story's steps).
+
+    Every page run starts without any (`navigation.ensure_navigation`); a page that draws keyed fragments
+    says which read what, after drawing them, so every key named was drawn in this run.
+    """
+    st.session_state[READERS] = {store: keys for store, keys in readers.items() if keys}
+
+
+def _rerun_readers(store: str) -> None:
+    """From a widget's callback: rerun just the fragments that read `store`, if this page named any."""
+    readers = st.session_state.get(READERS, {}).get(store)
+    if readers:
+        st.rerun(readers)  # replaces the whole-page rerun the widget would cause
+
+
 def _keep(widget_key: str, store: str) -> None:
     st.session_state[f"keep_{store}"] = st.session_state[widget_key]
+    _rerun_readers(store)
 
 
 def persistent(widget, key: str, default, *, store: str | None = None, **kwargs):
@@ -128,21 +148,41 @@ def token_label(index: int, grid: tuple[int, int]) -> str:
     return f"patch {index - 1} (row {row + 1}, col {col + 1})"
 
 
+def _patch_at(click: dict, grid: tuple[int, int], cell: int) -> int:
+    row = min(grid[0] - 1, int(click["y"]) // cell)
+    col = min(grid[1] - 1, int(click["x"]) // cell)
+    return row * grid[1] + col
+
+
+def _clickable(picture: np.ndarray, *, key: str, on_click=None):
+    # JPEG: the component sends the picture inside the page's own message; a PNG of it is ten times larger.
+    return streamlit_image_coordinates(picture, key=key, image_format="JPEG", jpeg_quality=90, on_click=on_click)
+
+
 def clicked_patch(picture: np.ndarray, grid: tuple[int, int], cell: int, *, key: str) -> int | None:
     """Show `picture` (a grid of `cell`-pixel patches) and return the patch a new click landed on.
 
     The component keeps returning its last click on every rerun, so a click is only new once.
     """
-    click = streamlit_image_coordinates(picture, key=key)
+    click = _clickable(picture, key=key)
     if click is None:
         return None
     marker = (click.get("x"), click.get("y"), click.get("unix_time"))
     if st.session_state.get(f"{key}_seen") == marker:
         return None
     st.session_state[f"{key}_seen"] = marker
-    row = min(grid[0] - 1, int(click["y"]) // cell)
-    col = min(grid[1] - 1, int(click["x"]) // cell)
-    return row * grid[1] + col
+    return _patch_at(click, grid, cell)
+
+
+def _set_query(query: int) -> None:
+    st.session_state["keep_query"] = query
+    _rerun_readers("query")
+
+
+def _query_clicked(key: str, grid: tuple[int, int], cell: int) -> None:
+    click = st.session_state.get(key)
+    if click:
+        _set_query(1 + _patch_at(click, grid, cell))
 
 
 def query_picker(traced: state.Traced, *, key: str) -> int:
@@ -154,13 +194,8 @@ def query_picker(traced: state.Traced, *, key: str) -> int:
     factor = figures.enlargement(traced.display, 448)  # a 14×14 grid needs cells big enough to click
     picture = figures.draw_grid(traced.display, patch, factor, highlight=query - 1 if query else None)
     st.caption("Click a patch to make it the query; the button switches back to CLS.")
-    clicked = clicked_patch(picture, grid, patch * factor, key=key)
-    if clicked is not None:
-        st.session_state["keep_query"] = 1 + clicked
-        st.rerun()
+    _clickable(picture, key=key, on_click=lambda: _query_clicked(key, grid, patch * factor))
     left, right = st.columns([2, 1])
     left.markdown(f"Query: **{token_label(query, grid)}**")
-    if right.button("Use CLS", key=f"{key}_cls", disabled=query == 0):
-        st.session_state["keep_query"] = 0
-        st.rerun()
+    right.button("Use CLS", key=f"{key}_cls", disabled=query == 0, on_click=_set_query, args=(0,))
     return query

@@ -78,17 +78,18 @@ def show() -> None:
             f" (CLS gets {row[0]:.3f})",
             width="stretch",
         )
-    tabs = st.tabs(["All heads", "Layers × heads", "Attribution", "Occlusion", "Paper Fig. 7"])
-    with tabs[0]:
-        page.guarded("all heads", _all_heads, traced, layer, query, colorscale, opacity)
-    with tabs[1]:
-        page.guarded("layer × head overview", _overview, traced, query, colorscale, opacity)
-    with tabs[2]:
-        page.guarded("attribution", _attribution, traced, colorscale, opacity)
-    with tabs[3]:
-        page.guarded("occlusion", _occlusion, traced, layer, head, colorscale, opacity)
-    with tabs[4]:
-        page.guarded("Fig. 7", paper.fig7, traced)
+    parts = {
+        "All heads": lambda: _all_heads(traced, layer, query, colorscale, opacity),
+        "Layers × heads": lambda: _overview(traced, query, colorscale, opacity),
+        "Attribution": lambda: _attribution(traced, colorscale, opacity),
+        "Occlusion": lambda: _occlusion(traced, layer, head, colorscale, opacity),
+        "Paper Fig. 7": lambda: paper.fig7(traced),
+    }
+    # Only the open tab is drawn: a hidden tab's figures would cost the server and the browser all the same.
+    for tab, (name, draw) in zip(st.tabs(list(parts), key="explorer_tab", on_change="rerun"), parts.items(), strict=True):
+        if tab.open:
+            with tab:
+                page.guarded(name, draw)
 
 
 def _all_heads(traced: Traced, layer: int, query: int, colorscale: str, opacity: float) -> None:

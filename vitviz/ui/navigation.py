@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from vitviz.ui import state, steps
+from vitviz.ui import controls, state, steps
 
 
 def page_path(key: str) -> str:
@@ -82,6 +82,7 @@ def ensure_navigation() -> None:
     from streamlit.runtime.pages_manager import PagesManager
 
     _touch_training_run()
+    st.session_state.pop(controls.READERS, None)  # a page names its own keyed fragments, after drawing them
     if PagesManager.uses_pages_directory:
         PagesManager.uses_pages_directory = False
         configure()
