@@ -307,3 +307,23 @@ def distance_scatter(series: dict[str, np.ndarray], *, title: str | None = None,
     fig.update_yaxes(title="mean attention distance (pixels)", rangemode="tozero")
     fig.update_layout(legend=dict(orientation="h", y=1.15))
     return layout(fig, title, height)
+
+
+def activation_curve(z: np.ndarray, activation: np.ndarray, *, points: tuple[np.ndarray, np.ndarray] | None = None,
+                     name: str = "GELU(z)", points_name: str = "", title: str | None = None,
+                     height: int = 300) -> go.Figure:
+    """An activation function drawn as the curve (z, activation), with optional points (z, f(z)) laid on it."""
+    fig = go.Figure()
+    fig.add_scatter(x=z, y=activation, mode="lines", name=name, line=dict(color="#4f46e5", width=2),
+                    hovertemplate="z %{x:.2f}<br>%{y:.3f}<extra></extra>")
+    if points is not None:
+        fig.add_scatter(x=points[0], y=points[1], mode="markers", name=_labels([points_name])[0],
+                        marker=dict(color="#f59e0b", size=6, opacity=0.6, line=dict(width=0)),
+                        hovertemplate="z %{x:.2f}<br>%{y:.3f}<extra></extra>")
+    fig.add_hline(y=0, line=dict(color="#999", width=1))
+    fig.add_vline(x=0, line=dict(color="#999", width=1))
+    fig.update_xaxes(title="z, the hidden unit's input")
+    fig.update_yaxes(title="output")
+    # Top left inside the axes: an activation stays near 0 there, so nothing is hidden.
+    fig.update_layout(legend=dict(x=0.02, y=0.98, xanchor="left", yanchor="top", bgcolor="rgba(255,255,255,0.8)"))
+    return layout(fig, title, height)

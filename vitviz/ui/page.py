@@ -52,14 +52,14 @@ NOTATION = """
 | d, h, d_h = d / h | token width; heads; width of one head |
 | mlp, L, k | hidden width of the MLP; number of blocks; number of classes |
 | X_p, E, Z, Z₀ | the n×p' patch matrix; the patch embedding; XₚE + b; Z with CLS and positions |
-| X = X_l, X', H, M | a block's input (X₀ = Z₀); X + attention; the MLP's hidden layer; the MLP's output |
+| X = X_{l−1}, X', H, M | block l's input (X₀ = Z₀); X + attention; the MLP's hidden layer; the MLP's output |
 | Q, K, V, A, P | queries, keys, values; scores QKᵀ/√d_h; attention, the row softmax of A |
-| i, j; m; l | query and key token indices; head index (m = 1..h); block index (l = 0..L−1) |
+| i, j; m; l | query and key token indices (0..N−1); head (m = 1..h); block (l = 1..L) |
 | y, p̂, t | the CLS output after the final LayerNorm; the class probabilities; the true class (step 14) |
 
-On screen, layers and heads count from 1 ("Layer 1 of 4", "Head 1 of 4") and so do patch rows and columns,
-while patch numbers count from 0 ("patch 0 (row 1, col 1)" is token 1); the formulas count blocks and tokens
-from 0, CLS being token 0.
+Numbering, everywhere: layers, heads and the grid's rows and columns count from 1 ("Layer 1", "Head 1",
+"row 1, col 1"), while tokens, patches and every matrix's rows and columns count from 0, as the figures' axes
+do: token 0 is CLS and patch i, read row by row, is token i + 1.
 """
 
 

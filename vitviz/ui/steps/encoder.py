@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import streamlit as st
+import torch
 
 from vitviz import analysis, figures
-from vitviz.ui.controls import View, query_picker, token_label
+from vitviz.ui.controls import View, persistent, query_picker, token_label
 from vitviz.ui.drawing import image_grid, show_figure, to_numpy
 from vitviz.ui.state import Traced
 from vitviz.ui.steps.step import HEAD, LAYER, QUERY, Section
@@ -70,6 +71,7 @@ def step_10_1(traced: Traced, view: View) -> None:
                 to_numpy(layer.norm1), title="LN(X): each token normalised", x_title="d", y_title="token", height=300
             )
         )
+    _layer_norm_note(traced, layer)
     qkv = to_numpy(layer.qkv)
     fig = figures.heatmap(
         qkv, title=f"LN(X) W_qkv: {qkv.shape[0]}×{qkv.shape[1]} = [Q | K | V]", x_title="3d", y_title="token"
@@ -77,6 +79,11 @@ def step_10_1(traced: Traced, view: View) -> None:
     for boundary in (d, 2 * d):
         fig.add_vline(x=boundary - 0.5, line=dict(color="#111", width=2))
     show_figure(fig)
+    st.markdown(
+        "**What the three are for.** A token's query says what it is looking for, its key what it can be found by, "
+        "and its value what it hands over to the tokens that attend to it. All three come from the same normalised "
+        "token through different columns of W_qkv, so what makes a token found and what it passes on can differ."
+    )
     st.markdown(f"**Head {view.head + 1}'s slices**, columns {view.head * dh}–{(view.head + 1) * dh - 1} of each part:")
     cols = st.columns(3)
     for col, name in zip(cols, ("q", "k", "v"), strict=True):
@@ -90,6 +97,20 @@ def step_10_1(traced: Traced, view: View) -> None:
                     height=320,
                 )
             )
+
+
+def _layer_norm_note(traced: Traced, layer) -> None:
+    """LayerNorm's formula, once, beside the first figure that shows it, with what it did to this layer's tokens."""
+    st.latex(r"\mathrm{LN}(x) = \gamma \odot \frac{x - \mu}{\sqrt{\sigma^2 + \varepsilon}} + \beta")
+    before = np.linalg.norm(to_numpy(layer.input), axis=1)
+    after = np.linalg.norm(to_numpy(layer.norm1), axis=1)
+    st.caption(
+        f"LayerNorm works on each token alone: μ and σ² are the mean and variance of its own d = {traced.config.dim} "
+        f"numbers, ε = {traced.config.layer_norm_eps:g} only keeps the division safe, and γ and β ({traced.config.dim} "
+        "learned numbers each) scale and shift every channel afterwards. So every token enters attention at a "
+        f"similar size: here their lengths go from {before.min():.2f}–{before.max():.2f} to "
+        f"{after.min():.2f}–{after.max():.2f}."
+    )
 
 
 @SECTION.step(
@@ -119,6 +140,14 @@ def step_10_2(traced: Traced, view: View) -> None:
         key="scores",
     )
     st.caption(f"Hover for values; token 0 is CLS. Scores range from {scores.min():.2f} to {scores.max():.2f}.")
+    dh = traced.config.head_dim
+    st.markdown(
+        "**Why a dot product.** q · k multiplies the two vectors entry by entry and adds the products: it is large "
+        "when the query's large entries meet large entries of the same sign in the key, near zero when they have "
+        "nothing in common, and negative when they disagree. It equals ‖q‖ ‖k‖ cos θ, so it rewards pointing the "
+        f"same way. A sum of d_h = {dh} products spreads more the wider the head, so it is divided by √{dh} = "
+        f"{dh**0.5:.2f}; without that, the softmax on the next step would put nearly all weight on one key."
+    )
 
 
 @SECTION.step(
@@ -259,6 +288,8 @@ def step_10_6(traced: Traced, view: View) -> None:
     heads = traced.config.heads
     st.markdown(f"**Every head of layer {view.layer + 1}**, attention of {token_label(query, traced.trace.grid)}:")
     rows = [to_numpy(layer.attn[h, query]) for h in range(heads)]
+    shared = persistent(st.toggle, "heads_shared_scale", False, label="One colour scale for every head")
+    top = max(float(row[1:].max()) for row in rows) if shared else None
     image_grid(
         [
             (
@@ -267,13 +298,39 @@ def step_10_6(traced: Traced, view: View) -> None:
                     row[1:].reshape(traced.trace.grid),
                     size=192,
                     colorscale=view.colorscale,
+                    vmax=top,
                     outline=query - 1 if query else None,
                 ),
-                f"Head {h + 1}: CLS {row[0]:.2f}, max {row.max():.2f}",
+                f"Head {h + 1}: patches {row[1:].min():.2f}–{row[1:].max():.2f}, CLS {row[0]:.2f}",
             )
             for h, row in enumerate(rows)
         ],
         per_row=min(heads, 4),
+    )
+    if shared:
+        st.caption(f"Colours run from 0 to {top:.2f}, the largest weight any head gives a patch, in every image.")
+    else:
+        st.caption(
+            "Each image's colours run from its own lowest to its own highest patch weight (the range under it), so a "
+            "head that spreads its weight evenly looks as contrasted as one that picks a single patch; compare the "
+            "ranges, or turn on one colour scale for every head."
+        )
+    st.markdown(_why_heads(traced))
+
+
+def _why_heads(traced: Traced) -> str:
+    """Why several heads cost no more than one, and where each head's projection is in W_qkv."""
+    config = traced.config
+    gh, gw = traced.trace.grid
+    d, h, dh, tokens = config.dim, config.heads, config.head_dim, gh * gw + 1
+    last = f"head {h}: columns {(h - 1) * dh}–{h * dh - 1}"
+    return (
+        f"**Why several heads.** With d_h = d / h, the {h} heads together cost what one head of the full width "
+        f"would: scoring every pair takes h · N² · d_h = N² · d multiplications ({h} · {tokens}² · {dh} = "
+        f"{tokens}² · {d} = {h * tokens**2 * dh:,} here), and the projection is one d×3d matrix W_qkv either way. What h heads buy is "
+        f"{h} different weighted averages per token instead of one, each free to look at other tokens. Each head's "
+        f"projection is a slice of that one matrix: head m's queries are columns (m−1)·d_h to m·d_h − 1 of its Q "
+        f"part ({last}), and its keys and values the same columns of the K and V parts."
     )
 
 
@@ -342,6 +399,22 @@ def step_10_8(traced: Traced, view: View) -> None:
             y_title="L2 norm",
         )
     )
+    alike_in, alike_out = _mean_pairwise_cosine(inp), _mean_pairwise_cosine(out)
+    more = "more" if alike_out > alike_in else "less"
+    st.caption(
+        "What to look for: compare rows. Tokens that attended to the same places tend to get similar output rows, and a "
+        "column that is strong in every row is something attention adds to every token alike. In this layer the "
+        f"output rows are {more} alike than the input rows: mean cosine {alike_out:.2f} between two tokens' outputs "
+        f"against {alike_in:.2f} between their inputs."
+    )
+
+
+def _mean_pairwise_cosine(rows: np.ndarray) -> float:
+    """The mean cosine similarity over all pairs of distinct rows: how alike the tokens are."""
+    unit = rows / np.maximum(np.linalg.norm(rows, axis=1, keepdims=True), 1e-12)
+    gram = unit @ unit.T
+    count = len(rows)
+    return float((gram.sum() - np.trace(gram)) / max(1, count * (count - 1)))
 
 
 @SECTION.step(
@@ -381,6 +454,7 @@ def step_10_9(traced: Traced, view: View) -> None:
 def step_10_10(traced: Traced, view: View) -> None:
     layer = traced.trace.layers[view.layer]
     before, after = to_numpy(layer.input), to_numpy(layer.resid)  # X and X', (N, d)
+    turned = analysis.row_cosines(before, after)
     show_figure(
         figures.heatmap(
             after, title=f"X' = X + O: {after.shape[0]}×{after.shape[1]}", x_title="d", y_title="token", height=420
@@ -399,12 +473,19 @@ def step_10_10(traced: Traced, view: View) -> None:
     with right:
         show_figure(
             figures.lines(
-                {"cos(X, X')": analysis.row_cosines(before, after)},
+                {"cos(X, X')": turned},
                 title="How far attention turned each token (1 = same direction)",
                 x_title="token (0 = CLS)",
                 y_title="cosine",
             )
         )
+    most = int(turned.argmin())
+    st.caption(
+        "What to look for: X' keeps X's pattern, since the residual adds attention's output to it rather than "
+        "replacing it, so look for the rows that differ from the block input X (step 10.9 shows both). The cosine plot finds them: the lower "
+        f"the dot, the more attention turned that token. Here it turned {token_label(most, traced.trace.grid)} "
+        f"most (cosine {turned[most]:.2f}); the median token keeps cosine {np.median(turned):.2f}."
+    )
 
 
 @SECTION.step(
@@ -416,7 +497,7 @@ def step_10_10(traced: Traced, view: View) -> None:
     ),
     formula=r"H = \mathrm{GELU}(\mathrm{LN}(X') W_1 + b_1),\quad M = H\,W_2 + b_2",
     shape="(n+1, mlp)",
-    controls=(LAYER,),
+    controls=(LAYER, QUERY),
 )
 def step_10_11(traced: Traced, view: View) -> None:
     layer = traced.trace.layers[view.layer]
@@ -430,6 +511,7 @@ def step_10_11(traced: Traced, view: View) -> None:
             height=420,
         )
     )
+    _gelu(traced, view)
     config = traced.config
     d, width = config.dim, config.mlp_dim
     attention_parameters = 4 * d * d + 4 * d  # W_qkv, b_qkv, W_o, b_o
@@ -449,6 +531,45 @@ def step_10_11(traced: Traced, view: View) -> None:
             y_title="share",
         )
     )
+
+
+def _gelu(traced: Traced, view: View) -> None:
+    """What GELU is: the model's own activation drawn as a curve, with one token's hidden units on it."""
+    mlp = traced.model.blocks[view.layer].mlp
+    query = min(view.query, traced.config.num_patches)
+    with torch.no_grad():
+        z = mlp.fc1(traced.trace.layers[view.layer].norm2[query])  # the token's hidden units before GELU
+        span = torch.linspace(min(-4.0, float(z.min())), max(4.0, float(z.max())), 241)
+        fine = torch.linspace(-3.0, 0.0, 3001)
+        lowest = int(mlp.act(fine).argmin())
+        curve, lowest_z, lowest_value = mlp.act(span), float(fine[lowest]), float(mlp.act(fine)[lowest])
+        out = mlp.act(z)
+    token = token_label(query, traced.trace.grid)
+    left, right = st.columns([3, 2])
+    with left:
+        show_figure(
+            figures.activation_curve(
+                span.numpy(),
+                curve.numpy(),
+                points=(z.numpy(), out.numpy()),
+                points_name=f"{token}'s {z.numel():,} hidden units",
+                title=f"GELU, with the hidden units of {token} (layer {view.layer + 1})",
+            )
+        )
+    with right:
+        st.latex(r"\mathrm{GELU}(z) = z\,\Phi(z)")
+        approximation = (
+            " This model computes it with the usual tanh approximation, 0.5·z·(1 + tanh(√(2/π)·(z + 0.044715·z³)))."
+            if traced.config.activation == "gelu_tanh"
+            else ""
+        )
+        st.markdown(
+            "**GELU** multiplies z by Φ(z), the chance that a standard normal number is below z. A large positive z "
+            "passes almost unchanged, a large negative one becomes almost 0, and in between the curve dips to its "
+            f"lowest, {lowest_value:.3f} at z = {lowest_z:.2f}. Unlike ReLU it is smooth and lets small negative "
+            f"values through.{approximation} The dots are {token}'s hidden units (the query of steps 10.4 and 10.6): "
+            f"{float((out > 0).float().mean()):.0%} of them come out above zero."
+        )
 
 
 @SECTION.step(

@@ -23,7 +23,7 @@ SECTION = Section("Output")
         "The model stacks L such blocks, each with its own weights. Watching the CLS token from block to "
         "block shows the prediction taking shape."
     ),
-    formula=r"X_{l+1} = \mathrm{Block}_l(X_l),\quad l = 0..L-1",
+    formula=r"X_l = \mathrm{Block}_l(X_{l-1}),\quad l = 1..L",
     shape="(L, n+1, d)",
 )
 def step_11(traced: Traced, view: View) -> None:
@@ -46,16 +46,21 @@ def step_11(traced: Traced, view: View) -> None:
     cls = np.stack([to_numpy(layer.output[0]) for layer in traced.trace.layers])
     first = to_numpy(traced.trace.tokens[0])
     all_cls = np.vstack([first[None], cls])
+    turns = analysis.cosine_to_next(all_cls)
     left, right = st.columns(2)
     with left:
         show_figure(
             figures.lines(
-                {"cosine(CLS before, CLS after)": analysis.cosine_to_next(all_cls)},
+                {"cosine(CLS before, CLS after)": turns},
                 x=np.arange(1, depth + 1),
                 title="How much each layer turns the CLS token",
                 x_title="layer",
-                y_title="cosine",
+                y_title="cosine (1 = unchanged)",
             )
+        )
+        st.caption(
+            "1 means the layer left CLS pointing the same way; the lower the dot, the more the layer turned it. "
+            f"Here layer {int(turns.argmin()) + 1} turns it most (cosine {turns.min():.2f})."
         )
     with right:
         show_figure(
@@ -89,6 +94,11 @@ def step_11(traced: Traced, view: View) -> None:
         height=140 + 30 * min(depth, 24),
     )
     show_figure(fig)
+    st.caption(
+        f"Each row puts that layer's CLS token through the final LayerNorm and the class head. The head was trained "
+        f"only on what layer {depth} hands it, so the earlier rows read vectors it was never fitted to: an early "
+        "row that is flat or wrong may mean the reading fails there rather than that the layer knows nothing yet."
+    )
 
 
 @SECTION.step(

@@ -14,6 +14,8 @@ from vitviz.ui.steps.step import Section
 
 SECTION = Section("Patches and tokens")
 
+CLS_INIT_STD = 0.02  # how vitviz.model.ViT.reset_parameters starts the CLS token (tests/test_texts.py checks)
+
 
 @SECTION.step(
     "3",
@@ -38,6 +40,24 @@ def step_3(traced: Traced, view: View) -> None:
         figures.mosaic(tiles, gw, gap=max(2, factor), factor=factor),
         caption="The patches pulled apart",
         width="stretch",
+    )
+    st.markdown(_why_patches(traced))
+
+
+def _why_patches(traced: Traced) -> str:
+    """Why tokens are patches: attention's cost for one token per pixel against one per patch, for this model."""
+    h, w = traced.config.image_size
+    gh, gw = traced.trace.grid
+    blocks = traced.config.depth * traced.config.heads
+    pixels, tokens = h * w, gh * gw + 1  # CLS included with the patches
+    return (
+        "**Why patches, not pixels.** Attention scores every token against every token, so its work grows with the "
+        f"square of the number of tokens. One token per pixel of this {w}×{h} input would be {pixels:,} tokens and "
+        f"{pixels**2:,} scores in each head of each layer; as patches it is {tokens:,} tokens (CLS included) and "
+        f"{tokens**2:,} scores, {pixels**2 / tokens**2:,.0f} times fewer. Over this model's "
+        f"{traced.config.depth} layers × {traced.config.heads} heads that is {blocks * pixels**2:,} scores against "
+        f"{blocks * tokens**2:,} per image. A single pixel also says little alone; a patch already holds a bit of "
+        "edge, colour or texture."
     )
 
 
@@ -80,6 +100,12 @@ def step_4(traced: Traced, view: View) -> None:
                 highlight_row=index,
                 centred=False,
             )
+        )
+        gw = traced.trace.grid[1]
+        st.caption(
+            f"What to look for: each row is one patch, in reading order ({gw} rows make one row of the grid). A patch "
+            f"of one flat colour repeats the same {ch} values along its whole row; a patch crossing an edge changes "
+            "partway along. Bands of similar rows are runs of similar patches."
         )
 
 
@@ -149,6 +175,11 @@ def step_6(traced: Traced, view: View) -> None:
         caption="First three principal components of the embeddings as R, G, B",
         width="stretch",
     )
+    st.caption(
+        "What to look for: patches drawn in similar colours have similar embeddings. Where the object, its edges "
+        "and the background come out in different colours, E alone already tells them apart, before any attention. "
+        "The colours only compare patches of this image: each component is stretched to its own range."
+    )
 
 
 @SECTION.step(
@@ -175,11 +206,34 @@ def step_7(traced: Traced, view: View) -> None:
             highlight_row=0,
         )
     )
+    st.markdown(_why_cls(traced))
+
+
+def _why_cls(traced: Traced) -> str:
+    """Why a CLS token instead of an average of the patches, and how this model's CLS token started."""
+    cls = to_numpy(traced.trace.cls_token)
+    why = (
+        "**Why a token of its own.** CLS holds no part of the image, so nothing ties it to one place. In every layer "
+        "it asks its own query and takes a weighted average of the tokens, with weights that depend on this image: "
+        "it can lean on the patches that matter and give the background little weight, where a plain average of "
+        "the patches would count every patch the same. At the end the output is read from CLS alone (row 0, steps "
+        "12 and 13). Some ViTs do average their patches instead; every model vitviz runs reads CLS. "
+    )
+    if _trained_by_vitviz(traced):
+        return why + (
+            f"vitviz starts it as small random numbers (a truncated normal with standard deviation "
+            f"{CLS_INIT_STD}), and training moves it like any weight; this model's entries now have standard "
+            f"deviation {cls.std():.3f}."
+        )
+    return why + (
+        f"This checkpoint's CLS token was learned in its own training and is loaded as stored; its entries have "
+        f"standard deviation {cls.std():.3f}."
+    )
 
 
 def _trained_by_vitviz(traced: Traced) -> bool:
     """Made by vitviz's own code (the built-in model, the Training studio) rather than converted from a checkpoint."""
-    return traced.config.extra.get("source") not in ("huggingface", "timm")
+    return "source" not in traced.config.extra  # converted checkpoints record where they came from
 
 
 def _position_text(traced: Traced) -> str:
