@@ -7,6 +7,7 @@ import io
 from pathlib import Path
 
 import pytest
+import streamlit as st
 import torch
 from PIL import Image, ImageDraw
 from streamlit.testing.v1 import AppTest
@@ -131,6 +132,18 @@ def problems(at: AppTest) -> list[str]:
     found = [f"exception: {e.value}" for e in at.exception]
     found += [f"boundary: {w.value}" for w in at.warning if "could not be drawn" in str(w.value)]
     return found
+
+
+@pytest.fixture
+def forward_passes():
+    """Counts every forward pass of the shared default model, batched or not."""
+    st.cache_resource.clear()
+    st.cache_data.clear()
+    model = weights.load_default()
+    calls = []
+    handle = model.register_forward_pre_hook(lambda module, args: calls.append(args[0].shape[0]))
+    yield calls
+    handle.remove()
 
 
 def fresh_app() -> AppTest:

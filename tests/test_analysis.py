@@ -150,3 +150,11 @@ def test_attention_gradients_match_autograd_on_the_rollout_inputs():
     with torch.no_grad():
         base = model(pixels[None])[0, 1]
     assert abs(((up - base) / eps).item() - grads[layer, head, row, col].item()) < 1e-2
+
+
+def test_mean_and_halfwidth_by_hand():
+    samples = np.array([[1.0, 10.0], [3.0, 10.0], [5.0, 10.0]])  # std 2 (ddof 1) and 0
+    mean, halfwidth = analysis.mean_and_halfwidth(samples)
+    np.testing.assert_allclose(mean, [3.0, 10.0])
+    np.testing.assert_allclose(halfwidth, [1.96 * 2 / np.sqrt(3), 0.0])
+    assert np.isinf(analysis.mean_and_halfwidth(samples[:1])[1]).all()  # one sample says nothing of the spread

@@ -2,25 +2,11 @@
 
 from __future__ import annotations
 
-import pytest
-import streamlit as st
 from conftest import fresh_app, open_page, problems, wait_for_background_work
 
 from vitviz import weights
 
 EXPLORER = "pages/explorer.py"
-
-
-@pytest.fixture
-def forward_passes():
-    """Counts every forward pass of the shared default model, batched or not."""
-    st.cache_resource.clear()
-    st.cache_data.clear()
-    model = weights.load_default()
-    calls = []
-    handle = model.register_forward_pre_hook(lambda module, args: calls.append(args[0].shape[0]))
-    yield calls
-    handle.remove()
 
 
 def test_the_explorer_renders_every_view(forward_passes):

@@ -100,6 +100,14 @@ def mean_attention_distance(attentions: np.ndarray, grid: tuple[int, int], patch
     return (patches * distances).sum(axis=-1).mean(axis=-1)
 
 
+def mean_and_halfwidth(samples: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The mean over axis 0 and the half-width of its 95% confidence interval (normal approximation)."""
+    samples = np.asarray(samples, dtype=np.float64)
+    count = samples.shape[0]
+    spread = samples.std(axis=0, ddof=1) if count > 1 else np.full(samples.shape[1:], np.inf)
+    return samples.mean(axis=0), 1.96 * spread / np.sqrt(count)
+
+
 def position_similarity(pos_embedding: np.ndarray, grid: tuple[int, int]) -> np.ndarray:
     """(gh, gw, gh, gw) cosine similarity between patch position embeddings (Fig. 7 centre); a CLS row is dropped."""
     gh, gw = grid
