@@ -1,6 +1,6 @@
 """Pure figure builders: numpy arrays in, plotly figures (or RGB arrays) out.
 
-Nothing here knows about Streamlit or torch. Large matrices are reduced before they are
+Nothing here knows about Streamlit or torch (PIL only draws labels into pictures). Large matrices are reduced before they are
 drawn (`shrink`), so a figure stays light in the browser whatever the model's size.
 """
 
@@ -10,6 +10,7 @@ import html
 
 import numpy as np
 import plotly.graph_objects as go
+from PIL import Image, ImageDraw
 from plotly.colors import sample_colorscale
 
 CHANNEL_COLOURS = ("#d62728", "#2ca02c", "#1f77b4")
@@ -197,6 +198,23 @@ def mosaic(tiles: np.ndarray, columns: int, gap: int = 2, factor: int = 1, backg
         r, c = divmod(i, columns)
         out[r * (h + gap) : r * (h + gap) + h, c * (w + gap) : c * (w + gap) + w] = upscale(tiles[i], factor)
     return out
+
+
+def labelled_mosaic(tiles: np.ndarray, columns: int, row_labels: list[str], column_labels: list[str],
+                    gap: int = 2, margin: int = 34) -> np.ndarray:
+    """`mosaic` with a label left of each row and above each column: many small maps as one picture, so the
+    browser gets one image instead of one element per map."""
+    grid = mosaic(tiles, columns, gap=gap)
+    out = np.full((grid.shape[0] + margin // 2, grid.shape[1] + margin, 3), 255, np.uint8)
+    out[margin // 2 :, margin:] = grid
+    picture = Image.fromarray(out)
+    pen = ImageDraw.Draw(picture)
+    h, w = tiles.shape[1:3]
+    for r, label in enumerate(row_labels):
+        pen.text((2, margin // 2 + r * (h + gap) + h // 2), label, fill=(40, 40, 40), anchor="lm")
+    for c, label in enumerate(column_labels):
+        pen.text((margin + c * (w + gap) + w // 2, margin // 4), label, fill=(40, 40, 40), anchor="mm")
+    return np.asarray(picture)
 
 
 def filters_as_images(weight: np.ndarray, patch: int, channels: int) -> np.ndarray:

@@ -117,22 +117,15 @@ def _overview(traced: Traced, query: int, colorscale: str, opacity: float) -> No
         f"Rows are layers, columns heads; each shows the attention of {controls.token_label(query, traced.trace.grid)}."
     )
     columns = min(heads, 12)
-    for layer_index, layer in enumerate(traced.trace.layers):
-        attn = layer.attn.numpy()
-        cols = st.columns([1] + [3] * columns)
-        cols[0].markdown(f"**L{layer_index + 1}**")
-        for h in range(columns):
-            cols[h + 1].image(
-                figures.attention_overlay(
-                    traced.display,
-                    attn[h, query, 1:].reshape(traced.trace.grid),
-                    size=96,
-                    opacity=opacity,
-                    colorscale=colorscale,
-                    outline=query - 1 if query else None,
-                ),
-                width="stretch",
-            )
+    tiles = [
+        figures.attention_overlay(traced.display, layer.attn[h, query, 1:].numpy().reshape(traced.trace.grid),
+                                  size=96, opacity=opacity, colorscale=colorscale,
+                                  outline=query - 1 if query else None)
+        for layer in traced.trace.layers
+        for h in range(columns)
+    ]
+    st.image(figures.labelled_mosaic(np.stack(tiles), columns, [f"L{i + 1}" for i in range(traced.config.depth)],
+                                     [f"H{h + 1}" for h in range(columns)]), output_format="JPEG")
     if heads > columns:
         st.caption(f"Showing the first {columns} of {heads} heads.")
 
