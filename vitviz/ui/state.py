@@ -98,15 +98,20 @@ def decoded_image(chosen: dict) -> Image.Image:
 PREVIEW_SIDE = 640  # what the browser gets to show the original: a 24-megapixel photo is not sent whole
 
 
-def _make_preview(chosen: dict) -> Image.Image:
-    image = decoded_image(chosen).copy()
+def _make_preview(image: Image.Image) -> Image.Image:
+    image = image.copy()
     image.thumbnail((PREVIEW_SIDE, PREVIEW_SIDE), Image.Resampling.LANCZOS)
     return image
 
 
 def preview(chosen: dict) -> Image.Image:
     """A copy of the chosen image, decoded and no larger than PREVIEW_SIDE, for display."""
-    return image_cache().get(("preview", chosen["key"]), lambda: _make_preview(chosen))
+    return image_cache().get(("preview", chosen["key"]), lambda: _make_preview(decoded_image(chosen)))
+
+
+def preview_of(image_key: str, image: Image.Image) -> Image.Image:
+    """`preview` of an image already decoded (a Traced's), without the session's state."""
+    return image_cache().get(("preview", image_key), lambda: _make_preview(image))
 
 
 TRAINING_KEY = "studio_run"  # session_state: this session's studio.TrainingRun, from the Training studio

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import numpy as np
-import streamlit as st
 
 from vitviz import analysis, figures
 from vitviz.ui.controls import View, query_picker, token_label
-from vitviz.ui.drawing import image_grid, show_figure, to_numpy
+from vitviz.ui.drawing import caption, columns, image, image_grid, markdown, show_figure, to_numpy
 from vitviz.ui.state import Traced
 from vitviz.ui.steps.step import HEAD, LAYER, QUERY, Section
 
@@ -20,11 +19,11 @@ def _where(view: View) -> str:
 
 def _residual_sum(traced: Traced, view: View, names: tuple[str, str, str], before, update, after, title: str) -> None:
     """A residual step: before + update = after as three heatmaps, then how large each token's update is."""
-    for column, name, tensor in zip(st.columns(3), names, (before, update, after), strict=True):
+    for column, name, tensor in zip(columns(3), names, (before, update, after), strict=True):
         with column:
             show_figure(figures.heatmap(to_numpy(tensor), title=name, x_title="d", y_title="token", height=300))
     ratio = analysis.update_ratio(to_numpy(before), to_numpy(update))  # (N,)
-    left, right = st.columns(2)
+    left, right = columns(2)
     with left:
         show_figure(
             figures.lines({"‖update‖ / ‖input‖": ratio}, title=title, x_title="token (0 = CLS)", y_title="ratio")
@@ -53,7 +52,7 @@ def _residual_sum(traced: Traced, view: View, names: tuple[str, str, str], befor
 def step_10_1(traced: Traced, view: View) -> None:
     layer = traced.trace.layers[view.layer]
     d, dh = traced.config.dim, traced.config.head_dim
-    left, right = st.columns(2)
+    left, right = columns(2)
     with left:
         show_figure(
             figures.heatmap(
@@ -77,8 +76,8 @@ def step_10_1(traced: Traced, view: View) -> None:
     for boundary in (d, 2 * d):
         fig.add_vline(x=boundary - 0.5, line=dict(color="#111", width=2))
     show_figure(fig)
-    st.markdown(f"**Head {view.head + 1}'s slices**, columns {view.head * dh}–{(view.head + 1) * dh - 1} of each part:")
-    cols = st.columns(3)
+    markdown(f"**Head {view.head + 1}'s slices**, columns {view.head * dh}–{(view.head + 1) * dh - 1} of each part:")
+    cols = columns(3)
     for col, name in zip(cols, ("q", "k", "v"), strict=True):
         with col:
             show_figure(
@@ -118,7 +117,7 @@ def step_10_2(traced: Traced, view: View) -> None:
         ),
         key="scores",
     )
-    st.caption(f"Hover for values; token 0 is CLS. Scores range from {scores.min():.2f} to {scores.max():.2f}.")
+    caption(f"Hover for values; token 0 is CLS. Scores range from {scores.min():.2f} to {scores.max():.2f}.")
 
 
 @SECTION.step(
@@ -135,7 +134,7 @@ def step_10_2(traced: Traced, view: View) -> None:
 def step_10_3(traced: Traced, view: View) -> None:
     layer = traced.trace.layers[view.layer]
     scores, attn = to_numpy(layer.scores[view.head]), to_numpy(layer.attn[view.head])
-    left, right = st.columns(2)
+    left, right = columns(2)
     with left:
         show_figure(figures.heatmap(scores, title="Scores", x_title="key", y_title="query", height=420))
     with right:
@@ -152,7 +151,7 @@ def step_10_3(traced: Traced, view: View) -> None:
             )
         )
     sums = attn.sum(axis=1)
-    st.markdown(
+    markdown(
         f"Every row sums to one: the sums range from **{sums.min():.6f}** to **{sums.max():.6f}**. "
         f"The largest single weight is {attn.max():.3f}; a uniform row would give {1 / attn.shape[1]:.4f} each."
     )
@@ -171,12 +170,12 @@ def step_10_3(traced: Traced, view: View) -> None:
 )
 def step_10_4(traced: Traced, view: View) -> None:
     layer = traced.trace.layers[view.layer]
-    left, right = st.columns([1, 1])
+    left, right = columns([1, 1])
     with left:
         query = query_picker(traced, key="query_click_10.4")
     row = to_numpy(layer.attn[view.head, query])
     with right:
-        st.image(
+        image(
             figures.attention_overlay(
                 traced.display,
                 row[1:].reshape(traced.trace.grid),
@@ -209,7 +208,7 @@ def step_10_4(traced: Traced, view: View) -> None:
     show_figure(
         figures.vector_strip(recorded, title=f"Context vector Σ P_ij v_j for {token_label(query, traced.trace.grid)}")
     )
-    st.caption(
+    caption(
         f"Computed here from the row and V, it matches the model's own context to within "
         f"{np.abs(context - recorded).max():.1e}."
     )
@@ -239,7 +238,7 @@ def step_10_5(traced: Traced, view: View) -> None:
             highlight_row=query,
         )
     )
-    st.caption(f"The outlined row is the query chosen on step 10.4: {token_label(query, traced.trace.grid)}.")
+    caption(f"The outlined row is the query chosen on step 10.4: {token_label(query, traced.trace.grid)}.")
 
 
 @SECTION.step(
@@ -257,7 +256,7 @@ def step_10_6(traced: Traced, view: View) -> None:
     layer = traced.trace.layers[view.layer]
     query = query_picker(traced, key="query_click_10.6")
     heads = traced.config.heads
-    st.markdown(f"**Every head of layer {view.layer + 1}**, attention of {token_label(query, traced.trace.grid)}:")
+    markdown(f"**Every head of layer {view.layer + 1}**, attention of {token_label(query, traced.trace.grid)}:")
     rows = [to_numpy(layer.attn[h, query]) for h in range(heads)]
     image_grid(
         [
@@ -299,7 +298,7 @@ def step_10_7(traced: Traced, view: View) -> None:
         fig.add_vline(x=h * dh - 0.5, line=dict(color="#111", width=2))
     show_figure(fig)
     w_o = to_numpy(traced.model.blocks[view.layer].attn.proj.weight).T  # (d_in, d_out): x W_o
-    left, right = st.columns(2)
+    left, right = columns(2)
     with left:
         show_figure(figures.heatmap(w_o, title="W_o (d×d)", x_title="out", y_title="in", height=320))
     with right:
@@ -322,7 +321,7 @@ def step_10_7(traced: Traced, view: View) -> None:
 )
 def step_10_8(traced: Traced, view: View) -> None:
     layer = traced.trace.layers[view.layer]
-    left, right = st.columns(2)
+    left, right = columns(2)
     with left:
         show_figure(
             figures.heatmap(
@@ -386,7 +385,7 @@ def step_10_10(traced: Traced, view: View) -> None:
             after, title=f"X' = X + O: {after.shape[0]}×{after.shape[1]}", x_title="d", y_title="token", height=420
         )
     )
-    left, right = st.columns(2)
+    left, right = columns(2)
     with left:
         show_figure(
             figures.lines(
@@ -435,7 +434,7 @@ def step_10_11(traced: Traced, view: View) -> None:
     attention_parameters = 4 * d * d + 4 * d  # W_qkv, b_qkv, W_o, b_o
     mlp_parameters = 2 * d * width + width + d  # W_1, b_1, W_2, b_2
     larger = "the MLP" if mlp_parameters > attention_parameters else "attention"
-    st.caption(
+    caption(
         f"In this model the MLP (hidden width {width:,}) holds {mlp_parameters:,} parameters per block and attention "
         f"{attention_parameters:,}, so {larger} holds more. The figure shows H; GELU lets small negative values "
         "through, so below zero is not the same as off."

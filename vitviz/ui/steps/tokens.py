@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import streamlit as st
-
 from vitviz import analysis, figures
 from vitviz.model import sincos_2d
 from vitviz.ui import paper
-from vitviz.ui.controls import View
-from vitviz.ui.drawing import patch_slider, show_figure, to_numpy
+from vitviz.ui.controls import View, patch_slider
+from vitviz.ui.drawing import columns, image, markdown, show_figure, to_numpy
 from vitviz.ui.state import Traced
 from vitviz.ui.steps.step import Section
 
@@ -28,7 +26,7 @@ SECTION = Section("Patches and tokens")
 def step_3(traced: Traced, view: View) -> None:
     p = traced.config.patch_size
     gh, gw = traced.trace.grid
-    left, right = st.columns(2)
+    left, right = columns(2)
     factor = figures.enlargement(traced.display, 320)
     left.image(
         figures.draw_grid(traced.display, p, factor), caption=f"A {gh}×{gw} grid of {p}×{p} patches", width="stretch"
@@ -55,7 +53,7 @@ def step_4(traced: Traced, view: View) -> None:
     n = traced.config.num_patches
     p, ch = traced.config.patch_size, traced.config.channels
     index = patch_slider(n, "4")
-    left, right = st.columns([1, 2])
+    left, right = columns([1, 2])
     factor = figures.enlargement(traced.display, 256)
     left.image(figures.draw_grid(traced.display, p, factor, highlight=index), caption=f"Patch {index}", width="stretch")
     left.image(
@@ -108,13 +106,13 @@ def step_5(traced: Traced, view: View) -> None:
         )
     )
     show_figure(figures.vector_strip(embedding, title=f"x E + b: the patch's embedding, 1×{d}", colorscale="RdBu_r"))
-    st.markdown(f"**E's {d} filters, each drawn as a {p}×{p} RGB patch** (stretched to full contrast):")
+    markdown(f"**E's {d} filters, each drawn as a {p}×{p} RGB patch** (stretched to full contrast):")
     if ch == 3:
-        st.image(
+        image(
             figures.mosaic(figures.filters_as_images(weight, p, ch), min(d, 24), gap=2, factor=max(1, 32 // p)),
             width="stretch",
         )
-    st.markdown("**Their principal components**, the view of the ViT paper's Fig. 7:")
+    markdown("**Their principal components**, the view of the ViT paper's Fig. 7:")
     paper.filter_components(traced)
 
 
@@ -142,7 +140,7 @@ def step_6(traced: Traced, view: View) -> None:
     )
     colours = figures.pca_colours(emb).reshape(gh, gw, 3)
     factor = figures.enlargement(traced.display, 256)
-    left, right = st.columns(2)
+    left, right = columns(2)
     left.image(figures.upscale(traced.display, factor), caption="The image", width="stretch")
     right.image(
         figures.upscale(figures.to_uint8(colours), max(1, 256 // max(gh, gw))),
@@ -208,7 +206,7 @@ def step_8(traced: Traced, view: View) -> None:
     start = sincos_2d(traced.config.grid, traced.config.dim).numpy() if _trained_by_vitviz(traced) else None
     if start is not None:
         kept = analysis.row_cosines(pos[1:], start)
-        st.markdown(
+        markdown(
             f"After training, each position's vector is still at cosine **{kept.mean():.2f}** (lowest "
             f"{kept.min():.2f}) with its sine-cosine start: training changed them only a little. The similarity "
             "tiles below show mostly the start's pattern; the second set shows what training added."
@@ -221,7 +219,7 @@ def step_8(traced: Traced, view: View) -> None:
     paper.position_similarity(traced)
     if start is not None:
         paper.position_similarity(traced, pos[1:] - start, "Cosine similarity of what training added (learned − start)")
-    left, right = st.columns(2)
+    left, right = columns(2)
     with left:
         show_figure(
             figures.heatmap(
