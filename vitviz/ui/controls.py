@@ -175,11 +175,11 @@ def query_picker(traced: state.Traced, *, key: str) -> int:
     query = _kept("query", 0)
     if query > grid[0] * grid[1]:
         query = 0
-    if not drawing.live():
-        drawing.markdown(f"Query: **{token_label(query, grid)}**")
-        return query
     factor = figures.enlargement(traced.display, 448)  # a 14×14 grid needs cells big enough to click
     picture = figures.draw_grid(traced.display, patch, factor, highlight=query - 1 if query else None)
+    if not drawing.live():
+        drawing.image(picture, caption=f"The query: {token_label(query, grid)}", width=picture.shape[1])
+        return query
     st.caption("Click a patch to make it the query; the button switches back to CLS.")
     clicked = clicked_patch(picture, grid, patch * factor, key=key)
     if clicked is not None:
