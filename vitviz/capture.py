@@ -178,7 +178,11 @@ def _flatten(value, prefix: str = "", tensors: dict | None = None, facts: dict |
     for field in dataclasses.fields(value):
         item, name = getattr(value, field.name), prefix + field.name
         if isinstance(item, torch.Tensor):
-            tensors[name] = item.detach().clone()  # fields are views that share storage; a file holds each whole
+            # One recorded tensor can be two fields (a block's output is the next block's input): a
+            # safetensors file holds each name's tensor whole, so the second one is a copy.
+            shared = any(kept.untyped_storage().data_ptr() == item.untyped_storage().data_ptr()
+                         for kept in tensors.values())
+            tensors[name] = item.detach().clone() if shared else item.detach().contiguous()
         elif isinstance(item, tuple) and item and all(dataclasses.is_dataclass(part) for part in item):
             facts[name] = {_ITEMS: len(item)}
             for index, part in enumerate(item):

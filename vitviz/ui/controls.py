@@ -74,7 +74,7 @@ def persistent(widget, key: str, default, *, store: str | None = None, **kwargs)
 
 def kept_tabs(labels: list[str], key: str) -> list:
     """st.tabs that opens on the kept tab `key` (the first one at first) and keeps the reader's switch."""
-    value = _kept(key, labels[0])
+    value = st.session_state.get(f"keep_{key}", labels[0])  # kept (and in links) once the reader switches
     st.session_state[key] = value if value in labels else labels[0]
     return st.tabs(labels, key=key, on_change=_keep, args=(key, key))
 

@@ -15,6 +15,7 @@ from vitviz.ui.state import Traced
 from vitviz.ui.text import plain
 
 FUSIONS = ("mean", "max", "min")
+TABS = ("All heads", "Layers × heads", "Attribution", "Occlusion", "Paper Fig. 7")  # a link's tab= names one
 OCCLUDED_KEY = "keep_occluded"
 
 
@@ -78,7 +79,7 @@ def show() -> None:
             f" (CLS gets {row[0]:.3f})",
             width="stretch",
         )
-    tabs = st.tabs(["All heads", "Layers × heads", "Attribution", "Occlusion", "Paper Fig. 7"])
+    tabs = controls.kept_tabs(list(TABS), "explorer_tab")
     with tabs[0]:
         page.guarded("all heads", _all_heads, traced, layer, query, colorscale, opacity)
     with tabs[1]:

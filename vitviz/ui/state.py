@@ -270,6 +270,18 @@ def _trace(image: Image.Image, recorder: capture.Recorder) -> tuple[Prepared, ca
     return prepared, recorder.trace(prepared.pixels)
 
 
+def is_sample(chosen: dict) -> bool:
+    """True when the chosen image is one of the samples, unchanged (an upload cannot travel in a link)."""
+    return chosen["name"] in sample_names() and hashlib.sha256(sample_bytes(chosen["name"])).hexdigest() == chosen["key"]
+
+
+def traced_if_ready() -> Traced | None:
+    """`traced()` when this image's trace through this model is cached already (so asking costs nothing)."""
+    if ("trace", current_image()["key"], current_model().key) not in trace_cache():
+        return None
+    return traced()
+
+
 def traced() -> Traced:
     """The session's image through the session's model, traced once per (image, model) and then cached."""
     chosen = current_image()
