@@ -5,7 +5,6 @@ from vitviz.ui import downloads, links, navigation
 
 allocator.keep_freed_memory()  # once per process; see vitviz/allocator.py for what it buys
 navigation.configure()
-links.restore()  # a link's view, on the session's first run
 navigation.navigation().run()
 links.share_box()  # after the page: the URL follows what the page's widgets chose
 downloads.numbers_button()

@@ -2,12 +2,13 @@
 
     /step_10_4?image=astronaut&layer=3&head=2&query=27
 
-`restore()` takes the view from the URL on a session's first run (app.py calls it before the page);
-`share_box()` writes the view into the URL and offers "Copy link to this view" (after the page).
+`restore()` takes the view from the URL on a session's first run (every page calls it first, through
+`navigation.ensure_navigation`); `share_box()` writes the view into the URL and offers "Copy link to
+this view" (app.py, after the page).
 `PARAMS` is the one table of what travels; layers and heads count from 1 and patches from 0, as on
 screen. A selection that `controls.persistent` keeps under "keep_<store>" travels with one line:
 
-    Kept("lang", "lang", one_of(("en", "de")), default="en"),
+    Kept("lang", "lang", one_of("language", ("en", "de")), default="en"),
 
 A value that does not fit (an unknown sample, head 40 on a 4-head model, a hostile string) is left at
 its default, and one quiet note says so. An uploaded image or a model of the session's own cannot
@@ -95,12 +96,14 @@ def query_text(token: int) -> str:
     return "cls" if token == 0 else str(token - 1)
 
 
-def one_of(options: Callable[[], tuple[str, ...]] | tuple[str, ...]) -> Callable[[str], str]:
+def one_of(what: str, options: Callable[[], tuple[str, ...]] | tuple[str, ...]) -> Callable[[str], str]:
+    """One of `options` (or of what `options()` gives), whatever its case in the URL."""
+
     def parse(text: str) -> str:
         names = options() if callable(options) else options
         match = next((name for name in names if name.lower() == text.lower()), None)
         if match is None:
-            raise ValueError("one of " + ", ".join(names))
+            raise ValueError(f"no such {what}")
         return match
 
     return parse
@@ -134,7 +137,7 @@ class Image:
         names = {sample_slug(name): name for name in state.sample_names()}
         name = names.get(text.lower())
         if name is None:
-            raise ValueError("no such sample; the samples are " + ", ".join(names))
+            raise ValueError("no such sample")
         st.session_state["keep_image_source"] = "Sample"
         st.session_state["keep_sample_name"] = name
         state.set_image(name, state.sample_bytes(name))
@@ -152,7 +155,7 @@ class Model:
     def apply(self, text: str) -> None:
         preset = next((preset for preset in hub.PRESETS if preset.repo_id.lower() == text.lower()), None)
         if preset is None:
-            raise ValueError("not one of this app's Hub presets: " + ", ".join(p.repo_id for p in hub.PRESETS))
+            raise ValueError("not one of this app's Hub models")
         if state.current_model().key == presets.hub_key(preset.repo_id):
             return
         if not hub.downloaded(preset.repo_id):
@@ -173,8 +176,8 @@ PARAMS = (
     Kept("head", "head", counted("heads", lambda: _config().heads), default=0, show=lambda i: str(i + 1)),
     Kept("query", "query", query_token, default=0, show=query_text),
     Kept("patch", "patch", patch_number),
-    Kept("colors", "colorscale", one_of(figures.COLOUR_SCALES), default="Viridis"),
-    Kept("tab", "explorer_tab", one_of(_explorer_tabs)),
+    Kept("colors", "colorscale", one_of("colour scale", figures.COLOUR_SCALES), default="Viridis"),
+    Kept("tab", "explorer_tab", one_of("tab", _explorer_tabs)),
 )
 
 
@@ -243,7 +246,7 @@ def _offer_waiting_model() -> None:
 def share_box() -> None:
     """The sidebar's "Copy link to this view" (which also keeps the URL up to date), and what cannot travel."""
     with st.sidebar:
-        st.iframe(_link_script(urlencode(query())), height="content")
+        st.iframe(_link_script(urlencode(query())), height=44)
         cannot = []
         if not state.is_sample(state.current_image()):
             cannot.append("your image (an upload cannot travel in a link: it opens on the first sample)")
@@ -269,7 +272,7 @@ button { display: inline-flex; align-items: center; gap: 0.45rem; min-height: 2.
          border: 1px solid rgba(49, 51, 63, 0.2); border-radius: 0.5rem; }
 button:hover { border-color: #4f46e5; color: #4f46e5; }
 #status { margin-left: 0.5rem; font-size: 0.85rem; color: #555; }
-input { width: 100%; margin-top: 0.3rem; }
+input { width: 95%; font-size: 0.85rem; padding: 0.4rem; }
 </style></head><body>
 <button id="copy" type="button"><svg width="18" height="18" viewBox="0 0 24 24" aria-hidden="true"><path fill="currentColor"
  d="M3.9 12c0-1.71 1.39-3.1 3.1-3.1h4V7H7c-2.76 0-5 2.24-5 5s2.24 5 5 5h4v-1.9H7c-1.71 0-3.1-1.39-3.1-3.1zM8 13h8v-2H8v2zm9-6h-4v1.9h4c1.71 0 3.1 1.39 3.1 3.1s-1.39 3.1-3.1 3.1h-4V17h4c2.76 0 5-2.24 5-5s-2.24-5-5-5z"/></svg>
@@ -297,10 +300,11 @@ document.getElementById("copy").addEventListener("click", async () => {
   try { await navigator.clipboard.writeText(href); copied = true; } catch (error) {}
   if (!copied) {  // no clipboard API (a plain-http address): select the link for the reader
     const box = document.getElementById("fallback");
-    box.hidden = false; box.value = href; box.select();
+    box.value = href; box.hidden = false; box.select();
     copied = document.execCommand("copy");
+    if (copied) box.hidden = true; else document.getElementById("copy").hidden = true;  // the link, selected
   }
-  document.getElementById("status").textContent = copied ? "Copied" : "Copy the link below";
+  document.getElementById("status").textContent = copied ? "Copied" : "";
 });
 </script></body></html>
 """
