@@ -34,6 +34,7 @@ from vitviz.ui.text import plain
 log = logging.getLogger("vitviz")
 
 MAX_BYTES = 40_000_000  # plotly.js is 4.8 MB; heatmaps are at most 160×160 cells, so ViT-B/16's story is ~15 MB
+FRAME_BYTES = 100_000  # the page around the steps: title, contents, notation
 _MARKDOWN = MarkdownIt("commonmark", {"html": False}).enable("table")  # raw HTML in a text is shown, not run
 
 
@@ -57,9 +58,13 @@ class _Document:
         self.left = budget
         self.ids = itertools.count(1)
         self.charts = 0
+        # Streamlit's own plotly template is filled in by its frontend, so a file names a complete one.
+        self.template = pio.templates["plotly_white"].to_plotly_json()
 
-    def take(self, size: int) -> bool:
-        if size > self.left:
+    def take(self, part: str, *, always: bool = False) -> bool:
+        """Count `part`'s bytes against the budget; False (and not counted) if it does not fit, unless `always`."""
+        size = len(part.encode())
+        if size > self.left and not always:
             return False
         self.left -= size
         return True
@@ -74,13 +79,16 @@ class HtmlCanvas:
         self._entered: list = []
 
     def _add(self, part: str) -> None:
+        """Words: always kept (they are small), but counted."""
+        self.document.take(part, always=True)
         self.parts.append(part)
 
-    def _within_budget(self, part: str) -> bool:
-        if self.document.take(len(part)):
+    def _add_figure(self, part: str) -> bool:
+        """A picture or a chart, if it fits the budget; a note in its place if not."""
+        if self.document.take(part):
+            self.parts.append(part)
             return True
-        self._add(f'<p class="caption">A figure was left out here: the file reached its limit of '
-                  f"{MAX_BYTES // 1_000_000} MB.</p>")
+        self._add('<p class="caption">A figure was left out here: the file reached its size limit.</p>')
         return False
 
     def markdown(self, body: str) -> None:
@@ -100,23 +108,21 @@ class HtmlCanvas:
         style = f' style="max-width:{width}px"' if isinstance(width, int) else ""
         label = f"<figcaption>{html.escape(caption)}</figcaption>" if caption else ""
         alt = html.escape(caption or "a picture", quote=True)
-        part = f'<figure class="figure"{style}><img alt="{alt}" src="data:image/png;base64,{encoded}">{label}</figure>'
-        if self._within_budget(part):
-            self._add(part)
+        self._add_figure(f'<figure class="figure"{style}><img alt="{alt}" src="data:image/png;base64,{encoded}">'
+                         f"{label}</figure>")
 
     def figure(self, fig, key: str | None = None) -> None:
-        # Streamlit's own template is filled in by its frontend, so a file names a complete one.
-        fig.update_layout(template="plotly_white")  # each figure is made for one drawing, so it may be changed
-        chart = pio.to_html(fig, full_html=False, include_plotlyjs=False, div_id=f"figure-{next(self.document.ids)}",
+        spec = fig.to_plotly_json()
+        spec["layout"]["template"] = self.document.template  # as a plain dict: plotly's checks copy a template
+        chart = pio.to_html(spec, validate=False, full_html=False, include_plotlyjs=False,
+                            div_id=f"figure-{next(self.document.ids)}",
                             config={**drawing.FIGURE_CONFIG, "responsive": True})
-        part = f'<div class="figure chart">{chart}</div>'
-        if self._within_budget(part):
-            self._add(part)
+        if self._add_figure(f'<div class="figure chart">{chart}</div>'):
             self.document.charts += 1
 
     def columns(self, spec) -> list[HtmlCanvas]:
         row = _Row([1] * spec if isinstance(spec, int) else list(spec), self.document)
-        self._add(row)
+        self.parts.append(row)
         return row.columns
 
     def kept(self, store: str, default):
@@ -201,13 +207,14 @@ def story_html(traced: Traced, view: View, *, model_name: str, kept: dict, budge
     """
     shown = {"keep_layer": view.layer, "keep_head": view.head, "keep_query": view.query,
              "keep_colorscale": view.colorscale}  # what `view` says wins over an older kept value
-    document = _Document({**kept, **shown}, budget - len(_PAGE))
+    plotly_js = plotly.offline.get_plotlyjs()
+    document = _Document({**kept, **shown}, budget - len(plotly_js.encode()) - FRAME_BYTES)
     sections = [_step_section(step, traced, view, document) for step in steps.STEPS]
     made = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
     contents = "".join(f'<li><a href="#step-{step.slug}">{html.escape(step.label)}</a></li>' for step in steps.STEPS)
     page_html = _PAGE.format(
         title=html.escape(f"vitviz story: {traced.image_name} through {model_name}"),
-        plotly=f"<script>{plotly.offline.get_plotlyjs()}</script>" if document.charts else "",
+        plotly=f"<script>{plotly_js}</script>" if document.charts else "",
         about=_about(traced, view, model_name),
         version=html.escape(vitviz.__version__),
         made=made,
