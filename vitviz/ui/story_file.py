@@ -33,7 +33,7 @@ from vitviz.ui.text import plain
 
 log = logging.getLogger("vitviz")
 
-MAX_BYTES = 40_000_000  # plotly.js is 4.8 MB; heatmaps are at most 160×160 cells, so ViT-B/16's story is ~15 MB
+MAX_BYTES = 40_000_000  # plotly.js is 4.8 MB; heatmaps are at most 160×160 cells, so ViT-B/16's story is ~18 MB
 FRAME_BYTES = 100_000  # the page around the steps: title, contents, notation
 _MARKDOWN = MarkdownIt("commonmark", {"html": False}).enable("table")  # raw HTML in a text is shown, not run
 
