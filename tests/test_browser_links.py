@@ -82,7 +82,7 @@ def test_the_story_downloads_and_reads_offline(server, browser, tmp_path):  # no
     context = browser.new_context(viewport={"width": 1400, "height": 1000}, accept_downloads=True)
     page = context.new_page()
     page.goto(f"{server}/story?image=cat&layer=2&head=3")
-    settle(page)
+    page.get_by_role("button", name="Download this story").wait_for(timeout=60_000)  # the page may still be drawing
     with page.expect_download(timeout=180_000) as download:
         page.get_by_role("button", name="Download this story").click()
     path = tmp_path / "story.html"
@@ -95,7 +95,6 @@ def test_the_story_downloads_and_reads_offline(server, browser, tmp_path):  # no
     offline.route("**/*", lambda route: route.continue_() if route.request.url.startswith("file:") else route.abort())
     page = offline.new_page()
     page.goto(path.as_uri())
-    page.wait_for_load_state("load")
     assert "Photo: cat" in page.title() and "built-in shapes model" in page.title()
     body = page.locator("body").inner_text()
     assert "vitviz 0." in body and "layer 2, head 3" in body

@@ -34,12 +34,18 @@ class View:
 
 
 def current_view(config) -> View:
-    """The kept selections, clamped to the model in use (a smaller model may follow a larger one)."""
+    """The kept selections. One beyond the model in use (a smaller model may follow a larger one) is back at
+    its default, as the sidebar's widgets show it (`persistent`)."""
     kept = st.session_state
+
+    def fitting(store: str, count: int) -> int:
+        value = kept.get(f"keep_{store}", 0)
+        return value if 0 <= value < count else 0
+
     return View(
-        layer=min(kept.get("keep_layer", 0), config.depth - 1),
-        head=min(kept.get("keep_head", 0), config.heads - 1),
-        query=min(kept.get("keep_query", 0), config.num_patches),
+        layer=fitting("layer", config.depth),
+        head=fitting("head", config.heads),
+        query=fitting("query", config.num_patches + 1),
         colorscale=kept.get("keep_colorscale", "Viridis"),
     )
 

@@ -52,7 +52,13 @@ class Kept:
 
     def read(self) -> str | None:
         value = st.session_state.get(f"keep_{self.store}")
-        return None if value is None or value == self.default else self.show(value)
+        if value is None or value == self.default:
+            return None
+        try:
+            self.parse(self.show(value))
+        except ValueError:  # kept for a larger model than the one in use, which shows the default instead
+            return None
+        return self.show(value)
 
     def apply(self, text: str) -> None:
         st.session_state[f"keep_{self.store}"] = self.parse(text)
