@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from vitviz.ui import controls, navigation, page, presets, state, steps
+from vitviz.ui import controls, links, navigation, page, presets, state, steps
 from vitviz.ui.text import plain
 
 navigation.ensure_navigation()
@@ -51,5 +51,5 @@ with right:
                         f"without labels, so it makes no prediction; its attention maps are the thing to see. {size}")
     st.subheader("3. Follow the steps")
     if st.button(f"Start with {steps.STEPS[0].label} →", type="primary"):
-        st.switch_page(steps.STEPS[0].page)
+        st.switch_page(steps.STEPS[0].page, query_params=links.query())
     st.caption("Or read everything on one page in the Story, under Explore.")

@@ -17,7 +17,7 @@ def test_the_explorer_renders_every_view(forward_passes):
     assert labels == ["All heads", "Layers × heads", "Attribution", "Occlusion", "Paper Fig. 7"]
     assert [bool(t.children) for t in at.tabs] == [True, False, False, False, False]  # only the open tab is drawn
     for label in labels[1:]:
-        at.session_state["explorer_tab"] = label  # what a click on the tab does
+        at.session_state["keep_explorer_tab"] = label  # what a click on the tab keeps
         at.run()
         assert not problems(at), (label, problems(at))
         assert [t.label for t in at.tabs if t.children] == [label]
@@ -26,7 +26,7 @@ def test_the_explorer_renders_every_view(forward_passes):
 
 def test_switching_layer_head_and_query_does_not_rerun_the_model(forward_passes):
     at = open_page(fresh_app(), EXPLORER)
-    at.session_state["explorer_tab"] = "Attribution"  # its gradients are computed once, on the first visit
+    at.session_state["keep_explorer_tab"] = "Attribution"  # its gradients are computed once, on the first visit
     at.run()
     wait_for_background_work()  # Fig. 7's average over many images runs once per model, on its own thread
     settled = len(forward_passes)
@@ -48,7 +48,7 @@ def test_occlusion_reruns_the_model_and_changes_the_prediction(forward_passes):
     wait_for_background_work()
     settled = len(forward_passes)
     n = weights.load_default().config.num_patches
-    at.session_state["explorer_tab"] = "Occlusion"
+    at.session_state["keep_explorer_tab"] = "Occlusion"
     at.session_state["keep_occluded"] = tuple(range(n))  # hide everything
     at.run()
     assert not problems(at), problems(at)

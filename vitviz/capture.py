@@ -14,8 +14,14 @@ model nobody else is running.
 from __future__ import annotations
 
 import contextvars
+import dataclasses
+import json
+import typing
 from dataclasses import dataclass
+from pathlib import Path
 
+import safetensors
+import safetensors.torch
 import torch
 from torch import nn
 
@@ -133,8 +139,78 @@ class Trace:
     def attentions(self) -> torch.Tensor:  # (L, h, N, N): every layer's attention probabilities
         return torch.stack([layer.attn for layer in self.layers])
 
+    def save(self, path: str | Path) -> None:
+        """Write this trace to a safetensors file: every tensor under its field's name ("pixels", "logits",
+        "layers.0.attn", …), the other fields as JSON in the file's metadata. `Trace.load` reads it back."""
+        tensors, facts = _flatten(self)
+        safetensors.torch.save_file(tensors, str(path), metadata=_metadata(facts))
+
+    def to_bytes(self) -> bytes:
+        """What `save` writes, as bytes."""
+        tensors, facts = _flatten(self)
+        return safetensors.torch.save(tensors, metadata=_metadata(facts))
+
+    @classmethod
+    def load(cls, path: str | Path) -> Trace:
+        """A trace written by `save`."""
+        with safetensors.safe_open(str(path), framework="pt") as file:
+            facts = (file.metadata() or {}).get(TRACE_METADATA)
+            if facts is None:
+                raise ValueError(f"{path} holds tensors but no vitviz trace (no {TRACE_METADATA!r} metadata)")
+            tensors = {name: file.get_tensor(name) for name in file.keys()}
+        return _unflatten(cls, "", tensors, json.loads(facts))
+
     def __repr__(self) -> str:
         return f"Trace({tuple(self.pixels.shape)}, {len(self.layers)} layers)"
+
+
+# --- a trace in a file ------------------------------------------------------------------------------------
+# Generic over the dataclasses' fields, so a field added to Trace or LayerTrace is saved and loaded too.
+
+TRACE_METADATA = "vitviz.trace"  # the safetensors metadata key holding a trace's fields that are not tensors
+_ITEMS = "dataclasses"  # in that JSON: how many dataclasses a tuple field (Trace.layers) held
+
+
+def _flatten(value, prefix: str = "", tensors: dict | None = None, facts: dict | None = None) -> tuple[dict, dict]:
+    """(tensors by name, the other fields by name) of a dataclass; a tuple of dataclasses as "name.i.field"."""
+    tensors = {} if tensors is None else tensors
+    facts = {} if facts is None else facts
+    for field in dataclasses.fields(value):
+        item, name = getattr(value, field.name), prefix + field.name
+        if isinstance(item, torch.Tensor):
+            # One recorded tensor can be two fields (a block's output is the next block's input): a
+            # safetensors file holds each name's tensor whole, so the second one is a copy.
+            shared = any(kept.untyped_storage().data_ptr() == item.untyped_storage().data_ptr()
+                         for kept in tensors.values())
+            tensors[name] = item.detach().clone() if shared else item.detach().contiguous()
+        elif isinstance(item, tuple) and item and all(dataclasses.is_dataclass(part) for part in item):
+            facts[name] = {_ITEMS: len(item)}
+            for index, part in enumerate(item):
+                _flatten(part, f"{name}.{index}.", tensors, facts)
+        else:
+            facts[name] = item  # numbers, strings, tuples of numbers, or None (a model without a class head)
+    return tensors, facts
+
+
+def _metadata(facts: dict) -> dict[str, str]:
+    return {TRACE_METADATA: json.dumps(facts), "format": "pt"}
+
+
+def _unflatten(cls, prefix: str, tensors: dict, facts: dict):
+    hints = typing.get_type_hints(cls)
+    values = {}
+    for field in dataclasses.fields(cls):
+        name = prefix + field.name
+        if name in tensors:
+            values[field.name] = tensors[name]
+        elif isinstance(facts.get(name), dict) and _ITEMS in facts[name]:
+            part = typing.get_args(hints[field.name])[0]  # tuple[LayerTrace, ...] -> LayerTrace
+            values[field.name] = tuple(_unflatten(part, f"{name}.{index}.", tensors, facts)
+                                       for index in range(facts[name][_ITEMS]))
+        elif name in facts:
+            item = facts[name]
+            values[field.name] = tuple(item) if isinstance(item, list) else item
+    return cls(**values)
 
 
 class Recorder:

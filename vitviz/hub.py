@@ -212,6 +212,14 @@ def _byte_counter(written: list[int]) -> type:
     return ByteCounter
 
 
+def downloaded(repo_id: str) -> bool:
+    """True when `repo_id` was fetched before and its files are in the cache (no network is asked)."""
+    try:
+        return _from_cache(repo_id, limits.max_download_bytes()) is not None
+    except (CheckpointError, limits.SettingError):  # too large for this server's limit now, or a bad setting
+        return False
+
+
 def _from_cache(repo_id: str, limit: int) -> Path | None:
     """The folder of an earlier download of `repo_id` (for when the Hub cannot be reached), or None."""
     try:

@@ -15,6 +15,7 @@ from vitviz.ui.state import Traced
 from vitviz.ui.text import plain
 
 FUSIONS = ("mean", "max", "min")
+TABS = ("All heads", "Layers × heads", "Attribution", "Occlusion", "Paper Fig. 7")  # a link's tab= names one
 OCCLUDED_KEY = "keep_occluded"
 
 
@@ -86,10 +87,10 @@ def show() -> None:
         "Paper Fig. 7": lambda: paper.fig7(traced),
     }
     # Only the open tab is drawn: a hidden tab's figures would cost the server and the browser all the same.
-    for tab, (name, draw) in zip(st.tabs(list(parts), key="explorer_tab", on_change="rerun"), parts.items(), strict=True):
+    for tab, name in zip(controls.kept_tabs(list(TABS), "explorer_tab"), TABS, strict=True):
         if tab.open:
             with tab:
-                page.guarded(name, draw)
+                page.guarded(name, parts[name])
 
 
 def _all_heads(traced: Traced, layer: int, query: int, colorscale: str, opacity: float) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from vitviz.ui import controls, state, steps
+from vitviz.ui import controls, links, state, steps
 
 
 def page_path(key: str) -> str:
@@ -67,7 +67,8 @@ def keep_training_alive() -> None:
 
 def ensure_navigation() -> None:
     """Every page file calls this first, so a fresh server's first deep link behaves like any other visit,
-    and so that every rerun of any page tells this session's training run that its tab is open.
+    so that every rerun of any page tells this session's training run that its tab is open, and so that a
+    session's first page takes its view from the link that opened it (`links.restore`).
 
     Works around Streamlit's legacy multipage mode (Streamlit 1.67.0, pinned in requirements.txt):
     until some session in the process has run st.navigation, Streamlit treats the pages/ folder
@@ -91,3 +92,4 @@ def ensure_navigation() -> None:
         # it stands in a mock runtime, a real server does not.
         if Runtime.exists() and type(Runtime.instance()) is Runtime:
             st.rerun()
+    links.restore()

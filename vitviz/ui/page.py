@@ -8,7 +8,7 @@ import re
 import streamlit as st
 
 from vitviz.images import ImageError
-from vitviz.ui import controls, navigation, state, steps
+from vitviz.ui import controls, links, navigation, state, steps
 from vitviz.ui.controls import current_view
 
 log = logging.getLogger("vitviz")
@@ -113,9 +113,9 @@ def nav_buttons(step: steps.Step, where: str = "bottom") -> None:
     before, after = steps.neighbours(step.key)
     left, _, right = st.columns([1, 2, 1])
     if before and left.button(f"← {before.label}", key=f"prev_{where}", width="stretch"):
-        st.switch_page(before.page)
+        st.switch_page(before.page, query_params=links.query())
     if after and right.button(f"{after.label} →", key=f"next_{where}", width="stretch", type="primary"):
-        st.switch_page(after.page)
+        st.switch_page(after.page, query_params=links.query())
 
 
 def show_step(key: str) -> None:

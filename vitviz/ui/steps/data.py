@@ -10,7 +10,7 @@ from vitviz import data, figures
 from vitviz.images import normalise, original_size
 from vitviz.ui import state
 from vitviz.ui.controls import View
-from vitviz.ui.drawing import show_figure, to_numpy
+from vitviz.ui.drawing import caption, columns, image, info, markdown, show_figure, to_numpy
 from vitviz.ui.state import Traced
 from vitviz.ui.steps.step import Section
 
@@ -53,16 +53,16 @@ def _data_text(traced: Traced) -> str:
 def step_0(traced: Traced, view: View) -> None:
     names = traced.config.labels
     if traced.config.image_size[0] != traced.config.image_size[1] or tuple(names) != data.CLASSES:
-        st.info("This model was not trained on the built-in shapes, so there is no dataset preview for it.")
+        info("This model was not trained on the built-in shapes, so there is no dataset preview for it.")
         return
     images, labels, predicted = _dataset_preview(traced.model_key, traced.model)
-    st.markdown(f"**{len(names)} classes:** " + ", ".join(names))
-    columns = st.columns(8)
+    markdown(f"**{len(names)} classes:** " + ", ".join(names))
+    cells = columns(8)
     for i in range(len(labels)):
         mark = "✓" if predicted[i] == labels[i] else f"✗ model says {names[predicted[i]]}"
-        columns[i % 8].image(figures.upscale(images[i], 2), caption=f"{names[labels[i]]} {mark}", width="stretch")
+        cells[i % 8].image(figures.upscale(images[i], 2), caption=f"{names[labels[i]]} {mark}", width="stretch")
     right = int((predicted == labels).sum())
-    st.caption(
+    caption(
         f"Captions give the generator's label, and ✓ where the model predicts it ({right} of {len(labels)} here)."
     )
 
@@ -79,9 +79,9 @@ def step_0(traced: Traced, view: View) -> None:
     shape="(1, c, H, W)",
 )
 def step_1(traced: Traced, view: View) -> None:
-    left, right = st.columns(2)
+    left, right = columns(2)
     left.image(
-        state.preview(state.current_image()),
+        state.preview_of(traced.image_key, traced.image),
         caption="Your image, {}×{} pixels".format(*original_size(traced.image)),
         width="stretch",
     )
@@ -93,7 +93,7 @@ def step_1(traced: Traced, view: View) -> None:
     )
     pixels = to_numpy(traced.trace.pixels)
     mean, std = traced.config.mean, traced.config.std
-    st.markdown(
+    markdown(
         "Normalisation per channel: "
         + ", ".join(f"{name}: mean {m:.3f}, std {s:.3f}" for name, m, s in zip("RGB", mean, std, strict=False))
     )
@@ -110,7 +110,7 @@ def step_1(traced: Traced, view: View) -> None:
     shape="(c, H, W)",
 )
 def step_2(traced: Traced, view: View) -> None:
-    st.image(
+    image(
         figures.upscale(traced.display, figures.enlargement(traced.display, 384)),
         caption="The image, with no label attached",
         width=384,

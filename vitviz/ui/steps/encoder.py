@@ -8,7 +8,7 @@ import torch
 
 from vitviz import analysis, figures
 from vitviz.ui.controls import View, persistent, query_picker, token_label
-from vitviz.ui.drawing import image_grid, show_figure, to_numpy
+from vitviz.ui.drawing import caption, columns, image, image_grid, latex, markdown, show_figure, to_numpy
 from vitviz.ui.state import Traced
 from vitviz.ui.steps.step import HEAD, LAYER, QUERY, Section
 
@@ -21,11 +21,11 @@ def _where(view: View) -> str:
 
 def _residual_sum(traced: Traced, view: View, names: tuple[str, str, str], before, update, after, title: str) -> None:
     """A residual step: before + update = after as three heatmaps, then how large each token's update is."""
-    for column, name, tensor in zip(st.columns(3), names, (before, update, after), strict=True):
+    for column, name, tensor in zip(columns(3), names, (before, update, after), strict=True):
         with column:
             show_figure(figures.heatmap(to_numpy(tensor), title=name, x_title="d", y_title="token", height=300))
     ratio = analysis.update_ratio(to_numpy(before), to_numpy(update))  # (N,)
-    left, right = st.columns(2)
+    left, right = columns(2)
     with left:
         show_figure(
             figures.lines({"‖update‖ / ‖input‖": ratio}, title=title, x_title="token (0 = CLS)", y_title="ratio")
@@ -54,7 +54,7 @@ def _residual_sum(traced: Traced, view: View, names: tuple[str, str, str], befor
 def step_10_1(traced: Traced, view: View) -> None:
     layer = traced.trace.layers[view.layer]
     d, dh = traced.config.dim, traced.config.head_dim
-    left, right = st.columns(2)
+    left, right = columns(2)
     with left:
         show_figure(
             figures.heatmap(
@@ -79,13 +79,13 @@ def step_10_1(traced: Traced, view: View) -> None:
     for boundary in (d, 2 * d):
         fig.add_vline(x=boundary - 0.5, line=dict(color="#111", width=2))
     show_figure(fig)
-    st.markdown(
+    markdown(
         "**What the three are for.** A token's query says what it is looking for, its key what it can be found by, "
         "and its value what it hands over to the tokens that attend to it. All three come from the same normalised "
         "token through different columns of W_qkv, so what makes a token found and what it passes on can differ."
     )
-    st.markdown(f"**Head {view.head + 1}'s slices**, columns {view.head * dh}–{(view.head + 1) * dh - 1} of each part:")
-    cols = st.columns(3)
+    markdown(f"**Head {view.head + 1}'s slices**, columns {view.head * dh}–{(view.head + 1) * dh - 1} of each part:")
+    cols = columns(3)
     for col, name in zip(cols, ("q", "k", "v"), strict=True):
         with col:
             show_figure(
@@ -101,10 +101,10 @@ def step_10_1(traced: Traced, view: View) -> None:
 
 def _layer_norm_note(traced: Traced, layer) -> None:
     """LayerNorm's formula, once, beside the first figure that shows it, with what it did to this layer's tokens."""
-    st.latex(r"\mathrm{LN}(x) = \gamma \odot \frac{x - \mu}{\sqrt{\sigma^2 + \varepsilon}} + \beta")
+    latex(r"\mathrm{LN}(x) = \gamma \odot \frac{x - \mu}{\sqrt{\sigma^2 + \varepsilon}} + \beta")
     before = np.linalg.norm(to_numpy(layer.input), axis=1)
     after = np.linalg.norm(to_numpy(layer.norm1), axis=1)
-    st.caption(
+    caption(
         f"LayerNorm works on each token alone: μ and σ² are the mean and variance of its own d = {traced.config.dim} "
         f"numbers, ε = {traced.config.layer_norm_eps:g} only keeps the division safe, and γ and β ({traced.config.dim} "
         "learned numbers each) scale and shift every channel afterwards. So every token enters attention at a "
@@ -139,9 +139,9 @@ def step_10_2(traced: Traced, view: View) -> None:
         ),
         key="scores",
     )
-    st.caption(f"Hover for values; token 0 is CLS. Scores range from {scores.min():.2f} to {scores.max():.2f}.")
+    caption(f"Hover for values; token 0 is CLS. Scores range from {scores.min():.2f} to {scores.max():.2f}.")
     dh = traced.config.head_dim
-    st.markdown(
+    markdown(
         "**Why a dot product.** q · k multiplies the two vectors entry by entry and adds the products: it is large "
         "when the query's large entries meet large entries of the same sign in the key, near zero when they have "
         "nothing in common, and negative when they disagree. It equals ‖q‖ ‖k‖ cos θ, so it rewards pointing the "
@@ -164,7 +164,7 @@ def step_10_2(traced: Traced, view: View) -> None:
 def step_10_3(traced: Traced, view: View) -> None:
     layer = traced.trace.layers[view.layer]
     scores, attn = to_numpy(layer.scores[view.head]), to_numpy(layer.attn[view.head])
-    left, right = st.columns(2)
+    left, right = columns(2)
     with left:
         show_figure(figures.heatmap(scores, title="Scores", x_title="key", y_title="query", height=420))
     with right:
@@ -181,7 +181,7 @@ def step_10_3(traced: Traced, view: View) -> None:
             )
         )
     sums = attn.sum(axis=1)
-    st.markdown(
+    markdown(
         f"Every row sums to one: the sums range from **{sums.min():.6f}** to **{sums.max():.6f}**. "
         f"The largest single weight is {attn.max():.3f}; a uniform row would give {1 / attn.shape[1]:.4f} each."
     )
@@ -200,12 +200,12 @@ def step_10_3(traced: Traced, view: View) -> None:
 )
 def step_10_4(traced: Traced, view: View) -> None:
     layer = traced.trace.layers[view.layer]
-    left, right = st.columns([1, 1])
+    left, right = columns([1, 1])
     with left:
         query = query_picker(traced, key="query_click_10.4")
     row = to_numpy(layer.attn[view.head, query])
     with right:
-        st.image(
+        image(
             figures.attention_overlay(
                 traced.display,
                 row[1:].reshape(traced.trace.grid),
@@ -238,7 +238,7 @@ def step_10_4(traced: Traced, view: View) -> None:
     show_figure(
         figures.vector_strip(recorded, title=f"Context vector Σ P_ij v_j for {token_label(query, traced.trace.grid)}")
     )
-    st.caption(
+    caption(
         f"Computed here from the row and V, it matches the model's own context to within "
         f"{np.abs(context - recorded).max():.1e}."
     )
@@ -268,7 +268,7 @@ def step_10_5(traced: Traced, view: View) -> None:
             highlight_row=query,
         )
     )
-    st.caption(f"The outlined row is the query chosen on step 10.4: {token_label(query, traced.trace.grid)}.")
+    caption(f"The outlined row is the query chosen on step 10.4: {token_label(query, traced.trace.grid)}.")
 
 
 @SECTION.step(
@@ -286,7 +286,7 @@ def step_10_6(traced: Traced, view: View) -> None:
     layer = traced.trace.layers[view.layer]
     query = query_picker(traced, key="query_click_10.6")
     heads = traced.config.heads
-    st.markdown(f"**Every head of layer {view.layer + 1}**, attention of {token_label(query, traced.trace.grid)}:")
+    markdown(f"**Every head of layer {view.layer + 1}**, attention of {token_label(query, traced.trace.grid)}:")
     rows = [to_numpy(layer.attn[h, query]) for h in range(heads)]
     shared = persistent(st.toggle, "heads_shared_scale", False, label="One colour scale for every head")
     top = max(float(row[1:].max()) for row in rows) if shared else None
@@ -308,14 +308,14 @@ def step_10_6(traced: Traced, view: View) -> None:
         per_row=min(heads, 4),
     )
     if shared:
-        st.caption(f"Colours run from 0 to {top:.2f}, the largest weight any head gives a patch, in every image.")
+        caption(f"Colours run from 0 to {top:.2f}, the largest weight any head gives a patch, in every image.")
     else:
-        st.caption(
+        caption(
             "Each image's colours run from its own lowest to its own highest patch weight (the range under it), so a "
             "head that spreads its weight evenly looks as contrasted as one that picks a single patch; compare the "
             "ranges, or turn on one colour scale for every head."
         )
-    st.markdown(_why_heads(traced))
+    markdown(_why_heads(traced))
 
 
 def _why_heads(traced: Traced) -> str:
@@ -356,7 +356,7 @@ def step_10_7(traced: Traced, view: View) -> None:
         fig.add_vline(x=h * dh - 0.5, line=dict(color="#111", width=2))
     show_figure(fig)
     w_o = to_numpy(traced.model.blocks[view.layer].attn.proj.weight).T  # (d_in, d_out): x W_o
-    left, right = st.columns(2)
+    left, right = columns(2)
     with left:
         show_figure(figures.heatmap(w_o, title="W_o (d×d)", x_title="out", y_title="in", height=320))
     with right:
@@ -379,7 +379,7 @@ def step_10_7(traced: Traced, view: View) -> None:
 )
 def step_10_8(traced: Traced, view: View) -> None:
     layer = traced.trace.layers[view.layer]
-    left, right = st.columns(2)
+    left, right = columns(2)
     with left:
         show_figure(
             figures.heatmap(
@@ -401,7 +401,7 @@ def step_10_8(traced: Traced, view: View) -> None:
     )
     alike_in, alike_out = _mean_pairwise_cosine(inp), _mean_pairwise_cosine(out)
     more = "more" if alike_out > alike_in else "less"
-    st.caption(
+    caption(
         "What to look for: compare rows. Tokens that attended to the same places tend to get similar output rows, and a "
         "column that is strong in every row is something attention adds to every token alike. In this layer the "
         f"output rows are {more} alike than the input rows: mean cosine {alike_out:.2f} between two tokens' outputs "
@@ -460,7 +460,7 @@ def step_10_10(traced: Traced, view: View) -> None:
             after, title=f"X' = X + O: {after.shape[0]}×{after.shape[1]}", x_title="d", y_title="token", height=420
         )
     )
-    left, right = st.columns(2)
+    left, right = columns(2)
     with left:
         show_figure(
             figures.lines(
@@ -480,7 +480,7 @@ def step_10_10(traced: Traced, view: View) -> None:
             )
         )
     most = int(turned.argmin())
-    st.caption(
+    caption(
         "What to look for: X' keeps X's pattern, since the residual adds attention's output to it rather than "
         "replacing it, so look for the rows that differ from the block input X (step 10.9 shows both). The cosine plot finds them: the lower "
         f"the dot, the more attention turned that token. Here it turned {token_label(most, traced.trace.grid)} "
@@ -517,7 +517,7 @@ def step_10_11(traced: Traced, view: View) -> None:
     attention_parameters = 4 * d * d + 4 * d  # W_qkv, b_qkv, W_o, b_o
     mlp_parameters = 2 * d * width + width + d  # W_1, b_1, W_2, b_2
     larger = "the MLP" if mlp_parameters > attention_parameters else "attention"
-    st.caption(
+    caption(
         f"In this model the MLP (hidden width {width:,}) holds {mlp_parameters:,} parameters per block and attention "
         f"{attention_parameters:,}, so {larger} holds more. The figure shows H; GELU lets small negative values "
         "through, so below zero is not the same as off."
@@ -545,7 +545,7 @@ def _gelu(traced: Traced, view: View) -> None:
         curve, lowest_z, lowest_value = mlp.act(span), float(fine[lowest]), float(mlp.act(fine)[lowest])
         out = mlp.act(z)
     token = token_label(query, traced.trace.grid)
-    left, right = st.columns([3, 2])
+    left, right = columns([3, 2])
     with left:
         show_figure(
             figures.activation_curve(
@@ -557,13 +557,13 @@ def _gelu(traced: Traced, view: View) -> None:
             )
         )
     with right:
-        st.latex(r"\mathrm{GELU}(z) = z\,\Phi(z)")
+        latex(r"\mathrm{GELU}(z) = z\,\Phi(z)")
         approximation = (
             " This model computes it with the usual tanh approximation, 0.5·z·(1 + tanh(√(2/π)·(z + 0.044715·z³)))."
             if traced.config.activation == "gelu_tanh"
             else ""
         )
-        st.markdown(
+        markdown(
             "**GELU** multiplies z by Φ(z), the chance that a standard normal number is below z. A large positive z "
             "passes almost unchanged, a large negative one becomes almost 0, and in between the curve dips to its "
             f"lowest, {lowest_value:.3f} at z = {lowest_z:.2f}. Unlike ReLU it is smooth and lets small negative "

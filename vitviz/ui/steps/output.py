@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import numpy as np
-import streamlit as st
 
 from vitviz import analysis, figures
 from vitviz.ui import paper
 from vitviz.ui.controls import View
-from vitviz.ui.drawing import image_grid, show_figure, to_numpy
+from vitviz.ui.drawing import caption, columns, image_grid, info, markdown, show_figure, text, to_numpy
 from vitviz.ui.state import Traced
 from vitviz.ui.steps.step import Section
 from vitviz.ui.text import plain
@@ -29,7 +28,7 @@ SECTION = Section("Output")
 def step_11(traced: Traced, view: View) -> None:
     gh, gw = traced.trace.grid
     depth = len(traced.trace.layers)
-    st.markdown("**What CLS attends to in each layer** (mean over heads):")
+    markdown("**What CLS attends to in each layer** (mean over heads):")
     cls_rows = [to_numpy(layer.attn[:, 0].mean(0)) for layer in traced.trace.layers]
     image_grid(
         [
@@ -47,7 +46,7 @@ def step_11(traced: Traced, view: View) -> None:
     first = to_numpy(traced.trace.tokens[0])
     all_cls = np.vstack([first[None], cls])
     turns = analysis.cosine_to_next(all_cls)
-    left, right = st.columns(2)
+    left, right = columns(2)
     with left:
         show_figure(
             figures.lines(
@@ -58,7 +57,7 @@ def step_11(traced: Traced, view: View) -> None:
                 y_title="cosine (1 = unchanged)",
             )
         )
-        st.caption(
+        caption(
             "1 means the layer left CLS pointing the same way; the lower the dot, the more the layer turned it. "
             f"Here layer {int(turns.argmin()) + 1} turns it most (cosine {turns.min():.2f})."
         )
@@ -74,7 +73,7 @@ def step_11(traced: Traced, view: View) -> None:
     paper.attention_distance(traced)
     norm, head = traced.model.norm, traced.model.head
     if head is None:
-        st.caption("This model has no class head, so there is no prediction to read from each layer's CLS token.")
+        caption("This model has no class head, so there is no prediction to read from each layer's CLS token.")
         return
     probs = analysis.logit_lens(
         cls, to_numpy(norm.weight), to_numpy(norm.bias), norm.eps, to_numpy(head.weight), to_numpy(head.bias)
@@ -94,7 +93,7 @@ def step_11(traced: Traced, view: View) -> None:
         height=140 + 30 * min(depth, 24),
     )
     show_figure(fig)
-    st.caption(
+    caption(
         f"Each row puts that layer's CLS token through the final LayerNorm and the class head. The head was trained "
         f"only on what layer {depth} hands it, so the earlier rows read vectors it was never fitted to: an early "
         "row that is flat or wrong may mean the reading fails there rather than that the layer knows nothing yet."
@@ -139,12 +138,12 @@ def step_13(traced: Traced, view: View) -> None:
     labels = traced.labels
     order = np.argsort(-probs)
     top = order[0]
-    st.markdown(f"Prediction: **{plain(labels[top])}** with probability **{probs[top]:.1%}**.")
+    markdown(f"Prediction: **{plain(labels[top])}** with probability **{probs[top]:.1%}**.")
     if len(labels) > 5:  # plain text: class names come from the checkpoint
-        st.text("Top 5:\n" + "\n".join(f"{probs[i]:7.2%}  {labels[i]}" for i in order[:5]))
+        text("Top 5:\n" + "\n".join(f"{probs[i]:7.2%}  {labels[i]}" for i in order[:5]))
     shown = order[: min(10, len(labels))]
     rest = len(labels) - len(shown)
-    left, right = st.columns(2)
+    left, right = columns(2)
     with left:
         show_figure(
             figures.bars(logits[shown], [labels[i] for i in shown], title="Logits (top classes)", value_format=".2f")
@@ -160,7 +159,7 @@ def step_13(traced: Traced, view: View) -> None:
 
 def no_class_head(traced: Traced, *, key: str) -> None:
     """What a model without a class head (DINO, a plain ViTModel) offers instead of probabilities: y."""
-    st.info(
+    info(
         "This model learned without labels (self-supervised), so it has no class head: there are no logits, "
         "probabilities or loss for this image. What it does have is the CLS output y below, a description of "
         "the whole image that other tasks build on."

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import streamlit as st
-
 from vitviz import analysis, figures
 from vitviz.model import sincos_2d
 from vitviz.ui import paper
-from vitviz.ui.controls import View
-from vitviz.ui.drawing import patch_slider, show_figure, to_numpy
+from vitviz.ui.controls import View, patch_slider
+from vitviz.ui.drawing import caption, columns, image, markdown, show_figure, to_numpy
 from vitviz.ui.state import Traced
 from vitviz.ui.steps.step import Section
 
@@ -30,7 +28,7 @@ CLS_INIT_STD = 0.02  # how vitviz.model.ViT.reset_parameters starts the CLS toke
 def step_3(traced: Traced, view: View) -> None:
     p = traced.config.patch_size
     gh, gw = traced.trace.grid
-    left, right = st.columns(2)
+    left, right = columns(2)
     factor = figures.enlargement(traced.display, 320)
     left.image(
         figures.draw_grid(traced.display, p, factor), caption=f"A {gh}×{gw} grid of {p}×{p} patches", width="stretch"
@@ -41,7 +39,7 @@ def step_3(traced: Traced, view: View) -> None:
         caption="The patches pulled apart",
         width="stretch",
     )
-    st.markdown(_why_patches(traced))
+    markdown(_why_patches(traced))
 
 
 def _why_patches(traced: Traced) -> str:
@@ -75,7 +73,7 @@ def step_4(traced: Traced, view: View) -> None:
     n = traced.config.num_patches
     p, ch = traced.config.patch_size, traced.config.channels
     index = patch_slider(n, "4")
-    left, right = st.columns([1, 2])
+    left, right = columns([1, 2])
     factor = figures.enlargement(traced.display, 256)
     left.image(figures.draw_grid(traced.display, p, factor, highlight=index), caption=f"Patch {index}", width="stretch")
     left.image(
@@ -102,7 +100,7 @@ def step_4(traced: Traced, view: View) -> None:
             )
         )
         gw = traced.trace.grid[1]
-        st.caption(
+        caption(
             f"What to look for: each row is one patch, in reading order ({gw} rows make one row of the grid). A patch "
             f"of one flat colour repeats the same {ch} values along its whole row; a patch crossing an edge changes "
             "partway along. Bands of similar rows are runs of similar patches."
@@ -134,13 +132,13 @@ def step_5(traced: Traced, view: View) -> None:
         )
     )
     show_figure(figures.vector_strip(embedding, title=f"x E + b: the patch's embedding, 1×{d}", colorscale="RdBu_r"))
-    st.markdown(f"**E's {d} filters, each drawn as a {p}×{p} RGB patch** (stretched to full contrast):")
+    markdown(f"**E's {d} filters, each drawn as a {p}×{p} RGB patch** (stretched to full contrast):")
     if ch == 3:
-        st.image(
+        image(
             figures.mosaic(figures.filters_as_images(weight, p, ch), min(d, 24), gap=2, factor=max(1, 32 // p)),
             width="stretch",
         )
-    st.markdown("**Their principal components**, the view of the ViT paper's Fig. 7:")
+    markdown("**Their principal components**, the view of the ViT paper's Fig. 7:")
     paper.filter_components(traced)
 
 
@@ -168,14 +166,14 @@ def step_6(traced: Traced, view: View) -> None:
     )
     colours = figures.pca_colours(emb).reshape(gh, gw, 3)
     factor = figures.enlargement(traced.display, 256)
-    left, right = st.columns(2)
+    left, right = columns(2)
     left.image(figures.upscale(traced.display, factor), caption="The image", width="stretch")
     right.image(
         figures.upscale(figures.to_uint8(colours), max(1, 256 // max(gh, gw))),
         caption="First three principal components of the embeddings as R, G, B",
         width="stretch",
     )
-    st.caption(
+    caption(
         "What to look for: patches drawn in similar colours have similar embeddings. Where the object, its edges "
         "and the background come out in different colours, E alone already tells them apart, before any attention. "
         "The colours only compare patches of this image: each component is stretched to its own range."
@@ -206,7 +204,7 @@ def step_7(traced: Traced, view: View) -> None:
             highlight_row=0,
         )
     )
-    st.markdown(_why_cls(traced))
+    markdown(_why_cls(traced))
 
 
 def _why_cls(traced: Traced) -> str:
@@ -262,7 +260,7 @@ def step_8(traced: Traced, view: View) -> None:
     start = sincos_2d(traced.config.grid, traced.config.dim).numpy() if _trained_by_vitviz(traced) else None
     if start is not None:
         kept = analysis.row_cosines(pos[1:], start)
-        st.markdown(
+        markdown(
             f"After training, each position's vector is still at cosine **{kept.mean():.2f}** (lowest "
             f"{kept.min():.2f}) with its sine-cosine start: training changed them only a little. The similarity "
             "tiles below show mostly the start's pattern; the second set shows what training added."
@@ -275,7 +273,7 @@ def step_8(traced: Traced, view: View) -> None:
     paper.position_similarity(traced)
     if start is not None:
         paper.position_similarity(traced, pos[1:] - start, "Cosine similarity of what training added (learned − start)")
-    left, right = st.columns(2)
+    left, right = columns(2)
     with left:
         show_figure(
             figures.heatmap(

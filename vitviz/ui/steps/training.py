@@ -10,7 +10,7 @@ import streamlit as st
 
 from vitviz import figures, gradients
 from vitviz.ui.controls import View, persistent
-from vitviz.ui.drawing import show_figure
+from vitviz.ui.drawing import caption, columns, markdown, show_figure
 from vitviz.ui.state import Traced
 from vitviz.ui.steps.output import no_class_head
 from vitviz.ui.steps.step import Section
@@ -80,7 +80,7 @@ def step_14(traced: Traced, view: View) -> None:
         return
     labels = traced.labels
     predicted = int(traced.trace.probs.argmax())
-    left, right = st.columns(2)
+    left, right = columns(2)
     with left:
         label = persistent(
             st.selectbox, "true_label", labels[predicted], label="The true label, as you see it", options=labels
@@ -96,13 +96,13 @@ def step_14(traced: Traced, view: View) -> None:
         )
     index = labels.index(label)
     result = _gradient(traced.image_key, traced.model_key, index, float(lr), traced.model, traced.trace.pixels)
-    st.markdown(
+    markdown(
         f"Cross-entropy against **{plain(label)}**: **{result.loss:.4f}** "
         f"(the model gives it {result.probs_before[index]:.1%})."
     )
-    st.caption(_loss_scale(len(labels), result.loss))
+    caption(_loss_scale(len(labels), result.loss))
     per_patch = gradients.per_patch_norm(result.pixel_grad, traced.config.patch_size)
-    left, right = st.columns(2)
+    left, right = columns(2)
     left.image(
         figures.attention_overlay(traced.display, per_patch, colorscale=view.colorscale, opacity=0.7),
         caption="Size of ∂L/∂pixels: the L2 norm over each patch",
@@ -125,18 +125,18 @@ def step_14(traced: Traced, view: View) -> None:
                 value_name="gradient norm",
             )
         )
-    st.markdown(
+    markdown(
         f"**One gradient step.** On a copy of the model, every weight moves against its gradient, "
         f"w ← w − {lr:g} · ∂L/∂w, and the same image goes through again: the probability of **{plain(label)}** goes from "
         f"{result.probs_before[index]:.1%} to **{result.probs_after[index]:.1%}**, and the loss from "
         f"{result.loss:.4f} to {result.loss_after:.4f}. The model the pages show is not changed."
     )
-    st.caption(_real_training(traced))
+    caption(_real_training(traced))
     order = np.argsort(-result.probs_before)[: min(10, len(labels))]
     names = [labels[i] for i in order]
     mark = names.index(label) if label in names else None
     top = float(max(result.probs_before.max(), result.probs_after.max())) * 1.05  # one scale for both
-    left, right = st.columns(2)
+    left, right = columns(2)
     for column, probs, title in (
         (left, result.probs_before, "Probabilities before the step"),
         (right, result.probs_after, "Probabilities after one step"),
