@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import pytest
-import streamlit as st
 from conftest import fresh_app, open_page, problems, wait_for_background_work
 
 from vitviz import weights
@@ -11,23 +9,12 @@ from vitviz import weights
 EXPLORER = "pages/explorer.py"
 
 
-@pytest.fixture
-def forward_passes():
-    """Counts every forward pass of the shared default model, batched or not."""
-    st.cache_resource.clear()
-    st.cache_data.clear()
-    model = weights.load_default()
-    calls = []
-    handle = model.register_forward_pre_hook(lambda module, args: calls.append(args[0].shape[0]))
-    yield calls
-    handle.remove()
-
-
 def test_the_explorer_renders_every_view(forward_passes):
     at = open_page(fresh_app(), EXPLORER)
     assert not problems(at), problems(at)
     assert at.title[0].value == "Attention explorer"
-    assert [t.label for t in at.tabs] == ["All heads", "Layers × heads", "Attribution", "Occlusion", "Paper Fig. 7"]
+    assert [t.label for t in at.tabs] == ["All heads", "Layers × heads", "Attribution", "Occlusion", "Paper Fig. 7",
+                                         "Faithfulness"]
     assert len(at.get("plotly_chart")) >= 2  # the occlusion probabilities and the attention distances
 
 

@@ -241,8 +241,7 @@ def _blur_matrix(size: int, sigma: float, truncate: float = 4.0) -> np.ndarray:
 def gaussian_blur(pixels: np.ndarray, sigma: float) -> np.ndarray:
     """(c, H, W) -> (c, H, W), each channel blurred by a Gaussian of standard deviation `sigma` pixels."""
     _, h, w = pixels.shape
-    return np.einsum("ij,cjk,lk->cil", _blur_matrix(h, sigma), np.asarray(pixels, dtype=np.float64),
-                     _blur_matrix(w, sigma))
+    return _blur_matrix(h, sigma) @ np.asarray(pixels, dtype=np.float64) @ _blur_matrix(w, sigma).T
 
 
 def curve_auc(fractions: np.ndarray, curves: np.ndarray) -> np.ndarray:

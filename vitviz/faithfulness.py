@@ -2,7 +2,7 @@
 the class's probability falls when the patches it ranks first are deleted, and rises when they are put back.
 
     scores = faithfulness.score(recorder, pixels, target)    # one backward pass, then batched forwards
-    scores.deletion_auc, scores.insertion_auc, scores.verdict(label)
+    scores.maps, scores.deletion_auc, scores.insertion_auc, scores.verdict()
 
 Deletion (Petsiuk et al., RISE, 2018) turns the most relevant patches into the image's mean colour first;
 insertion starts from a blurred copy (Gaussian, σ = one patch) and puts the most relevant patches back first.
@@ -23,9 +23,6 @@ from vitviz import analysis, gradients
 from vitviz.capture import Recorder
 from vitviz.model import ViT
 
-# As written mid-sentence; `title` capitalises one for the start of a sentence or a caption.
-METHODS = ("raw attention", "attention rollout", "gradient rollout", "Chefer relevance", "Grad-CAM",
-           "input × gradient")
 RANDOM_ORDERS = 3
 STEPS = 16  # points on each curve, 0 to every patch
 BATCH = 16  # images per forward
@@ -34,22 +31,39 @@ MARGIN = 0.05  # of the probability axis: a smaller difference in area from rand
 GRADIENT_FORWARDS = 3  # what one forward and backward pass costs, counted in forwards, for the estimate
 
 
+def _arrays(found: gradients.ClassGradients, pixels: torch.Tensor) -> dict[str, np.ndarray]:
+    return {
+        "attentions": found.attentions.double().numpy(), "grads": found.attention_grads.double().numpy(),
+        "norm1": found.last_norm1.double().numpy(), "norm1_grad": found.last_norm1_grad.double().numpy(),
+        "pixels": pixels.double().numpy(), "pixel_grad": found.pixel_grad.double().numpy(),
+    }
+
+
+# Each method from one image's arrays (`_arrays`), its n patch tokens being the last n, and the patch side. The
+# names are written as mid-sentence; `title` capitalises one for the start of a sentence or a caption.
+RELEVANCE = {
+    "raw attention": lambda a, n, p: analysis.raw_cls_attention(a["attentions"], n),
+    "attention rollout": lambda a, n, p: analysis.cls_row(analysis.attention_rollout(a["attentions"]), n),
+    "gradient rollout": lambda a, n, p: analysis.cls_row(analysis.gradient_rollout(a["attentions"], a["grads"]), n),
+    "Chefer relevance": lambda a, n, p: analysis.chefer_relevance(a["attentions"], a["grads"], n),
+    "Grad-CAM": lambda a, n, p: analysis.grad_cam(a["norm1"][-n:], a["norm1_grad"][-n:]),
+    "input × gradient": lambda a, n, p: analysis.input_times_gradient(a["pixels"], a["pixel_grad"], p),
+}
+METHODS = tuple(RELEVANCE)
+
+
+def maps_from(found: gradients.ClassGradients, pixels: torch.Tensor, patch: int,
+              methods: tuple[str, ...] = METHODS) -> np.ndarray:
+    """(len(methods), gh, gw): each method's relevance of every patch, from one backward pass's gradients."""
+    gh, gw = pixels.shape[1] // patch, pixels.shape[2] // patch
+    arrays = _arrays(found, pixels)
+    return np.stack([np.asarray(RELEVANCE[name](arrays, gh * gw, patch)).reshape(gh, gw) for name in methods])
+
+
 def attribution_maps(recorder: Recorder, pixels: torch.Tensor, target: int) -> np.ndarray:
     """(len(METHODS), gh, gw): each method's relevance of every patch for class `target`, from one backward pass."""
-    patch = recorder.model.config.patch_size
-    gh, gw = pixels.shape[1] // patch, pixels.shape[2] // patch
-    n = gh * gw  # the last n tokens are the patches
     found = gradients.class_gradients(recorder, pixels, target)
-    attentions, grads = found.attentions.double().numpy(), found.attention_grads.double().numpy()
-    maps = (
-        analysis.raw_cls_attention(attentions, n),
-        analysis.cls_row(analysis.attention_rollout(attentions), n),
-        analysis.cls_row(analysis.gradient_rollout(attentions, grads), n),
-        analysis.chefer_relevance(attentions, grads, n),
-        analysis.grad_cam(found.last_norm1[-n:].double().numpy(), found.last_norm1_grad[-n:].double().numpy()),
-        analysis.input_times_gradient(pixels.double().numpy(), found.pixel_grad.double().numpy(), patch),
-    )
-    return np.stack([np.asarray(m).reshape(gh, gw) for m in maps])
+    return maps_from(found, pixels, recorder.model.config.patch_size)
 
 
 def class_probability(model: ViT, images: np.ndarray, target: int) -> np.ndarray:

@@ -9,7 +9,7 @@ import torch
 
 from vitviz import analysis, capture, figures, gradients
 from vitviz.images import denormalise
-from vitviz.ui import controls, navigation, page, paper, state
+from vitviz.ui import attribution, controls, navigation, page, paper, state
 from vitviz.ui.drawing import image_grid
 from vitviz.ui.state import Traced
 from vitviz.ui.text import plain
@@ -39,7 +39,8 @@ def show() -> None:
     st.markdown(
         "Click a patch to see where it looks, layer by layer and head by head. The default query is the CLS "
         "token, the one that makes the prediction. Below: every head at once, attention rollout, occlusion, "
-        "and the three analyses of the ViT paper's Figure 7 for this model."
+        "the three analyses of the ViT paper's Figure 7 for this model, and a test of which attribution map to "
+        "believe for this image."
     )
     controls.image_picker()
     traced = page.load_traced()
@@ -78,7 +79,7 @@ def show() -> None:
             f" (CLS gets {row[0]:.3f})",
             width="stretch",
         )
-    tabs = st.tabs(["All heads", "Layers × heads", "Attribution", "Occlusion", "Paper Fig. 7"])
+    tabs = st.tabs(["All heads", "Layers × heads", "Attribution", "Occlusion", "Paper Fig. 7", "Faithfulness"])
     with tabs[0]:
         page.guarded("all heads", _all_heads, traced, layer, query, colorscale, opacity)
     with tabs[1]:
@@ -89,6 +90,8 @@ def show() -> None:
         page.guarded("occlusion", _occlusion, traced, layer, head, colorscale, opacity)
     with tabs[4]:
         page.guarded("Fig. 7", paper.fig7, traced)
+    with tabs[5]:
+        page.guarded("faithfulness", attribution.faithfulness_tab, traced, colorscale, opacity)
 
 
 def _all_heads(traced: Traced, layer: int, query: int, colorscale: str, opacity: float) -> None:

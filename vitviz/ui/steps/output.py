@@ -6,7 +6,7 @@ import numpy as np
 import streamlit as st
 
 from vitviz import analysis, figures
-from vitviz.ui import paper
+from vitviz.ui import attribution, paper
 from vitviz.ui.controls import View
 from vitviz.ui.drawing import image_grid, show_figure, to_numpy
 from vitviz.ui.state import Traced
@@ -146,6 +146,7 @@ def step_13(traced: Traced, view: View) -> None:
         show_figure(
             figures.bars(values, names, title="Probabilities (softmax of the logits)", value_format=".1%", highlight=0)
         )
+    attribution.which_patches(traced, view.colorscale)
 
 
 def no_class_head(traced: Traced, *, key: str) -> None:
