@@ -21,7 +21,8 @@ from vitviz.ui.text import plain
 QUICK_SECONDS = 2.0  # the explorer scores without asking when the estimate is at most this
 
 
-@st.cache_resource(max_entries=16, show_spinner=False)
+# Timed again after a few minutes, so the estimate follows how busy the server is now.
+@st.cache_resource(max_entries=16, ttl=300, show_spinner=False)
 def _forward_seconds(model_key: str, _model, _pixels) -> float:
     return faithfulness.forward_seconds(_model, _pixels)
 
