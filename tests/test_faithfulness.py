@@ -252,7 +252,7 @@ def test_step_13_scores_on_request_and_the_explorer_reuses_it(forward_passes, mo
     monkeypatch.setattr(faithfulness, "score", lambda *args, **kwargs: (calls.append(args[2]), score(*args, **kwargs))[1])
     at = open_page(fresh_app(), "pages/step_13.py")
     assert not problems(at), problems(at)
-    assert at.button(key="which_patches_run").label.startswith("Find out (about ")
+    assert at.button(key="which_patches_run").label.startswith("Find out (up to about ")
     assert not calls and set(forward_passes) == {1}  # the trace and one timed forward: step 13 stays light
     at.button(key="which_patches_run").click().run()
     assert not problems(at), problems(at)

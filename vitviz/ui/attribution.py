@@ -19,6 +19,7 @@ from vitviz.ui.state import Traced
 from vitviz.ui.text import plain
 
 QUICK_SECONDS = 2.0  # the explorer scores without asking when the estimate is at most this
+LOW_PROBABILITY = 0.05  # below this, a class has too little probability for its curves to mean much
 
 
 # Timed again after a few minutes, so the estimate follows how busy the server is now.
@@ -90,19 +91,26 @@ def faithfulness_tab(traced: Traced, colorscale: str, opacity: float) -> None:
     if result is None:
         seconds, forwards, one = estimate(traced)
         if seconds > QUICK_SECONDS:
-            st.markdown(
+            slot = st.empty()  # the offer makes way for the result
+            offer = slot.container()
+            offer.markdown(
                 f"Scoring takes one backward pass and up to {forwards} forward passes in batches of "
-                f"{faithfulness.BATCH}: at most about **{duration(seconds)}** for this model (one forward of one "
-                f"image took {one * 1000:.0f} ms here)."
+                f"{faithfulness.BATCH}: up to about **{duration(seconds)}** for this model (one forward of one "
+                f"image took {one * 1000:.0f} ms here just now)."
             )
-            if not st.button("Score the six maps", key="faithfulness_run"):
+            if not offer.button("Score the six maps", key="faithfulness_run"):
                 return
+            slot.empty()
         result = run(traced, target)
     _draw(traced, result, labels[target], colorscale, opacity)
 
 
 def _draw(traced: Traced, result: Faithfulness, label: str, colorscale: str, opacity: float) -> None:
     st.markdown(f"**For “{plain(label)}”:** {result.verdict()}")
+    probability = float(result.deletion[0, 0])  # the first deletion step is the image itself
+    if probability < LOW_PROBABILITY:
+        st.caption(f"The model gives “{plain(label)}” {probability:.1%} on this image, so deleting patches has "
+                   "little to lower and the curves say little about the maps.")
     deletion, insertion = result.deletion_auc, result.insertion_auc
     image_grid(
         [
@@ -144,12 +152,15 @@ def which_patches(traced: Traced, colorscale: str) -> None:
     result = cached(traced, target)
     if result is None:
         seconds, forwards, _ = estimate(traced)
-        st.caption(
+        slot = st.empty()  # the offer makes way for the answer
+        offer = slot.container()
+        offer.caption(
             "Six attribution maps, each tested by deleting and restoring the patches it ranks first; the one that "
             f"moves the probability most is shown. It runs the model up to {forwards} times."
         )
-        if not st.button(f"Find out (about {duration(seconds)} at most)", key="which_patches_run"):
+        if not offer.button(f"Find out (up to about {duration(seconds)})", key="which_patches_run"):
             return
+        slot.empty()
         result = run(traced, target)
     best = result.best
     left, right = st.columns([1, 2])
