@@ -29,6 +29,7 @@ BATCH = 16  # images per forward
 SEED = 0  # random orders and tie-breaks: the same image, model and class always get the same scores
 MARGIN = 0.05  # of the probability axis: a smaller difference in area from random counts as a tie
 GRADIENT_FORWARDS = 3  # what one forward and backward pass costs, counted in forwards, for the estimate
+SLACK = 2.0  # the estimate's margin for a server that gets busier during the run
 
 
 def _arrays(found: gradients.ClassGradients, pixels: torch.Tensor) -> dict[str, np.ndarray]:
@@ -101,6 +102,12 @@ def most_forwards(config) -> int:
     """The forward passes `score` may need (fewer when orders share images), the gradients counted as forwards."""
     orders = len(METHODS) + RANDOM_ORDERS
     return GRADIENT_FORWARDS + 2 * (orders * (STEPS - 2) + 2)
+
+
+def longest_seconds(one_forward: float, config) -> float:
+    """The most a score should take, from one timed forward of one image: every forward it may need, twice over,
+    because a shared server may get busier while it runs (benchmarks/bench_attribution.py measures the ratio)."""
+    return SLACK * one_forward * most_forwards(config)
 
 
 def forward_seconds(model: ViT, pixels: torch.Tensor) -> float:

@@ -7,6 +7,8 @@ is not quick.
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import streamlit as st
 
@@ -22,8 +24,8 @@ QUICK_SECONDS = 2.0  # the explorer scores without asking when the estimate is a
 LOW_PROBABILITY = 0.05  # below this, a class has too little probability for its curves to mean much
 
 
-# Timed again after a few minutes, so the estimate follows how busy the server is now.
-@st.cache_resource(max_entries=16, ttl=300, show_spinner=False)
+# Timed again after a minute, so the estimate follows how busy the server is now.
+@st.cache_resource(max_entries=16, ttl=60, show_spinner=False)
 def _forward_seconds(model_key: str, _model, _pixels) -> float:
     return faithfulness.forward_seconds(_model, _pixels)
 
@@ -31,8 +33,7 @@ def _forward_seconds(model_key: str, _model, _pixels) -> float:
 def estimate(traced: Traced) -> tuple[float, int, float]:
     """(seconds the score should take at most, forward passes it may need, seconds of one forward here)."""
     one = _forward_seconds(traced.model_key, traced.model, traced.trace.pixels)
-    forwards = faithfulness.most_forwards(traced.config)
-    return one * forwards, forwards, one
+    return faithfulness.longest_seconds(one, traced.config), faithfulness.most_forwards(traced.config), one
 
 
 def duration(seconds: float) -> str:
@@ -58,9 +59,12 @@ def cached(traced: Traced, target: int) -> Faithfulness | None:
 def run(traced: Traced, target: int) -> Faithfulness:
     """Score now, with a progress bar over the curves' forward passes."""
     bar = st.progress(0.0, text="Computing the six maps…")
+    started = time.perf_counter()
 
     def progress(done: int, total: int) -> None:
-        bar.progress(done / total, text=f"Deletion and insertion curves: {done} of {total} images")
+        left = (time.perf_counter() - started) * (total - done) / done
+        bar.progress(done / total, text=f"Deletion and insertion curves: {done} of {total} images, "
+                                        f"about {duration(left)} left")
 
     result = state.trace_cache().get(_key(traced, target), _make(traced, target, progress))
     bar.empty()
