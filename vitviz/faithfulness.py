@@ -111,14 +111,15 @@ def longest_seconds(one_forward: float, config) -> float:
 
 
 def forward_seconds(model: ViT, pixels: torch.Tensor) -> float:
-    """Seconds of one plain forward of one image (the faster of two, so a first call's warm-up is not counted)."""
+    """Seconds of one plain forward of one image: the slower of two, so that on a busy machine the estimate made
+    from it leans long rather than short."""
     timings = []
     with torch.no_grad():
         for _ in range(2):
             start = time.perf_counter()
             model(pixels[None].to(next(model.parameters()).dtype))
             timings.append(time.perf_counter() - start)
-    return min(timings)
+    return max(timings)
 
 
 @dataclass(frozen=True)
