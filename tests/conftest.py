@@ -63,6 +63,19 @@ def default_model() -> ViT:
 
 
 @pytest.fixture
+def forward_passes():
+    """Counts every forward pass of the shared default model, batched or not."""
+
+    st.cache_resource.clear()
+    st.cache_data.clear()
+    model = weights.load_default()
+    calls = []
+    handle = model.register_forward_pre_hook(lambda module, args: calls.append(args[0].shape[0]))
+    yield calls
+    handle.remove()
+
+
+@pytest.fixture
 def small_model() -> ViT:
     """An untrained model of the default shape, seeded: enough for checks of the arithmetic."""
     torch.manual_seed(0)
@@ -132,18 +145,6 @@ def problems(at: AppTest) -> list[str]:
     found = [f"exception: {e.value}" for e in at.exception]
     found += [f"boundary: {w.value}" for w in at.warning if "could not be drawn" in str(w.value)]
     return found
-
-
-@pytest.fixture
-def forward_passes():
-    """Counts every forward pass of the shared default model, batched or not."""
-    st.cache_resource.clear()
-    st.cache_data.clear()
-    model = weights.load_default()
-    calls = []
-    handle = model.register_forward_pre_hook(lambda module, args: calls.append(args[0].shape[0]))
-    yield calls
-    handle.remove()
 
 
 def fresh_app() -> AppTest:

@@ -138,3 +138,120 @@ def row_cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """(N, d), (N, d) -> (N,): the cosine between each row of a and the same row of b."""
     dot = (a * b).sum(axis=1)
     return dot / np.maximum(np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1), 1e-12)
+
+
+# --- attribution: one relevance per patch for one class --------------------------------------------
+# Patch tokens are the last `patches` tokens and CLS is token 0, so a model with more special tokens
+# between them (a distillation token, registers) gives the same answers. None means every token after CLS.
+
+
+def _patch_count(tokens: int, patches: int | None) -> int:
+    count = tokens - 1 if patches is None else patches
+    if not 0 < count < tokens:
+        raise ValueError(f"{count} patch tokens do not fit among {tokens} tokens with CLS first")
+    return count
+
+
+def cls_row(matrix: np.ndarray, patches: int | None = None) -> np.ndarray:
+    """(N, N) token-to-token map -> (n,): what flows from each patch token into CLS."""
+    return np.asarray(matrix)[0, -_patch_count(matrix.shape[-1], patches) :]
+
+
+def raw_cls_attention(attentions: np.ndarray, patches: int | None = None) -> np.ndarray:
+    """(L, h, N, N) -> (n,): the last layer's attention from CLS to each patch, averaged over heads."""
+    return cls_row(np.asarray(attentions, dtype=np.float64)[-1].mean(axis=0), patches)
+
+
+def chefer_relevance(attentions: np.ndarray, gradients: np.ndarray, patches: int | None = None) -> np.ndarray:
+    """Chefer, Gur & Wolf (ICCV 2021), self-attention only: (L, h, N, N) attentions and the gradients of one class's
+    logit with respect to them -> (n,). R starts as I; each layer in forward order adds Ā R, where
+    Ā = E_h[(∇A ⊙ A)⁺] (clamped per head, then averaged); the patches' relevance is CLS's row of R."""
+    attentions = np.asarray(attentions, dtype=np.float64)
+    weighted = np.clip(attentions * np.asarray(gradients, dtype=np.float64), 0.0, None).mean(axis=1)  # (L, N, N)
+    relevance = np.eye(attentions.shape[-1])
+    for layer in weighted:
+        relevance = relevance + layer @ relevance
+    return cls_row(relevance, patches)
+
+
+def grad_cam(activations: np.ndarray, gradients: np.ndarray) -> np.ndarray:
+    """Grad-CAM on tokens, as pytorch-grad-cam does for a ViT: the last block's patch tokens (n, d) (LN₁'s output,
+    CLS dropped) and the gradient of one class's logit with respect to them -> (n,). Each channel is weighted by
+    its mean gradient over the patches; the map is the ReLU of the weighted sum."""
+    activations, gradients = np.asarray(activations, dtype=np.float64), np.asarray(gradients, dtype=np.float64)
+    return np.maximum(activations @ gradients.mean(axis=0), 0.0)
+
+
+def per_patch_norm(values: np.ndarray, patch: int) -> np.ndarray:
+    """(c, H, W) -> (gh, gw): the L2 norm over each patch's pixels and channels."""
+    c, h, w = values.shape
+    blocks = np.asarray(values).transpose(1, 2, 0).reshape(h // patch, patch, w // patch, patch, c)
+    return np.sqrt((blocks**2).sum(axis=(1, 3, 4)))
+
+
+def input_times_gradient(pixels: np.ndarray, gradient: np.ndarray, patch: int) -> np.ndarray:
+    """(c, H, W) input and one class logit's gradient with respect to it -> (gh, gw): ‖x ⊙ ∂y/∂x‖ over each patch."""
+    return per_patch_norm(np.asarray(pixels, dtype=np.float64) * np.asarray(gradient, dtype=np.float64), patch)
+
+
+# --- faithfulness: deletion and insertion curves (Petsiuk et al., RISE, 2018) ----------------------
+
+
+def curve_fractions(steps: int = 16) -> np.ndarray:
+    """Evenly spaced fractions of the patches, 0 to 1."""
+    return np.linspace(0.0, 1.0, steps)
+
+
+def relevance_order(relevance: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Patch indices, most relevant first. Ties carry no ranking, so they are broken at random: a constant map
+    gives a random order, not the raster order."""
+    relevance = np.asarray(relevance, dtype=np.float64).ravel()
+    return np.lexsort((rng.permutation(relevance.size), -relevance))
+
+
+def step_masks(order: np.ndarray, fractions: np.ndarray) -> np.ndarray:
+    """(n,) order, (F,) fractions -> (F, n) booleans: True for the first round(f·n) patches of the order."""
+    n = order.size
+    ranks = np.empty(n, dtype=np.int64)
+    ranks[order] = np.arange(n)
+    counts = np.rint(np.asarray(fractions) * n).astype(np.int64)
+    return ranks[None, :] < counts[:, None]
+
+
+def compose(base: np.ndarray, source: np.ndarray, masks: np.ndarray, patch: int) -> np.ndarray:
+    """(c, H, W) base, (c, H, W) source, (B, n) masks -> (B, c, H, W): each image is `base` with the masked
+    patches (row-major) taken from `source`."""
+    c, h, w = base.shape
+    grid = masks.reshape(-1, h // patch, w // patch)
+    pixels = np.repeat(np.repeat(grid, patch, axis=1), patch, axis=2)[:, None]  # (B, 1, H, W)
+    return np.where(pixels, source[None], base[None])
+
+
+def mean_pixel_image(pixels: np.ndarray) -> np.ndarray:
+    """(c, H, W) -> the same shape, every pixel the image's per-channel mean."""
+    return np.broadcast_to(pixels.mean(axis=(1, 2), keepdims=True), pixels.shape).copy()
+
+
+def _blur_matrix(size: int, sigma: float, truncate: float = 4.0) -> np.ndarray:
+    """(size, size): a 1-D Gaussian filter as a matrix, edges mirrored through the border pixel's outer edge
+    (d c b a | a b c d | d c b a), as scipy.ndimage's default."""
+    radius = max(1, int(truncate * sigma + 0.5))
+    offsets = np.arange(-radius, radius + 1)
+    kernel = np.exp(-0.5 * (offsets / sigma) ** 2)
+    kernel /= kernel.sum()
+    columns = np.mod(np.arange(size)[:, None] + offsets[None, :], 2 * size)
+    columns = np.where(columns >= size, 2 * size - 1 - columns, columns)
+    matrix = np.zeros((size, size))
+    np.add.at(matrix, (np.repeat(np.arange(size), offsets.size), columns.ravel()), np.tile(kernel, size))
+    return matrix
+
+
+def gaussian_blur(pixels: np.ndarray, sigma: float) -> np.ndarray:
+    """(c, H, W) -> (c, H, W), each channel blurred by a Gaussian of standard deviation `sigma` pixels."""
+    _, h, w = pixels.shape
+    return _blur_matrix(h, sigma) @ np.asarray(pixels, dtype=np.float64) @ _blur_matrix(w, sigma).T
+
+
+def curve_auc(fractions: np.ndarray, curves: np.ndarray) -> np.ndarray:
+    """Area under each curve (..., F) over the fractions, by the trapezoid rule."""
+    return np.trapezoid(curves, fractions, axis=-1)

@@ -152,6 +152,23 @@ def lines(series: dict[str, np.ndarray], *, x: np.ndarray | None = None, title: 
     return layout(fig, title, height)
 
 
+def perturbation_curves(fractions: np.ndarray, curves: dict[str, np.ndarray], random: np.ndarray, *,
+                        title: str | None = None, x_title: str = "", y_title: str = "probability",
+                        highlight: str | None = None, height: int = 320) -> go.Figure:
+    """Deletion or insertion curves: one line per map, the random orders' mean dashed, `highlight` drawn thicker."""
+    fig = go.Figure()
+    for name, ys in curves.items():
+        fig.add_scatter(x=fractions, y=ys, mode="lines", name=html.escape(name),
+                        line=dict(width=4 if name == highlight else 1.8),
+                        hovertemplate=f"{html.escape(name)}<br>%{{x:.0%}} of the patches: %{{y:.3f}}<extra></extra>")
+    fig.add_scatter(x=fractions, y=random, mode="lines", name="random order", line=dict(color="#888", dash="dash"),
+                    hovertemplate="random order<br>%{x:.0%} of the patches: %{y:.3f}<extra></extra>")
+    fig.update_xaxes(title=x_title, tickformat=".0%", range=[0, 1])
+    fig.update_yaxes(title=y_title, range=[-0.02, 1.02])
+    fig.update_layout(legend=dict(orientation="h", y=-0.25))
+    return layout(fig, title, height)
+
+
 # --- images (RGB uint8 arrays), shown with st.image -------------------------------------------
 
 

@@ -9,13 +9,13 @@ import torch
 
 from vitviz import analysis, capture, figures, gradients
 from vitviz.images import denormalise
-from vitviz.ui import controls, navigation, page, paper, state
+from vitviz.ui import attribution, controls, navigation, page, paper, state
 from vitviz.ui.drawing import image_grid
 from vitviz.ui.state import Traced
 from vitviz.ui.text import plain
 
 FUSIONS = ("mean", "max", "min")
-TABS = ("All heads", "Layers × heads", "Attribution", "Occlusion", "Paper Fig. 7")  # a link's tab= names one
+TABS = ("All heads", "Layers × heads", "Attribution", "Occlusion", "Paper Fig. 7", "Faithfulness")  # a link's tab= names one
 OCCLUDED_KEY = "keep_occluded"
 
 
@@ -40,7 +40,8 @@ def show() -> None:
     st.markdown(
         "Click a patch to see where it looks, layer by layer and head by head. The default query is the CLS "
         "token, the one that makes the prediction. Below: every head at once, attention rollout, occlusion, "
-        "and the three analyses of the ViT paper's Figure 7 for this model."
+        "the three analyses of the ViT paper's Figure 7 for this model, and a test of which attribution map to "
+        "believe for this image."
     )
     controls.image_picker()
     traced = page.load_traced()
@@ -85,6 +86,7 @@ def show() -> None:
         "Attribution": lambda: _attribution(traced, colorscale, opacity),
         "Occlusion": lambda: _occlusion(traced, layer, head, colorscale, opacity),
         "Paper Fig. 7": lambda: paper.fig7(traced),
+        "Faithfulness": lambda: attribution.faithfulness_tab(traced, colorscale, opacity),
     }
     # Only the open tab is drawn: a hidden tab's figures would cost the server and the browser all the same.
     for tab, name in zip(controls.kept_tabs(list(TABS), "explorer_tab"), TABS, strict=True):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from vitviz import analysis, figures
-from vitviz.ui import paper
+from vitviz.ui import attribution, paper
 from vitviz.ui.controls import View
 from vitviz.ui.drawing import caption, columns, image_grid, info, markdown, show_figure, text, to_numpy
 from vitviz.ui.state import Traced
@@ -155,6 +155,7 @@ def step_13(traced: Traced, view: View) -> None:
         show_figure(
             figures.bars(values, names, title="Probabilities (softmax of the logits)", value_format=".1%", highlight=0)
         )
+    attribution.which_patches(traced, view.colorscale)
 
 
 def no_class_head(traced: Traced, *, key: str) -> None:
