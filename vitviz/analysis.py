@@ -17,12 +17,6 @@ def softmax(x: np.ndarray, axis: int = -1) -> np.ndarray:
     return e / e.sum(axis=axis, keepdims=True)
 
 
-def logit_lens(layer_cls: np.ndarray, norm_weight: np.ndarray, norm_bias: np.ndarray, eps: float,
-               head_weight: np.ndarray, head_bias: np.ndarray) -> np.ndarray:
-    """Class probabilities read from each layer's CLS token (L, d) through the final LayerNorm and head: (L, k)."""
-    return softmax(layer_norm(layer_cls, norm_weight, norm_bias, eps) @ head_weight.T + head_bias)
-
-
 def update_ratio(before: np.ndarray, update: np.ndarray) -> np.ndarray:
     """Per token: how big the residual update is relative to what it is added to, ‖u‖ / ‖x‖."""
     return np.linalg.norm(update, axis=-1) / np.maximum(np.linalg.norm(before, axis=-1), 1e-12)

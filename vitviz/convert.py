@@ -200,7 +200,7 @@ def from_hf(state: dict, hf_config: dict) -> tuple[ViTConfig, dict]:
         "patch_embed.bias": state.get("embeddings.patch_embeddings.projection.bias", torch.zeros(dim)),
         "norm.weight": state["layernorm.weight"], "norm.bias": state["layernorm.bias"],
     }
-    classifier = "cls_patch_mean" if dinov2 else "cls"
+    classifier = "cls_patch_mean" if dinov2 and heads_in_state else "cls"  # DINOv2's head reads [y; patch mean]
     if "cls_classifier" in heads_in_state:  # DeiT with its teacher's head: the two heads' logits are averaged
         classifier = "cls_distillation_mean"
         out["head.weight"], out["head.bias"] = state["cls_classifier.weight"], state["cls_classifier.bias"]

@@ -26,7 +26,7 @@ class View:
 
     layer: int = 0  # 0-based; shown as "Layer 1 of L"
     head: int = 0  # 0-based; shown as "Head 1 of h"
-    query: int = 0  # token index: 0 is CLS, 1 + i is patch i
+    query: int = 0  # token index: 0 is CLS, then any other special tokens (s in all); s + i is patch i
     colorscale: str = "Viridis"
 
 
@@ -36,7 +36,7 @@ def current_view(config) -> View:
     return View(
         layer=min(kept.get("keep_layer", 0), config.depth - 1),
         head=min(kept.get("keep_head", 0), config.heads - 1),
-        query=min(kept.get("keep_query", 0), config.num_patches),
+        query=min(kept.get("keep_query", 0), config.num_tokens - 1),
         colorscale=kept.get("keep_colorscale", "Viridis"),
     )
 
@@ -121,11 +121,12 @@ def colour_scale() -> str:
                        options=list(figures.COLOUR_SCALES))
 
 
-def token_label(index: int, grid: tuple[int, int]) -> str:
-    if index == 0:
-        return "CLS"
-    row, col = divmod(index - 1, grid[1])
-    return f"patch {index - 1} (row {row + 1}, col {col + 1})"
+def token_label(index: int, grid: tuple[int, int], specials: tuple[str, ...] = ("CLS",)) -> str:
+    """Token `index`'s name: a special token's (`specials`, in order), or the patch's with its row and column."""
+    if index < len(specials):
+        return specials[index]
+    row, col = divmod(index - len(specials), grid[1])
+    return f"patch {index - len(specials)} (row {row + 1}, col {col + 1})"
 
 
 def clicked_patch(picture: np.ndarray, grid: tuple[int, int], cell: int, *, key: str) -> int | None:
@@ -146,21 +147,30 @@ def clicked_patch(picture: np.ndarray, grid: tuple[int, int], cell: int, *, key:
 
 
 def query_picker(traced: state.Traced, *, key: str) -> int:
-    """Pick the query token by clicking a patch on the image; CLS by default."""
+    """Pick the query token by clicking a patch on the image, or a special token (CLS, …) by its button; CLS by default."""
     grid, patch = traced.trace.grid, traced.config.patch_size
+    specials = traced.trace.special_labels
     query = _kept("query", 0)
-    if query > grid[0] * grid[1]:
+    if query >= len(specials) + grid[0] * grid[1]:
         query = 0
     factor = figures.enlargement(traced.display, 448)  # a 14×14 grid needs cells big enough to click
-    picture = figures.draw_grid(traced.display, patch, factor, highlight=query - 1 if query else None)
-    st.caption("Click a patch to make it the query; the button switches back to CLS.")
+    picture = figures.draw_grid(traced.display, patch, factor,
+                                highlight=query - len(specials) if query >= len(specials) else None)
+    st.caption("Click a patch to make it the query; the button switches back to CLS." if len(specials) == 1 else
+               "Click a patch to make it the query, or pick one of the special tokens with its button.")
     clicked = clicked_patch(picture, grid, patch * factor, key=key)
     if clicked is not None:
-        st.session_state["keep_query"] = 1 + clicked
+        st.session_state["keep_query"] = len(specials) + clicked
         st.rerun()
-    left, right = st.columns([2, 1])
-    left.markdown(f"Query: **{token_label(query, grid)}**")
-    if right.button("Use CLS", key=f"{key}_cls", disabled=query == 0):
-        st.session_state["keep_query"] = 0
-        st.rerun()
+    if len(specials) == 1:
+        left, right = st.columns([2, 1])
+        buttons = [(right, "Use CLS")]
+    else:
+        left, buttons = st.container(), list(zip(st.columns(len(specials)), specials, strict=True))
+    left.markdown(f"Query: **{token_label(query, grid, specials)}**")
+    for index, (column, label) in enumerate(buttons):
+        if column.button(label, key=f"{key}_cls" if index == 0 else f"{key}_special_{index}", disabled=query == index,
+                         width="stretch" if len(specials) > 1 else "content"):
+            st.session_state["keep_query"] = index
+            st.rerun()
     return query
