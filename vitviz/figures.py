@@ -134,6 +134,16 @@ def heatmap(
     return layout(fig, title, height)
 
 
+def _token_ticks(names: list[str], specials: int, pixels: float, spacing: int = 14, patches_shown: int = 12) -> dict:
+    """Ticks for a token axis `pixels` long: every special token by name when they fit `spacing` pixels apart (else
+    CLS alone), and about `patches_shown` of the patch cells, clear of them (plotly would thin all alike)."""
+    apart = max(1, -(-spacing * len(names) // max(int(pixels), 1)))  # cells between two readable ticks
+    every = max(apart, -(-(len(names) - specials) // patches_shown))
+    first = names[:specials] if apart == 1 else names[:1]
+    ticks = first + names[specials + (every // 2 if apart > 1 else 0) :: every]
+    return dict(tickmode="array", tickvals=ticks, ticktext=ticks)
+
+
 def _token_heatmap(matrix: np.ndarray, special_rows: Sequence[str], special_cols: Sequence[str], *, title, x_title,
                    y_title, colorscale, centred, height, value_name, highlight_row) -> go.Figure:
     small, row_starts, row_names, col_starts, col_names = _token_cells(matrix, special_rows, special_cols)
@@ -146,8 +156,10 @@ def _token_heatmap(matrix: np.ndarray, special_rows: Sequence[str], special_cols
         hovertemplate=f"row %{{y}}<br>col %{{x}}<br>{value_name} %{{z:.4f}}<extra></extra>",
     ))
     fig.update_yaxes(autorange="reversed", title=y_title, type="category" if row_names else None,
-                     showticklabels=matrix.shape[0] > 1)
-    fig.update_xaxes(title=x_title, type="category" if col_names else None)
+                     showticklabels=matrix.shape[0] > 1,
+                     **_token_ticks(ys, len(special_rows), height - 90) if row_names else {})
+    fig.update_xaxes(title=x_title, type="category" if col_names else None,
+                     **_token_ticks(xs, len(special_cols), 800, 40) if col_names else {})  # a figure: about 800 px
     line = dict(color="rgba(255,255,255,0.9)", width=1, dash="dot")
     if len(special_rows) and row_names:  # between the last special token and the first patch
         fig.add_shape(type="line", xref="paper", x0=0, x1=1, y0=len(special_rows) - 0.5, y1=len(special_rows) - 0.5,
@@ -209,14 +221,17 @@ def bars(values: np.ndarray, labels: list[str], *, title: str | None = None, hei
 
 
 def lines(series: dict[str, np.ndarray], *, x: np.ndarray | None = None, title: str | None = None,
-          x_title: str = "", y_title: str = "", height: int = 300) -> go.Figure:
+          x_title: str = "", y_title: str = "", height: int = 300, legend_right: bool = False,
+          whole_x: bool = False) -> go.Figure:
+    """One line per series; `legend_right` for many series, `whole_x` for an axis of whole numbers (layers)."""
     fig = go.Figure()
     for name, ys in series.items():
         xs = np.arange(len(ys)) if x is None else (_labels(x) if np.asarray(x).dtype.kind in "UO" else x)
         fig.add_scatter(x=xs, y=ys, mode="lines+markers", name=name)
-    fig.update_xaxes(title=x_title)
+    fig.update_xaxes(title=x_title, dtick=1 if whole_x else None)
     fig.update_yaxes(title=y_title)
-    fig.update_layout(legend=dict(orientation="h", y=1.15))
+    fig.update_layout(legend=dict(orientation="v", x=1.02, y=1, yanchor="top") if legend_right else
+                      dict(orientation="h", y=1.15))
     return layout(fig, title, height)
 
 
@@ -425,8 +440,6 @@ def norm_heatmap(norms: np.ndarray, specials: Sequence[str], marked: Sequence[np
     fig.add_shape(type="line", yref="paper", y0=0, y1=1, x0=count - 0.5, x1=count - 0.5,
                   line=dict(color="rgba(255,255,255,0.9)", width=1, dash="dot"))
     fig.update_yaxes(autorange="reversed", type="category")
-    every = max(1, -(-(len(xs) - count) // 12))  # the special tokens' names, and about 12 patches' numbers
-    ticks = xs[:count] + xs[count::every]
-    fig.update_xaxes(type="category", title="token", tickmode="array", tickvals=ticks, ticktext=ticks)
+    fig.update_xaxes(type="category", title="token", **_token_ticks(xs, count, 1000, 40))
     fig.update_layout(showlegend=False)
     return layout(fig, title, height)

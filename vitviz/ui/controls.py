@@ -166,7 +166,8 @@ def query_picker(traced: state.Traced, *, key: str) -> int:
         left, right = st.columns([2, 1])
         buttons = [(right, "Use CLS")]
     else:
-        left, buttons = st.container(), list(zip(st.columns(len(specials)), specials, strict=True))
+        short = [label.replace("register ", "reg. ") if len(specials) > 3 else label for label in specials]
+        left, buttons = st.container(), list(zip(st.columns(len(specials)), short, strict=True))
     left.markdown(f"Query: **{token_label(query, grid, specials)}**")
     for index, (column, label) in enumerate(buttons):
         if column.button(label, key=f"{key}_cls" if index == 0 else f"{key}_special_{index}", disabled=query == index,

@@ -40,8 +40,9 @@ def show(traced: Traced, colorscale: str) -> None:
     marked = [analysis.high_norm_patches(norms[layer, s:]) for layer in range(depth)]
     attentions = trace.attentions().numpy()
     st.markdown(FINDING)
-    layer = persistent(st.select_slider, "norms_layer", depth - 1, label="Layer for the image, the histogram and "
-                       "the attention shares", options=list(range(depth)), format_func=lambda i: f"after layer {i + 1}")
+    layer = persistent(st.select_slider, "norms_layer", depth - 1, label="Layer whose patch norms the image, the "
+                       "histogram and the marks show", options=list(range(depth)),
+                       format_func=lambda i: f"after layer {i + 1}")
     patch_norms, here = norms[layer, s:], marked[layer]
     threshold = analysis.high_norm_threshold(patch_norms)
     st.markdown(_what_this_image_shows(traced, norms, marked, layer, attentions))
@@ -49,8 +50,9 @@ def show(traced: Traced, colorscale: str) -> None:
     picture = figures.attention_overlay(traced.display, analysis.patch_map(norms[layer], grid), size=320,
                                         colorscale=colorscale, opacity=0.6)
     left.image(figures.mark_patches(picture, here, grid), width="stretch",
-               caption=f"Each patch's norm after layer {layer + 1}; the {len(here)} high-norm patches outlined"
-               if len(here) else f"Each patch's norm after layer {layer + 1}; none is high-norm")
+               caption=f"Each patch's norm after layer {layer + 1}; " + (
+                   "none is high-norm" if not len(here) else "the high-norm patch outlined" if len(here) == 1 else
+                   f"the {len(here)} high-norm patches outlined"))
     with right:
         show_figure(figures.norm_histogram(patch_norms, threshold, dict(zip(labels, norms[layer, :s], strict=True)),
                                            title=f"Patch norms after layer {layer + 1} (threshold {threshold:.2f})"))
@@ -58,12 +60,15 @@ def show(traced: Traced, colorscale: str) -> None:
                                      title="Every token's norm after every layer (× = high-norm patch)"))
     left, right = st.columns(2)
     with left:
-        show_figure(figures.lines(_norm_series(norms, labels), x=np.arange(1, depth + 1), x_title="layer",
-                                  y_title="L2 norm", title="Norms per layer: the special tokens beside the patches"))
+        show_figure(figures.lines(_norm_series(norms, labels), x=np.arange(1, depth + 1), x_title="after layer",
+                                  y_title="L2 norm", title="Norms: the special tokens beside the patches",
+                                  legend_right=True, whole_x=True))
     with right:
         show_figure(figures.lines(_attention_series(attentions, s, here, labels), x=np.arange(1, depth + 1),
-                                  x_title="layer", y_title="share of CLS attention",
-                                  title=f"Where CLS's attention goes (mean over heads); marked: after layer {layer + 1}"))
+                                  x_title="layer", y_title="share of CLS attention", legend_right=True, whole_x=True,
+                                  title="Where CLS's attention goes (mean over heads)"))
+        if len(here):
+            st.caption(f"“Marked patches”: the ones high-norm after layer {layer + 1}, followed through every layer.")
     st.markdown(RULE)
 
 
@@ -100,10 +105,12 @@ def _what_this_image_shows(traced: Traced, norms: np.ndarray, marked: list[np.nd
     n = patch_norms.size
     with_outliers = [i + 1 for i, found in enumerate(marked) if len(found)]
     if len(here):
-        names = ", ".join(token_label(s + int(i), trace.grid, labels) for i in here[:4]) + (" …" if len(here) > 4 else "")
+        names = ", ".join(token_label(s + int(i), trace.grid, labels) for i in here[:4])
+        names += f" and {len(here) - 4} more" if len(here) > 4 else ""
         share = analysis.attention_share(attentions, 0, s + here)
         peak = int(share.argmax())
-        text = (f"**This image.** After layer {layer + 1}, {len(here)} of the {n} patches are high-norm: {names}. "
+        verb = "is" if len(here) == 1 else "are"
+        text = (f"**This image.** After layer {layer + 1}, {len(here)} of the {n} patches {verb} high-norm: {names}. "
                 f"Their norms reach {patch_norms[here].max():.1f}, {patch_norms[here].max() / median:.1f} × the median "
                 f"patch's {median:.1f}. They are {len(here) / trace.final_tokens.shape[0]:.1%} of the tokens; the CLS "
                 f"token's attention to them peaks at {share[peak]:.1%} (mean over heads) in layer {peak + 1}.")
