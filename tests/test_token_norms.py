@@ -43,11 +43,11 @@ def test_the_high_norm_rule_follows_the_layers_own_distribution():
     np.testing.assert_array_equal(analysis.high_norm_patches(loud), [70, 7, 150])  # largest first
     # The same tokens at a hundredth of the scale: the rule has no absolute number in it.
     np.testing.assert_array_equal(analysis.high_norm_patches(loud / 100), [70, 7, 150])
-    # Nearly equal norms: a slightly longer token is not "high" (the factor of two), though it is many MADs away.
+    # Nearly equal norms: a slightly longer token is not "high" (the factor of three), though it is many MADs away.
     flat = np.full(50, 10.0)
     flat[3] = 10.5
     assert analysis.high_norm_patches(flat).size == 0
-    assert analysis.high_norm_threshold(flat) == pytest.approx(20.0)
+    assert analysis.high_norm_threshold(flat) == pytest.approx(30.0)
 
 
 def test_attention_share_sums_a_query_rows_weights_over_keys_and_averages_the_heads():

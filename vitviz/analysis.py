@@ -145,7 +145,7 @@ def token_norms(states: np.ndarray) -> np.ndarray:
 
 # An outlier's norm must clear both bounds, each set by its layer's patch norms (see high_norm_threshold).
 OUTLIER_SPREADS = 6.0  # robust standard deviations above the median
-OUTLIER_FACTOR = 2.0  # times the median
+OUTLIER_FACTOR = 3.0  # times the median
 MAD_TO_SD = 1.4826  # for normally distributed values, 1.4826 × MAD estimates the standard deviation
 
 
@@ -154,9 +154,9 @@ def high_norm_threshold(norms: np.ndarray) -> float:
 
     The larger of median + 6 · 1.4826 · MAD (six robust standard deviations: the median and the median
     absolute deviation hardly move when a few tokens are huge, where a mean and a standard deviation
-    would be dragged up by the very outliers they should find) and 2 × median (so that a layer whose
-    norms are all nearly equal does not call a token "high" for a tiny excess: Darcet et al.'s
-    artifacts are several times the typical norm).
+    would be dragged up by the very outliers they should find) and 3 × median (so that a layer whose
+    norms are all nearly equal, or merely spread, does not call a token "high" for a modest excess:
+    Darcet et al.'s artifacts are several times, up to about ten times, the typical norm).
     """
     norms = np.asarray(norms, dtype=np.float64)
     median = float(np.median(norms))

@@ -26,9 +26,9 @@ RULE = (
     f"layer's patch norms plus {analysis.OUTLIER_SPREADS:g} robust standard deviations ({analysis.MAD_TO_SD} × the "
     f"median absolute deviation) and {analysis.OUTLIER_FACTOR:g} × that median. The median and the MAD hardly move "
     "when a few tokens are huge, whereas a mean and a standard deviation would be dragged up by the very tokens they "
-    "should single out; the factor keeps a layer whose tokens are all about as long from calling a slightly longer "
-    "one high, since the artifacts are several times the typical length. Only patches are judged: the special "
-    "tokens are shown beside them."
+    "should single out; the factor keeps a layer whose tokens are all about as long, or only moderately spread, "
+    "from calling a somewhat longer one high, since the artifacts are several times (up to about ten times) the "
+    "typical length. Only patches are judged: the special tokens are shown beside them."
 )
 
 
