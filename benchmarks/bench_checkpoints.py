@@ -100,15 +100,18 @@ def dinov2_s14(folder: Path, registers: bool) -> transformers.PreTrainedModel:
 def bench_dinov2(tmp: Path) -> None:
     photo = load_image((ROOT / "assets" / "samples" / "cat.jpg").read_bytes())
     for registers, name in ((False, "dinov2"), (True, "dinov2_registers")):
-        folder = tmp / name
-        hf = dinov2_s14(folder, registers)
-        recorder = capture.Recorder(weights.load(folder))
-        pixels = preprocess(photo, recorder.model.config)
-        recorder.trace(pixels), hf(pixels[None], output_attentions=True)  # warm up both
-        ours_t, hf_t = median_pair(lambda: recorder.trace(pixels), lambda: hf(pixels[None], output_attentions=True))
+        hf = dinov2_s14(tmp / name, registers)
+        recorder = capture.Recorder(weights.load(tmp / name))
+        ours_t, hf_t = trace_and_reference(recorder, hf, preprocess(photo, recorder.model.config))
         print(f"vitviz_trace_{name}_s14_s {ours_t:.4f}")
         print(f"transformers_eager_attn_{name}_s14_s {hf_t:.4f}")
         print(f"{name}_trace_vs_transformers_ratio {ours_t / hf_t:.3f}")
+
+
+def trace_and_reference(recorder: capture.Recorder, hf, pixels: torch.Tensor) -> tuple[float, float]:
+    """Seconds per vitviz trace and per transformers eager forward with output_attentions, after a warm-up."""
+    recorder.trace(pixels), hf(pixels[None], output_attentions=True)
+    return median_pair(lambda: recorder.trace(pixels), lambda: hf(pixels[None], output_attentions=True))
 
 
 def main() -> None:
@@ -128,9 +131,7 @@ def main() -> None:
         recorder = capture.Recorder(ours)  # attached once, as the app does
         photo = load_image((ROOT / "assets" / "samples" / "cat.jpg").read_bytes())
         pixels = preprocess(photo, ours.config)
-        recorder.trace(pixels), hf(pixels[None], output_attentions=True)  # warm up both
-        ours_t, hf_t = median_pair(lambda: recorder.trace(pixels),
-                                   lambda: hf(pixels[None], output_attentions=True))
+        ours_t, hf_t = trace_and_reference(recorder, hf, pixels)
         both_t, hf_again_t = median_pair(lambda: recorder.trace(prepare(photo, ours.config).pixels),
                                          lambda: hf(pixels[None], output_attentions=True))
         print(f"vitviz_trace_vitb16_s {ours_t:.4f}")

@@ -94,25 +94,31 @@ def _head_reads(traced: Traced) -> str:
             "cls_patch_mean": "CLS and mean patch token"}[traced.config.classifier]
 
 
-def _output_text(traced: Traced) -> str:
-    classifier = traced.config.classifier
-    if classifier == "cls_distillation_mean":
-        return ("After the last block and a final LayerNorm, two vectors are kept: the CLS token's and the distillation "
-                "token's, each for a head of its own. The patch tokens have done their job by feeding them through "
-                "attention.")
-    if classifier == "cls_patch_mean":
-        return ("After the last block and a final LayerNorm, the CLS token's vector is kept, and beside it the mean of "
-                "the patch tokens' vectors: this model's classifier reads both.")
-    return (
+def _by_classifier(words: dict[str, str]):
+    """A step's text or formula for the model in use, which depends on what its class head reads."""
+    return lambda traced: words[traced.config.classifier]
+
+
+_OUTPUT_TEXT = {
+    "cls": (
         "After the last block and a final LayerNorm, only the CLS token's vector is kept. The patch tokens "
         "have done their job by feeding it through attention."
-    )
+    ),
+    "cls_distillation_mean": (
+        "After the last block and a final LayerNorm, two vectors are kept: the CLS token's and the distillation "
+        "token's, each for a head of its own. The patch tokens have done their job by feeding them through attention."
+    ),
+    "cls_patch_mean": (
+        "After the last block and a final LayerNorm, the CLS token's vector is kept, and beside it the mean of the "
+        "patch tokens' vectors: this model's classifier reads both."
+    ),
+}
 
 
 @SECTION.step(
     "12",
     "The CLS output",
-    text=_output_text,
+    text=_by_classifier(_OUTPUT_TEXT),
     formula=r"y = \mathrm{LN}(X_L)_0",
     shape="(d,)",
 )
@@ -136,36 +142,33 @@ def step_12(traced: Traced, view: View) -> None:
         st.caption("The registers' final vectors are not used: they were the model's scratch space, and are dropped.")
 
 
-def _probabilities_text(traced: Traced) -> str:
-    classifier = traced.config.classifier
-    if classifier == "cls_distillation_mean":
-        return ("Two linear layers each turn their token's vector into one score per class: the CLS head and the "
-                "distillation head. The model's logits are the average of the two, and a softmax turns them into "
-                "probabilities.")
-    if classifier == "cls_patch_mean":
-        return ("A linear layer turns the CLS vector and the mean patch vector, side by side, into one score per class "
-                "(the logits), and a softmax turns the scores into probabilities.")
-    return (
+_PROBABILITIES_TEXT = {
+    "cls": (
         "A linear layer turns the CLS vector into one score per class (the logits), and a softmax turns the "
         "scores into probabilities."
-    )
-
-
-def _probabilities_formula(traced: Traced) -> str:
-    classifier = traced.config.classifier
-    if classifier == "cls_distillation_mean":
-        return (r"\hat p = \mathrm{softmax}\big(\tfrac12\,[(y\,W_\text{cls} + b_\text{cls})"
-                r" + (y_\text{dist}\,W_\text{dist} + b_\text{dist})]\big)")
-    if classifier == "cls_patch_mean":
-        return r"\hat p = \mathrm{softmax}([\,y;\ \bar y_\text{patches}\,]\,W_\text{head} + b_\text{head})"
-    return r"\hat p = \mathrm{softmax}(y\,W_\text{head} + b_\text{head})"
+    ),
+    "cls_distillation_mean": (
+        "Two linear layers each turn their token's vector into one score per class: the CLS head and the "
+        "distillation head. The model's logits are the average of the two, and a softmax turns them into probabilities."
+    ),
+    "cls_patch_mean": (
+        "A linear layer turns the CLS vector and the mean patch vector, side by side, into one score per class (the "
+        "logits), and a softmax turns the scores into probabilities."
+    ),
+}
+_PROBABILITIES_FORMULA = {
+    "cls": r"\hat p = \mathrm{softmax}(y\,W_\text{head} + b_\text{head})",
+    "cls_distillation_mean": r"\hat p = \mathrm{softmax}\big(\tfrac12\,[(y\,W_\text{cls} + b_\text{cls})"
+                             r" + (y_\text{dist}\,W_\text{dist} + b_\text{dist})]\big)",
+    "cls_patch_mean": r"\hat p = \mathrm{softmax}([\,y;\ \bar y_\text{patches}\,]\,W_\text{head} + b_\text{head})",
+}
 
 
 @SECTION.step(
     "13",
     "Class probabilities",
-    text=_probabilities_text,
-    formula=_probabilities_formula,
+    text=_by_classifier(_PROBABILITIES_TEXT),
+    formula=_by_classifier(_PROBABILITIES_FORMULA),
     shape="(k,)",
 )
 def step_13(traced: Traced, view: View) -> None:
