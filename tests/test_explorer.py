@@ -27,7 +27,8 @@ def test_the_explorer_renders_every_view(forward_passes):
     at = open_page(fresh_app(), EXPLORER)
     assert not problems(at), problems(at)
     assert at.title[0].value == "Attention explorer"
-    assert [t.label for t in at.tabs] == ["All heads", "Layers × heads", "Attribution", "Occlusion", "Paper Fig. 7"]
+    assert [t.label for t in at.tabs] == ["All heads", "Layers × heads", "Attribution", "Occlusion", "Paper Fig. 7",
+                                         "Token norms"]
     assert len(at.get("plotly_chart")) >= 2  # the occlusion probabilities and the attention distances
 
 

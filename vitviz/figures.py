@@ -140,7 +140,7 @@ def _token_ticks(names: list[str], specials: int, pixels: float, spacing: int = 
     apart = max(1, -(-spacing * len(names) // max(int(pixels), 1)))  # cells between two readable ticks
     every = max(apart, -(-(len(names) - specials) // patches_shown))
     first = names[:specials] if apart == 1 else names[:1]
-    ticks = first + names[specials + (every // 2 if apart > 1 else 0) :: every]
+    ticks = first + names[specials + (every if apart > 1 else 0) :: every]  # patch 0 only when there is room
     return dict(tickmode="array", tickvals=ticks, ticktext=ticks)
 
 
@@ -167,11 +167,9 @@ def _token_heatmap(matrix: np.ndarray, special_rows: Sequence[str], special_cols
     if len(special_cols) and col_names:
         fig.add_shape(type="line", yref="paper", y0=0, y1=1, x0=len(special_cols) - 0.5, x1=len(special_cols) - 0.5,
                       line=line)
-    if highlight_row is not None:
+    if highlight_row is not None and row_names:  # outline the cell that holds token `highlight_row`
         cell = int(np.searchsorted(row_starts, highlight_row, side="right") - 1)
-        row, half = (cell, 0.5) if row_names else (int(row_starts[cell]), (row_starts[1] - row_starts[0]) / 2
-                                                    if len(row_starts) > 1 else 0.5)
-        fig.add_shape(type="rect", xref="paper", x0=0, x1=1, y0=row - half, y1=row + half,
+        fig.add_shape(type="rect", xref="paper", x0=0, x1=1, y0=cell - 0.5, y1=cell + 0.5,
                       line=dict(color="#f59e0b", width=2))
     return layout(fig, title, height)
 

@@ -141,8 +141,10 @@ def step_10_2(traced: Traced, view: View) -> None:
         ),
         key="scores",
     )
-    st.caption(f"Hover for values; the special tokens ({', '.join(traced.trace.special_labels)}) come first. Scores range "
-               f"from {scores.min():.2f} to {scores.max():.2f}.")
+    labels = traced.trace.special_labels
+    first = "token 0 is CLS" if len(labels) == 1 else \
+        f"the first {len(labels)} tokens are {', '.join(labels[:-1])} and {labels[-1]}"
+    st.caption(f"Hover for values; {first}. Scores range from {scores.min():.2f} to {scores.max():.2f}.")
 
 
 @SECTION.step(
