@@ -117,18 +117,6 @@ def test_embedding_filter_components():
     np.testing.assert_allclose(abs(components[0] @ direction) / np.linalg.norm(direction), 1.0, atol=1e-6)
 
 
-def test_logit_lens_of_the_last_layer_is_the_models_own_prediction():
-    torch.manual_seed(0)
-    model = ViT(ViTConfig(image_size=(16, 16), patch_size=4, dim=16, depth=2, heads=2, mlp_dim=32, labels=("a", "b", "c"))).eval()
-    trace = capture.trace(model, torch.randn(3, 16, 16))
-    cls = np.stack([layer.output[0].numpy() for layer in trace.layers])
-    lens = analysis.logit_lens(cls, model.norm.weight.detach().numpy(), model.norm.bias.detach().numpy(), model.norm.eps,
-                               model.head.weight.detach().numpy(), model.head.bias.detach().numpy())
-    assert lens.shape == (2, 3)
-    np.testing.assert_allclose(lens[-1], trace.probs.numpy(), atol=1e-5)
-    np.testing.assert_allclose(lens.sum(axis=1), 1.0, atol=1e-6)
-
-
 def test_attention_gradients_match_autograd_on_the_rollout_inputs():
     torch.manual_seed(0)
     model = ViT(ViTConfig(image_size=(16, 16), patch_size=4, dim=16, depth=2, heads=2, mlp_dim=32, labels=("a", "b"))).eval()

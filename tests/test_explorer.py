@@ -15,8 +15,8 @@ def test_the_explorer_renders_every_view(forward_passes):
     assert at.title[0].value == "Attention explorer"
     labels = [t.label for t in at.tabs]
     assert labels == ["All heads", "Layers × heads", "Attribution", "Occlusion", "Paper Fig. 7",
-                      "Faithfulness"]
-    assert [bool(t.children) for t in at.tabs] == [True, False, False, False, False, False]  # only the open tab is drawn
+                      "Faithfulness", "Token norms"]
+    assert [bool(t.children) for t in at.tabs] == [True] + [False] * 6  # only the open tab is drawn
     for label in labels[1:]:
         at.session_state["keep_explorer_tab"] = label  # what a click on the tab keeps
         at.run()

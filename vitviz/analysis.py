@@ -17,12 +17,6 @@ def softmax(x: np.ndarray, axis: int = -1) -> np.ndarray:
     return e / e.sum(axis=axis, keepdims=True)
 
 
-def logit_lens(layer_cls: np.ndarray, norm_weight: np.ndarray, norm_bias: np.ndarray, eps: float,
-               head_weight: np.ndarray, head_bias: np.ndarray) -> np.ndarray:
-    """Class probabilities read from each layer's CLS token (L, d) through the final LayerNorm and head: (L, k)."""
-    return softmax(layer_norm(layer_cls, norm_weight, norm_bias, eps) @ head_weight.T + head_bias)
-
-
 def update_ratio(before: np.ndarray, update: np.ndarray) -> np.ndarray:
     """Per token: how big the residual update is relative to what it is added to, ‖u‖ / ‖x‖."""
     return np.linalg.norm(update, axis=-1) / np.maximum(np.linalg.norm(before, axis=-1), 1e-12)
@@ -91,9 +85,11 @@ def patch_centres(grid: tuple[int, int], patch_size: int) -> np.ndarray:
 
 def mean_attention_distance(attentions: np.ndarray, grid: tuple[int, int], patch_size: int) -> np.ndarray:
     """(L, h): the attention-weighted pixel distance between query and key patches, averaged over query
-    patches (ViT paper, Fig. 7 right). CLS is dropped and the patch-to-patch rows renormalised."""
+    patches (ViT paper, Fig. 7 right). The patches are the last gh·gw tokens: special tokens (CLS,
+    distillation, registers) are dropped and the patch-to-patch rows renormalised."""
     attentions = np.asarray(attentions, dtype=np.float64)
-    patches = attentions[..., 1:, 1:]
+    n = grid[0] * grid[1]
+    patches = attentions[..., -n:, -n:]
     patches = patches / np.maximum(patches.sum(axis=-1, keepdims=True), 1e-12)
     centres = patch_centres(grid, patch_size)
     distances = np.linalg.norm(centres[:, None, :] - centres[None, :, :], axis=-1)  # (n, n)
@@ -109,11 +105,12 @@ def mean_and_halfwidth(samples: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def position_similarity(pos_embedding: np.ndarray, grid: tuple[int, int]) -> np.ndarray:
-    """(gh, gw, gh, gw) cosine similarity between patch position embeddings (Fig. 7 centre); a CLS row is dropped."""
+    """(gh, gw, gh, gw) cosine similarity between patch position embeddings (Fig. 7 centre): the last gh·gw rows,
+    so the rows of special tokens (CLS, distillation, registers) in front are dropped."""
     gh, gw = grid
     pos = np.asarray(pos_embedding, dtype=np.float64)
-    if pos.shape[0] == gh * gw + 1:
-        pos = pos[1:]
+    if pos.shape[0] > gh * gw:
+        pos = pos[-gh * gw :]
     if pos.shape[0] != gh * gw:
         raise ValueError(f"{pos.shape[0]} position embeddings do not fit a {gh}×{gw} grid")
     unit = pos / np.maximum(np.linalg.norm(pos, axis=1, keepdims=True), 1e-12)
@@ -255,3 +252,52 @@ def gaussian_blur(pixels: np.ndarray, sigma: float) -> np.ndarray:
 def curve_auc(fractions: np.ndarray, curves: np.ndarray) -> np.ndarray:
     """Area under each curve (..., F) over the fractions, by the trapezoid rule."""
     return np.trapezoid(curves, fractions, axis=-1)
+
+
+# --- special tokens and token norms (Darcet et al., "Vision Transformers Need Registers", 2024) --------------
+
+
+def patch_map(values: np.ndarray, grid: tuple[int, int]) -> np.ndarray:
+    """(..., N) per-token values -> (..., gh, gw): the patch tokens, which are the last gh·gw, as a map."""
+    values = np.asarray(values)
+    return values[..., -grid[0] * grid[1] :].reshape(*values.shape[:-1], *grid)
+
+
+def token_norms(states: np.ndarray) -> np.ndarray:
+    """(L, N, d) token vectors, e.g. every block's output -> (L, N): the L2 norm of each token in each."""
+    return np.linalg.norm(np.asarray(states, dtype=np.float64), axis=-1)
+
+
+# An outlier's norm must clear both bounds, each set by its layer's patch norms (see high_norm_threshold).
+OUTLIER_SPREADS = 6.0  # robust standard deviations above the median
+OUTLIER_FACTOR = 3.0  # times the median
+MAD_TO_SD = 1.4826  # for normally distributed values, 1.4826 × MAD estimates the standard deviation
+
+
+def high_norm_threshold(norms: np.ndarray) -> float:
+    """The norm above which a patch token counts as high-norm, set from its layer's own patch norms (n,).
+
+    The larger of median + 6 · 1.4826 · MAD (six robust standard deviations: the median and the median
+    absolute deviation hardly move when a few tokens are huge, where a mean and a standard deviation
+    would be dragged up by the very outliers they should find) and 3 × median (so that a layer whose
+    norms are all nearly equal, or merely spread, does not call a token "high" for a modest excess:
+    Darcet et al.'s artifacts are several times, up to about ten times, the typical norm).
+    """
+    norms = np.asarray(norms, dtype=np.float64)
+    median = float(np.median(norms))
+    spread = MAD_TO_SD * float(np.median(np.abs(norms - median)))
+    return max(median + OUTLIER_SPREADS * spread, OUTLIER_FACTOR * median)
+
+
+def high_norm_patches(norms: np.ndarray) -> np.ndarray:
+    """Indices of the patches (n,) whose norm is above `high_norm_threshold` of the same norms, largest first."""
+    norms = np.asarray(norms, dtype=np.float64)
+    above = np.flatnonzero(norms > high_norm_threshold(norms))
+    return above[np.argsort(-norms[above], kind="stable")]
+
+
+def attention_share(attentions: np.ndarray, query: int, keys: np.ndarray) -> np.ndarray:
+    """(L, h, N, N) -> (L,): the share of `query`'s attention, averaged over heads, that goes to the tokens `keys`."""
+    attentions = np.asarray(attentions, dtype=np.float64)
+    keys = np.asarray(keys, dtype=int)
+    return attentions[:, :, query][..., keys].sum(axis=-1).mean(axis=-1)

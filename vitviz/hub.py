@@ -51,6 +51,15 @@ PRESETS = (
            "the objects in a photo.", 87, False),
     Preset("timm/vit_tiny_patch16_224.augreg_in21k_ft_in1k", "ViT-Ti/16 (timm)",
            "A timm checkpoint: other key names and its own config format, the same arithmetic once mapped.", 23, True),
+    Preset("facebook/deit-small-distilled-patch16-224", "DeiT-S distilled",
+           "Two special tokens: CLS, and a distillation token that learned from a teacher network through a head "
+           "of its own; the two heads' predictions are averaged.", 89, True),
+    Preset("facebook/dinov2-small", "DINOv2 ViT-S/14",
+           "Self-supervised at scale, with LayerScale and 14-pixel patches: look for the few background patches "
+           "whose vectors grow far longer than the rest (Token norms, in the attention explorer).", 88, False),
+    Preset("facebook/dinov2-with-registers-small", "DINOv2 ViT-S/14 with registers",
+           "The same model given 4 register tokens as scratch space, the fix Darcet et al. proposed for those "
+           "high-norm patches.", 88, False),
 )
 
 

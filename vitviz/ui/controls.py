@@ -29,7 +29,7 @@ class View:
 
     layer: int = 0  # 0-based; shown as "Layer 1 of L"
     head: int = 0  # 0-based; shown as "Head 1 of h"
-    query: int = 0  # token index: 0 is CLS, 1 + i is patch i
+    query: int = 0  # token index: 0 is CLS, then any other special tokens (s in all); s + i is patch i
     colorscale: str = "Viridis"
 
 
@@ -45,7 +45,7 @@ def current_view(config) -> View:
     return View(
         layer=fitting("layer", config.depth),
         head=fitting("head", config.heads),
-        query=fitting("query", config.num_patches + 1),
+        query=fitting("query", config.num_tokens),
         colorscale=kept.get("keep_colorscale", "Viridis"),
     )
 
@@ -171,11 +171,12 @@ def colour_scale() -> str:
                        options=list(figures.COLOUR_SCALES))
 
 
-def token_label(index: int, grid: tuple[int, int]) -> str:
-    if index == 0:
-        return "CLS"
-    row, col = divmod(index - 1, grid[1])
-    return f"patch {index - 1} (row {row + 1}, col {col + 1})"
+def token_label(index: int, grid: tuple[int, int], specials: tuple[str, ...] = ("CLS",)) -> str:
+    """Token `index`'s name: a special token's (`specials`, in order), or the patch's with its row and column."""
+    if index < len(specials):
+        return specials[index]
+    row, col = divmod(index - len(specials), grid[1])
+    return f"patch {index - len(specials)} (row {row + 1}, col {col + 1})"
 
 
 def _patch_at(click: dict, grid: tuple[int, int], cell: int) -> int:
@@ -209,26 +210,36 @@ def _set_query(query: int) -> None:
     _rerun_readers("query")
 
 
-def _query_clicked(key: str, grid: tuple[int, int], cell: int) -> None:
+def _query_clicked(key: str, grid: tuple[int, int], cell: int, specials: int) -> None:
     click = st.session_state.get(key)
     if click:
-        _set_query(1 + _patch_at(click, grid, cell))
+        _set_query(specials + _patch_at(click, grid, cell))
 
 
 def query_picker(traced: state.Traced, *, key: str) -> int:
-    """Pick the query token by clicking a patch on the image; CLS by default."""
+    """Pick the query token by clicking a patch on the image, or a special token (CLS, …) by its button; CLS by default."""
     grid, patch = traced.trace.grid, traced.config.patch_size
+    specials = traced.trace.special_labels
     query = _kept("query", 0)
-    if query > grid[0] * grid[1]:
+    if query >= len(specials) + grid[0] * grid[1]:
         query = 0
     factor = figures.enlargement(traced.display, 448)  # a 14×14 grid needs cells big enough to click
-    picture = figures.draw_grid(traced.display, patch, factor, highlight=query - 1 if query else None)
+    picture = figures.draw_grid(traced.display, patch, factor,
+                                highlight=query - len(specials) if query >= len(specials) else None)
     if not drawing.live():
-        drawing.image(picture, caption=f"The query: {token_label(query, grid)}", width=picture.shape[1])
+        drawing.image(picture, caption=f"The query: {token_label(query, grid, specials)}", width=picture.shape[1])
         return query
-    st.caption("Click a patch to make it the query; the button switches back to CLS.")
-    _clickable(picture, key=key, on_click=lambda: _query_clicked(key, grid, patch * factor))
-    left, right = st.columns([2, 1])
-    left.markdown(f"Query: **{token_label(query, grid)}**")
-    right.button("Use CLS", key=f"{key}_cls", disabled=query == 0, on_click=_set_query, args=(0,))
+    st.caption("Click a patch to make it the query; the button switches back to CLS." if len(specials) == 1 else
+               "Click a patch to make it the query, or pick one of the special tokens with its button.")
+    _clickable(picture, key=key, on_click=lambda: _query_clicked(key, grid, patch * factor, len(specials)))
+    if len(specials) == 1:
+        left, right = st.columns([2, 1])
+        buttons = [(right, "Use CLS")]
+    else:
+        short = [label.replace("register ", "reg. ") if len(specials) > 3 else label for label in specials]
+        left, buttons = st.container(), list(zip(st.columns(len(specials)), short, strict=True))
+    left.markdown(f"Query: **{token_label(query, grid, specials)}**")
+    for index, (column, label) in enumerate(buttons):
+        column.button(label, key=f"{key}_cls" if index == 0 else f"{key}_special_{index}", disabled=query == index,
+                      width="stretch" if len(specials) > 1 else "content", on_click=_set_query, args=(index,))
     return query

@@ -17,6 +17,8 @@ log = logging.getLogger("vitviz")
 BUILT_IN = "Built-in shapes model"
 PRESETS = "Ready-made real models"
 SOURCES = ("This session's models", "Local path", "Upload", "Hugging Face Hub")
+CLASS_HEAD_READS = {"cls": "y (the CLS output)", "cls_distillation_mean": "y and y_dist: two heads, logits averaged",
+                    "cls_patch_mean": "[y; the patch tokens' mean]"}
 
 
 def _publish(name: str, loader) -> None:
@@ -75,8 +77,8 @@ def show() -> None:
     navigation.ensure_navigation()
     st.title("Model")
     st.markdown("Every page shows the tensors of the model chosen here. Besides the built-in shapes model you can "
-                "load a Vision Transformer from a Hugging Face folder (config.json with model.safetensors or "
-                "pytorch_model.bin), a timm checkpoint (name its architecture, e.g. vit_small_patch16_224), a model "
+                "load a Vision Transformer from a Hugging Face folder (a ViT, DeiT or DINOv2: config.json with "
+                "model.safetensors or pytorch_model.bin), a timm checkpoint (name its architecture, e.g. vit_small_patch16_224), a model "
                 "trained in the Training studio, or a vitviz safetensors file.")
     left, right = st.columns([3, 2])
     with left:
@@ -126,10 +128,14 @@ def describe(model, name: str) -> None:
         "input size (H × W)": f"{config.image_size[0]} × {config.image_size[1]}",
         "patch size p": config.patch_size,
         "patch grid": f"{gh} × {gw} = {config.num_patches} patches",
+        "special tokens": ", ".join(config.special_labels) if config.num_special <= 3 else
+        f"CLS and {config.special_tokens.count('register')} registers",
         "width d": config.dim,
         "layers L": config.depth,
         "heads h": f"{config.heads} (d_h = {config.head_dim})",
         "MLP width": config.mlp_dim,
+        "LayerScale": "yes" if config.layer_scale else "no",
+        "class head reads": CLASS_HEAD_READS[config.classifier] if config.num_labels else "no class head",
         "parameters": f"{weights.parameter_count(model):,}",
         "normalisation": f"mean {tuple(round(m, 3) for m in config.mean)}, std {tuple(round(s, 3) for s in config.std)}",
     }

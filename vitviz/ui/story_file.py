@@ -166,12 +166,11 @@ def _formula(latex: str) -> str:
 
 def _step_section(step: steps.Step, traced: Traced, view: View, document: _Document) -> str:
     canvas = HtmlCanvas(document)
-    canvas.markdown(step.text_for(traced))
-    if step.shape:
-        values = page.sizes(traced.config, traced.trace.grid)
-        canvas.markdown(f"**Shape** `{step.shape}` = `{page.shape_values(step.shape, values)}` · "
-                        f"{page.symbols_line(values)}")
-    head = canvas.html() + (_formula(step.formula) if step.formula else "")
+    text, shape, formula = page.header_parts(step, traced)
+    canvas.markdown(text)
+    if shape:
+        canvas.markdown(shape.replace("&nbsp;", " "))
+    head = canvas.html() + (_formula(formula) if formula else "")
     body = HtmlCanvas(document)
     try:
         with drawing.drawing_into(body):

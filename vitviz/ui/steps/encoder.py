@@ -9,6 +9,7 @@ import torch
 from vitviz import analysis, figures
 from vitviz.ui.controls import View, persistent, query_picker, token_label
 from vitviz.ui.drawing import caption, columns, image, image_grid, latex, markdown, show_figure, to_numpy
+from vitviz.ui.specials import patch_overlay, special_weights, token_axis, token_heatmap
 from vitviz.ui.state import Traced
 from vitviz.ui.steps.step import HEAD, LAYER, QUERY, Section
 
@@ -19,22 +20,38 @@ def _where(view: View) -> str:
     return f"layer {view.layer + 1}, head {view.head + 1}"
 
 
+def _layer_scale(traced: Traced, view: View, branch: int) -> None:
+    """What LayerScale is, and this layer's factors for one branch (1: attention, 2: the MLP)."""
+    factors = np.abs(to_numpy(getattr(traced.model.blocks[view.layer], f"ls{branch}").gamma))
+    name = "λ₁" if branch == 1 else "λ₂"
+    markdown(
+        "This model has **LayerScale** (DINOv2): before a branch's output is added, each of its d channels is "
+        "multiplied by a learned factor, one vector λ₁ for attention and λ₂ for the MLP in every block. Started at "
+        "small values in training, they let a deep model begin close to the identity and open each branch as it "
+        f"learns. In layer {view.layer + 1}, |{name}| ranges from {factors.min():.3g} to {factors.max():.3g} "
+        f"(median {np.median(factors):.3g})."
+    )
+
+
+def _token(traced: Traced, index: int) -> str:
+    return token_label(index, traced.trace.grid, traced.trace.special_labels)
+
+
 def _residual_sum(traced: Traced, view: View, names: tuple[str, str, str], before, update, after, title: str) -> None:
     """A residual step: before + update = after as three heatmaps, then how large each token's update is."""
     for column, name, tensor in zip(columns(3), names, (before, update, after), strict=True):
         with column:
-            show_figure(figures.heatmap(to_numpy(tensor), title=name, x_title="d", y_title="token", height=300))
+            show_figure(token_heatmap(traced, to_numpy(tensor), title=name, x_title="d", y_title="token", height=300))
     ratio = analysis.update_ratio(to_numpy(before), to_numpy(update))  # (N,)
     left, right = columns(2)
     with left:
         show_figure(
-            figures.lines({"‖update‖ / ‖input‖": ratio}, title=title, x_title="token (0 = CLS)", y_title="ratio")
+            figures.lines({"‖update‖ / ‖input‖": ratio}, title=title, x_title=token_axis(traced), y_title="ratio")
         )
+    specials = ", ".join(f"{label}: {value:.3f}" for label, value in zip(traced.trace.special_labels, ratio, strict=False))
     right.image(
-        figures.attention_overlay(
-            traced.display, ratio[1:].reshape(traced.trace.grid), colorscale=view.colorscale, opacity=0.7
-        ),
-        caption=f"The same ratio per patch (CLS: {ratio[0]:.3f})",
+        patch_overlay(traced, ratio, colorscale=view.colorscale, opacity=0.7),
+        caption=f"The same ratio per patch ({specials})",
         width="stretch",
     )
 
@@ -57,7 +74,8 @@ def step_10_1(traced: Traced, view: View) -> None:
     left, right = columns(2)
     with left:
         show_figure(
-            figures.heatmap(
+            token_heatmap(
+                traced,
                 to_numpy(layer.input),
                 title=f"Block input X (layer {view.layer + 1})",
                 x_title="d",
@@ -67,13 +85,15 @@ def step_10_1(traced: Traced, view: View) -> None:
         )
     with right:
         show_figure(
-            figures.heatmap(
+            token_heatmap(
+                traced,
                 to_numpy(layer.norm1), title="LN(X): each token normalised", x_title="d", y_title="token", height=300
             )
         )
     _layer_norm_note(traced, layer)
     qkv = to_numpy(layer.qkv)
-    fig = figures.heatmap(
+    fig = token_heatmap(
+        traced,
         qkv, title=f"LN(X) W_qkv: {qkv.shape[0]}×{qkv.shape[1]} = [Q | K | V]", x_title="3d", y_title="token"
     )
     for boundary in (d, 2 * d):
@@ -89,7 +109,8 @@ def step_10_1(traced: Traced, view: View) -> None:
     for col, name in zip(cols, ("q", "k", "v"), strict=True):
         with col:
             show_figure(
-                figures.heatmap(
+                token_heatmap(
+                    traced,
                     to_numpy(getattr(layer, name)[view.head]),
                     title=f"{name.upper()} ({_where(view)})",
                     x_title="d_h",
@@ -128,8 +149,10 @@ def _layer_norm_note(traced: Traced, layer) -> None:
 def step_10_2(traced: Traced, view: View) -> None:
     scores = to_numpy(traced.trace.layers[view.layer].scores[view.head])
     show_figure(
-        figures.heatmap(
+        token_heatmap(
+            traced,
             scores,
+            keys=True,
             title=f"Q Kᵀ / √d_h, {_where(view)}: {scores.shape[0]}×{scores.shape[1]}",
             x_title="key token",
             y_title="query token",
@@ -139,7 +162,10 @@ def step_10_2(traced: Traced, view: View) -> None:
         ),
         key="scores",
     )
-    caption(f"Hover for values; token 0 is CLS. Scores range from {scores.min():.2f} to {scores.max():.2f}.")
+    labels = traced.trace.special_labels
+    first = "token 0 is CLS" if len(labels) == 1 else \
+        f"the first {len(labels)} tokens are {', '.join(labels[:-1])} and {labels[-1]}"
+    caption(f"Hover for values; {first}. Scores range from {scores.min():.2f} to {scores.max():.2f}.")
     dh = traced.config.head_dim
     markdown(
         "**Why a dot product.** q · k multiplies the two vectors entry by entry and adds the products: it is large "
@@ -166,11 +192,13 @@ def step_10_3(traced: Traced, view: View) -> None:
     scores, attn = to_numpy(layer.scores[view.head]), to_numpy(layer.attn[view.head])
     left, right = columns(2)
     with left:
-        show_figure(figures.heatmap(scores, title="Scores", x_title="key", y_title="query", height=420))
+        show_figure(token_heatmap(traced, scores, keys=True, title="Scores", x_title="key", y_title="query", height=420))
     with right:
         show_figure(
-            figures.heatmap(
+            token_heatmap(
+                traced,
                 attn,
+                keys=True,
                 title="softmax(scores), row by row",
                 x_title="key",
                 y_title="query",
@@ -206,14 +234,9 @@ def step_10_4(traced: Traced, view: View) -> None:
     row = to_numpy(layer.attn[view.head, query])
     with right:
         image(
-            figures.attention_overlay(
-                traced.display,
-                row[1:].reshape(traced.trace.grid),
-                colorscale=view.colorscale,
-                outline=query - 1 if query else None,
-            ),
-            caption=f"Attention of {token_label(query, traced.trace.grid)} over the patches "
-            f"({_where(view)}); CLS gets {row[0]:.3f}",
+            patch_overlay(traced, row, query=query, colorscale=view.colorscale),
+            caption=f"Attention of {_token(traced, query)} over the patches ({_where(view)}); "
+            f"{special_weights(traced, row)}",
             width="stretch",
         )
     v = to_numpy(layer.v[view.head])
@@ -221,6 +244,7 @@ def step_10_4(traced: Traced, view: View) -> None:
     show_figure(
         figures.heatmap(
             row[None],
+            special_cols=traced.trace.special_labels,
             title=f"The query's attention row: one weight for each of the {len(row)} tokens' value vectors",
             x_title="token",
             colorscale=view.colorscale,
@@ -230,13 +254,14 @@ def step_10_4(traced: Traced, view: View) -> None:
         )
     )
     show_figure(
-        figures.heatmap(
+        token_heatmap(
+            traced,
             v, title="V for this head: one value vector per token", x_title="d_h", y_title="token", height=320
         )
     )
     recorded = to_numpy(layer.context[view.head, query])
     show_figure(
-        figures.vector_strip(recorded, title=f"Context vector Σ P_ij v_j for {token_label(query, traced.trace.grid)}")
+        figures.vector_strip(recorded, title=f"Context vector Σ P_ij v_j for {_token(traced, query)}")
     )
     caption(
         f"Computed here from the row and V, it matches the model's own context to within "
@@ -257,9 +282,10 @@ def step_10_4(traced: Traced, view: View) -> None:
 )
 def step_10_5(traced: Traced, view: View) -> None:
     context = to_numpy(traced.trace.layers[view.layer].context[view.head])
-    query = min(view.query, context.shape[0] - 1)
+    query = view.query
     show_figure(
-        figures.heatmap(
+        token_heatmap(
+            traced,
             context,
             title=f"Context P V for every token ({_where(view)}): {context.shape[0]}×{context.shape[1]}",
             x_title="d_h",
@@ -268,7 +294,7 @@ def step_10_5(traced: Traced, view: View) -> None:
             highlight_row=query,
         )
     )
-    caption(f"The outlined row is the query chosen on step 10.4: {token_label(query, traced.trace.grid)}.")
+    caption(f"The outlined row is the query chosen on step 10.4: {_token(traced, query)}.")
 
 
 @SECTION.step(
@@ -286,22 +312,17 @@ def step_10_6(traced: Traced, view: View) -> None:
     layer = traced.trace.layers[view.layer]
     query = query_picker(traced, key="query_click_10.6")
     heads = traced.config.heads
-    markdown(f"**Every head of layer {view.layer + 1}**, attention of {token_label(query, traced.trace.grid)}:")
+    markdown(f"**Every head of layer {view.layer + 1}**, attention of {_token(traced, query)}:")
     rows = [to_numpy(layer.attn[h, query]) for h in range(heads)]
     shared = persistent(st.toggle, "heads_shared_scale", False, label="One colour scale for every head")
-    top = max(float(row[1:].max()) for row in rows) if shared else None
+    specials = traced.trace.num_special
+    top = max(float(row[specials:].max()) for row in rows) if shared else None
     image_grid(
         [
             (
-                figures.attention_overlay(
-                    traced.display,
-                    row[1:].reshape(traced.trace.grid),
-                    size=192,
-                    colorscale=view.colorscale,
-                    vmax=top,
-                    outline=query - 1 if query else None,
-                ),
-                f"Head {h + 1}: patches {row[1:].min():.2f}–{row[1:].max():.2f}, CLS {row[0]:.2f}",
+                patch_overlay(traced, row, query=query, size=192, colorscale=view.colorscale, vmax=top),
+                f"Head {h + 1}: patches {row[specials:].min():.2f}–{row[specials:].max():.2f}, "
+                f"{special_weights(traced, row, digits=2)}",
             )
             for h, row in enumerate(rows)
         ],
@@ -349,7 +370,8 @@ def step_10_7(traced: Traced, view: View) -> None:
     layer = traced.trace.layers[view.layer]
     concat = to_numpy(layer.concat)
     dh = traced.config.head_dim
-    fig = figures.heatmap(
+    fig = token_heatmap(
+        traced,
         concat, title=f"Heads side by side: {concat.shape[0]}×{concat.shape[1]}", x_title="d", y_title="token"
     )
     for h in range(1, traced.config.heads):
@@ -361,7 +383,8 @@ def step_10_7(traced: Traced, view: View) -> None:
         show_figure(figures.heatmap(w_o, title="W_o (d×d)", x_title="out", y_title="in", height=320))
     with right:
         show_figure(
-            figures.heatmap(
+            token_heatmap(
+                traced,
                 to_numpy(layer.attn_out), title="Concatenation × W_o + b_o", x_title="d", y_title="token", height=320
             )
         )
@@ -382,20 +405,21 @@ def step_10_8(traced: Traced, view: View) -> None:
     left, right = columns(2)
     with left:
         show_figure(
-            figures.heatmap(
+            token_heatmap(
+                traced,
                 to_numpy(layer.input), title="Input of the attention (before LayerNorm)", x_title="d", y_title="token"
             )
         )
     with right:
         show_figure(
-            figures.heatmap(to_numpy(layer.attn_out), title="Output of the attention", x_title="d", y_title="token")
+            token_heatmap(traced, to_numpy(layer.attn_out), title="Output of the attention", x_title="d", y_title="token")
         )
     inp, out = to_numpy(layer.input), to_numpy(layer.attn_out)
     show_figure(
         figures.lines(
             {"‖input‖": np.linalg.norm(inp, axis=1), "‖attention output‖": np.linalg.norm(out, axis=1)},
             title="Length of each token's vector",
-            x_title="token (0 = CLS)",
+            x_title=token_axis(traced),
             y_title="L2 norm",
         )
     )
@@ -424,18 +448,21 @@ def _mean_pairwise_cosine(rows: np.ndarray) -> float:
         "The block's input is added back to the attention output. The attention only has to learn a change to"
         " each token, and signals and gradients have a direct path through the network."
     ),
-    formula=r"X' = X + O",
+    formula=lambda traced: r"X' = X + \lambda_1 \odot O" if traced.config.layer_scale else r"X' = X + O",
     shape="(n+1, d)",
     controls=(LAYER,),
 )
 def step_10_9(traced: Traced, view: View) -> None:
     layer = traced.trace.layers[view.layer]
+    scaled = traced.config.layer_scale
+    if scaled:
+        _layer_scale(traced, view, 1)
     _residual_sum(
         traced,
         view,
-        ("X", "+ O", "= X'"),
+        ("X", "+ λ₁ ⊙ O" if scaled else "+ O", "= X'"),
         layer.input,
-        layer.attn_out,
+        layer.attn_update,
         layer.resid,
         "How much attention changed each token",
     )
@@ -456,7 +483,8 @@ def step_10_10(traced: Traced, view: View) -> None:
     before, after = to_numpy(layer.input), to_numpy(layer.resid)  # X and X', (N, d)
     turned = analysis.row_cosines(before, after)
     show_figure(
-        figures.heatmap(
+        token_heatmap(
+            traced,
             after, title=f"X' = X + O: {after.shape[0]}×{after.shape[1]}", x_title="d", y_title="token", height=420
         )
     )
@@ -466,7 +494,7 @@ def step_10_10(traced: Traced, view: View) -> None:
             figures.lines(
                 {"‖X‖": np.linalg.norm(before, axis=1), "‖X'‖": np.linalg.norm(after, axis=1)},
                 title="Length of each token before and after",
-                x_title="token (0 = CLS)",
+                x_title=token_axis(traced),
                 y_title="L2 norm",
             )
         )
@@ -475,7 +503,7 @@ def step_10_10(traced: Traced, view: View) -> None:
             figures.lines(
                 {"cos(X, X')": turned},
                 title="How far attention turned each token (1 = same direction)",
-                x_title="token (0 = CLS)",
+                x_title=token_axis(traced),
                 y_title="cosine",
             )
         )
@@ -503,7 +531,8 @@ def step_10_11(traced: Traced, view: View) -> None:
     layer = traced.trace.layers[view.layer]
     hidden = to_numpy(layer.mlp_hidden)
     show_figure(
-        figures.heatmap(
+        token_heatmap(
+            traced,
             hidden,
             title=f"GELU(LN(X') W_1 + b_1): {hidden.shape[0]}×{hidden.shape[1]}",
             x_title="hidden unit",
@@ -527,7 +556,7 @@ def step_10_11(traced: Traced, view: View) -> None:
         figures.lines(
             {"share of hidden units > 0": active},
             title="Share of each token's hidden units above zero (GELU passes small negative values too)",
-            x_title="token (0 = CLS)",
+            x_title=token_axis(traced),
             y_title="share",
         )
     )
@@ -579,18 +608,21 @@ def _gelu(traced: Traced, view: View) -> None:
         "A second residual adds the MLP's output to its input. The block ends with the same (n+1)×d shape it "
         "started with, ready for the next block."
     ),
-    formula=r"Y = X' + M",
+    formula=lambda traced: r"Y = X' + \lambda_2 \odot M" if traced.config.layer_scale else r"Y = X' + M",
     shape="(n+1, d)",
     controls=(LAYER,),
 )
 def step_10_12(traced: Traced, view: View) -> None:
     layer = traced.trace.layers[view.layer]
+    scaled = traced.config.layer_scale
+    if scaled:
+        _layer_scale(traced, view, 2)
     _residual_sum(
         traced,
         view,
-        ("X'", "+ M", "= block output"),
+        ("X'", "+ λ₂ ⊙ M" if scaled else "+ M", "= block output"),
         layer.resid,
-        layer.mlp_out,
+        layer.mlp_update,
         layer.output,
         "How much the MLP changed each token",
     )

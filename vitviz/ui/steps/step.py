@@ -15,13 +15,17 @@ class Step:
     section: str
     text: str | Callable  # a few sentences, written for vitviz; or text(traced) -> str where they depend on the model
     draw: Callable  # draw(traced: state.Traced, view: controls.View) -> None, with Streamlit
-    formula: str | None = None  # LaTeX, shown with st.latex
+    formula: str | Callable | None = None  # LaTeX, shown with st.latex; or formula(traced) -> str
     shape: str = ""  # the step's tensor shape in symbols; the page fills in the values
     controls: frozenset[str] = field(default_factory=frozenset)  # of LAYER, HEAD, QUERY
 
     def text_for(self, traced) -> str:
         """The step's words for the model in use."""
         return self.text(traced) if callable(self.text) else self.text
+
+    def formula_for(self, traced) -> str | None:
+        """The step's formula for the model in use (a DeiT's head, say, is not a ViT's)."""
+        return self.formula(traced) if callable(self.formula) else self.formula
 
     @property
     def label(self) -> str:
@@ -50,7 +54,7 @@ class Section:
         title: str,
         *,
         text: str,
-        formula: str | None = None,
+        formula: str | Callable | None = None,
         shape: str = "",
         controls: tuple[str, ...] = (),
     ) -> Callable[[Callable], Callable]:

@@ -7,6 +7,7 @@ from vitviz.model import sincos_2d
 from vitviz.ui import paper
 from vitviz.ui.controls import View, patch_slider
 from vitviz.ui.drawing import caption, columns, image, markdown, show_figure, to_numpy
+from vitviz.ui.specials import PURPOSES, special_list, token_heatmap
 from vitviz.ui.state import Traced
 from vitviz.ui.steps.step import Section
 
@@ -180,6 +181,15 @@ def step_6(traced: Traced, view: View) -> None:
     )
 
 
+def _special_formula(traced: Traced) -> str:
+    """Z₀ with this model's special tokens: [x_cls; Z], [x_cls; x_dist; Z] or [x_cls; r_1; …; r_4; Z]."""
+    kinds = traced.config.special_tokens
+    registers = kinds.count("register")
+    parts = [r"x_\text{cls}"] + [r"x_\text{dist}"] * ("distillation" in kinds)
+    parts += [r"r_1"] if registers == 1 else [r"r_1", r"\dots", rf"r_{{{registers}}}"] if registers else []
+    return r"Z_0 = [\," + r";\ ".join([*parts, "Z"]) + r"\,]"
+
+
 @SECTION.step(
     "7",
     "Add the CLS token",
@@ -187,18 +197,25 @@ def step_6(traced: Traced, view: View) -> None:
         "One extra learned vector, the classification token, is put in front of the patch embeddings. It is "
         "the same vector for every image; its job is to gather what the model needs to decide the class."
     ),
-    formula=r"Z_0 = [\,x_\text{cls};\ Z\,]",
+    formula=_special_formula,
     shape="(n+1, d)",
 )
 def step_7(traced: Traced, view: View) -> None:
-    show_figure(
-        figures.vector_strip(to_numpy(traced.trace.cls_token), title=f"The learned CLS token, 1×{traced.config.dim}")
-    )
+    d, specials = traced.config.dim, traced.trace.special_labels
     with_cls = to_numpy(traced.trace.with_cls)
+    if len(specials) == 1:
+        show_figure(figures.vector_strip(to_numpy(traced.trace.cls_token), title=f"The learned CLS token, 1×{d}"))
+    else:
+        markdown(f"This model puts **{len(specials)} special tokens** in front of the patches, not one "
+                    f"({special_list(traced)}). Each is a learned vector, the same for every image:")
+        markdown("\n".join(f"- {PURPOSES[kind]}" for kind in dict.fromkeys(traced.config.special_tokens)))
+        show_figure(token_heatmap(traced, with_cls[: len(specials)], title=f"The learned special tokens, {len(specials)}×{d}",
+                                  x_title="d", y_title="token", height=100 + 28 * len(specials)))
     show_figure(
-        figures.heatmap(
+        token_heatmap(
+            traced,
             with_cls,
-            title=f"[CLS; patch embeddings]: {with_cls.shape[0]}×{with_cls.shape[1]}, row 0 is CLS",
+            title=f"[{special_list(traced)}; patch embeddings]: {with_cls.shape[0]}×{with_cls.shape[1]}",
             x_title="d",
             y_title="token",
             highlight_row=0,
@@ -258,27 +275,32 @@ def step_8(traced: Traced, view: View) -> None:
     pos = to_numpy(traced.trace.pos_embedding)
     # How vitviz initialises them; None for a checkpoint, whose start vitviz does not know.
     start = sincos_2d(traced.config.grid, traced.config.dim).numpy() if _trained_by_vitviz(traced) else None
+    s = traced.trace.num_special
     if start is not None:
-        kept = analysis.row_cosines(pos[1:], start)
+        kept = analysis.row_cosines(pos[s:], start)
         markdown(
             f"After training, each position's vector is still at cosine **{kept.mean():.2f}** (lowest "
             f"{kept.min():.2f}) with its sine-cosine start: training changed them only a little. The similarity "
             "tiles below show mostly the start's pattern; the second set shows what training added."
         )
+    if "register" in traced.config.special_tokens:
+        markdown("The registers get no position: DINOv2 adds position embeddings before it inserts them, so "
+                    "their rows below are zero.")
     show_figure(
-        figures.heatmap(
-            pos, title=f"Position embeddings: {pos.shape[0]}×{pos.shape[1]}", x_title="d", y_title="position"
+        token_heatmap(
+            traced, pos, title=f"Position embeddings: {pos.shape[0]}×{pos.shape[1]}", x_title="d", y_title="position"
         )
     )
     paper.position_similarity(traced)
     if start is not None:
-        paper.position_similarity(traced, pos[1:] - start, "Cosine similarity of what training added (learned − start)")
+        paper.position_similarity(traced, pos[s:] - start, "Cosine similarity of what training added (learned − start)")
     left, right = columns(2)
     with left:
         show_figure(
-            figures.heatmap(
+            token_heatmap(
+                traced,
                 to_numpy(traced.trace.with_cls),
-                title="Before: [CLS; embeddings]",
+                title=f"Before: [{special_list(traced)}; embeddings]",
                 x_title="d",
                 y_title="token",
                 height=300,
@@ -286,7 +308,8 @@ def step_8(traced: Traced, view: View) -> None:
         )
     with right:
         show_figure(
-            figures.heatmap(
+            token_heatmap(
+                traced,
                 to_numpy(traced.trace.tokens),
                 title="After: + position embeddings",
                 x_title="d",
@@ -310,7 +333,8 @@ def step_8(traced: Traced, view: View) -> None:
 def step_9(traced: Traced, view: View) -> None:
     tokens = to_numpy(traced.trace.tokens)
     show_figure(
-        figures.heatmap(
+        token_heatmap(
+            traced,
             tokens,
             title=f"Transformer input: {tokens.shape[0]}×{tokens.shape[1]}",
             x_title="d",
