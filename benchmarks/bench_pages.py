@@ -183,7 +183,7 @@ def use_local_model(page, folder: str) -> None:
     page.get_by_label("Folder or file in this server's models directory").fill(folder)
     page.keyboard.press("Enter")
     page.wait_for_timeout(500)
-    page.get_by_role("button", name="Load").first.click()
+    page.get_by_role("button", name="Load", exact=True).click()
     page.wait_for_selector("text=Every page now runs", timeout=120_000)
 
 

@@ -37,3 +37,14 @@ def test_labelled_mosaic_places_every_tile_below_its_column_label_and_right_of_i
     assert (picture[top : top + 10, left : left + 10] == 200).all()
     assert (picture[:10, :12] == 255).all()  # the corner above the row labels stays blank
     assert (picture[10:, :20] < 255).any() and (picture[:10, 20:] < 255).any()  # the labels are drawn
+
+
+def test_captioned_mosaic_puts_each_tile_above_its_caption():
+    tiles = np.zeros((5, 10, 12, 3), np.uint8)
+    tiles[3] = 200  # row 1, column 0 of a 2×3 grid
+    picture = figures.captioned_mosaic(tiles, 3, [f"Layer {i + 1}" for i in range(5)], gap=4, line=14)
+    assert picture.shape == (2 * (10 + 14 + 4) - 4, 3 * (12 + 4) - 4, 3)
+    top = 10 + 14 + 4
+    assert (picture[top : top + 10, :12] == 200).all()
+    assert (picture[10:24, :40] < 255).any()  # a caption under the first row
+    assert (picture[top : top + 10, 2 * 16 :] == 255).all()  # no sixth tile

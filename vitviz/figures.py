@@ -320,6 +320,22 @@ def labelled_mosaic(tiles: np.ndarray, columns: int, row_labels: list[str], colu
     return np.asarray(picture)
 
 
+def captioned_mosaic(tiles: np.ndarray, columns: int, captions: list[str], gap: int = 6, line: int = 16) -> np.ndarray:
+    """`mosaic` with a caption under each tile: many small maps as one picture (one element for the browser)."""
+    tiles = to_uint8(tiles)
+    n, h, w, _ = tiles.shape
+    rows = -(-n // columns)
+    out = np.full((rows * (h + line + gap) - gap, columns * (w + gap) - gap, 3), 255, np.uint8)
+    picture = Image.fromarray(out)
+    pen = ImageDraw.Draw(picture)
+    for i, (tile, caption) in enumerate(zip(tiles, captions, strict=True)):
+        r, c = divmod(i, columns)
+        top, left = r * (h + line + gap), c * (w + gap)
+        picture.paste(Image.fromarray(tile), (left, top))
+        pen.text((left + w // 2, top + h + line // 2), caption, fill=(60, 60, 60), anchor="mm")
+    return np.asarray(picture)
+
+
 def filters_as_images(weight: np.ndarray, patch: int, channels: int) -> np.ndarray:
     """Patch-embedding filters E (d, p·p·c) as (d, p, p, c) images, each stretched to [0, 1]."""
     tiles = weight.reshape(weight.shape[0], patch, patch, channels)

@@ -9,7 +9,7 @@ import torch
 from vitviz import analysis, figures
 from vitviz.ui import attribution, drawing, paper
 from vitviz.ui.controls import View
-from vitviz.ui.drawing import caption, columns, image_grid, info, markdown, show_figure, text, to_numpy
+from vitviz.ui.drawing import caption, columns, image, info, markdown, show_figure, text, to_numpy
 from vitviz.ui.specials import patch_overlay
 from vitviz.ui.state import Traced
 from vitviz.ui.steps.step import Section
@@ -33,11 +33,10 @@ def step_11(traced: Traced, view: View) -> None:
     depth = len(traced.trace.layers)
     markdown("**What CLS attends to in each layer** (mean over heads):")
     cls_rows = [to_numpy(layer.attn[:, 0].mean(0)) for layer in traced.trace.layers]
-    image_grid(
-        [(patch_overlay(traced, row, size=160, colorscale=view.colorscale), f"Layer {i + 1}")
-         for i, row in enumerate(cls_rows)],
-        per_row=min(depth, 6),
-    )
+    tiles = np.stack([patch_overlay(traced, row, size=160, colorscale=view.colorscale) for row in cls_rows])
+    per_row = min(depth, 6)
+    image(figures.captioned_mosaic(tiles, per_row, [f"Layer {i + 1}" for i in range(depth)]),
+          width=min(1100, per_row * (tiles.shape[2] + 6)))
     cls = np.stack([to_numpy(layer.output[0]) for layer in traced.trace.layers])
     first = to_numpy(traced.trace.tokens[0])
     all_cls = np.vstack([first[None], cls])
