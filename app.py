@@ -1,9 +1,9 @@
-"""vitviz: the Streamlit entry point. Process setup, page config and navigation; pages draw themselves."""
+"""vitviz: the Streamlit entry point. Process setup, language, page config and navigation; pages draw themselves."""
 
 from vitviz import allocator
 from vitviz.ui import navigation
 
 allocator.keep_freed_memory()  # once per process; see vitviz/allocator.py for what it buys
-navigation.configure()
+navigation.configure()  # the session's language first: the page titles speak it
 navigation.navigation().run()
 navigation.keep_training_alive()  # after the page, so its (empty) fragment adds nothing above the content

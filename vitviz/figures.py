@@ -91,9 +91,10 @@ def heatmap(
     return layout(fig, title, height)
 
 
-def vector_strip(values: np.ndarray, *, title: str | None = None, colorscale: str = "RdBu_r", height: int = 130) -> go.Figure:
+def vector_strip(values: np.ndarray, *, title: str | None = None, colorscale: str = "RdBu_r", height: int = 130,
+                 x_title: str = "index") -> go.Figure:
     """One vector as a 1×len strip."""
-    return heatmap(np.asarray(values)[None, :], title=title, colorscale=colorscale, height=height, x_title="index")
+    return heatmap(np.asarray(values)[None, :], title=title, colorscale=colorscale, height=height, x_title=x_title)
 
 
 def channel_bars(flat: np.ndarray, channels: int, *, title: str | None = None, height: int = 240) -> go.Figure:
@@ -110,7 +111,8 @@ def channel_bars(flat: np.ndarray, channels: int, *, title: str | None = None, h
     return layout(fig, title, height)
 
 
-def channel_histograms(pixels: np.ndarray, *, title: str | None = None, height: int = 260) -> go.Figure:
+def channel_histograms(pixels: np.ndarray, *, title: str | None = None, height: int = 260, x_title: str = "value",
+                       y_title: str = "pixels") -> go.Figure:
     """Histogram of each channel's values; pixels (c, H, W)."""
     fig = go.Figure()
     names = ("R", "G", "B")
@@ -120,10 +122,10 @@ def channel_histograms(pixels: np.ndarray, *, title: str | None = None, height: 
     for ch in range(pixels.shape[0]):
         counts, _ = np.histogram(pixels[ch], bins=edges)
         fig.add_bar(x=centres, y=counts, width=width, name=names[ch % 3], marker_color=CHANNEL_COLOURS[ch % 3],
-                    opacity=0.55, hovertemplate="%{x:.2f}: %{y} pixels<extra></extra>")
+                    opacity=0.55, hovertemplate="%{x:.2f}: %{y} " + y_title + "<extra></extra>")
     fig.update_layout(barmode="overlay", bargap=0, legend=dict(orientation="h", y=1.15))
-    fig.update_xaxes(title="value")
-    fig.update_yaxes(title="pixels")
+    fig.update_xaxes(title=x_title)
+    fig.update_yaxes(title=y_title)
     return layout(fig, title, height)
 
 
@@ -310,8 +312,8 @@ def distance_scatter(series: dict[str, np.ndarray], *, title: str | None = None,
 
 
 def activation_curve(z: np.ndarray, activation: np.ndarray, *, points: tuple[np.ndarray, np.ndarray] | None = None,
-                     name: str = "GELU(z)", points_name: str = "", title: str | None = None,
-                     height: int = 300) -> go.Figure:
+                     name: str = "GELU(z)", points_name: str = "", title: str | None = None, height: int = 300,
+                     x_title: str = "z, the hidden unit's input", y_title: str = "output") -> go.Figure:
     """An activation function drawn as the curve (z, activation), with optional points (z, f(z)) laid on it."""
     fig = go.Figure()
     fig.add_scatter(x=z, y=activation, mode="lines", name=name, line=dict(color="#4f46e5", width=2),
@@ -322,8 +324,8 @@ def activation_curve(z: np.ndarray, activation: np.ndarray, *, points: tuple[np.
                         hovertemplate="z %{x:.2f}<br>%{y:.3f}<extra></extra>")
     fig.add_hline(y=0, line=dict(color="#999", width=1))
     fig.add_vline(x=0, line=dict(color="#999", width=1))
-    fig.update_xaxes(title="z, the hidden unit's input")
-    fig.update_yaxes(title="output")
+    fig.update_xaxes(title=x_title)
+    fig.update_yaxes(title=y_title)
     # Top left inside the axes: an activation stays near 0 there, so nothing is hidden.
     fig.update_layout(legend=dict(x=0.02, y=0.98, xanchor="left", yanchor="top", bgcolor="rgba(255,255,255,0.8)"))
     return layout(fig, title, height)

@@ -6,6 +6,7 @@ import numpy as np
 import streamlit as st
 
 from vitviz.ui.controls import persistent
+from vitviz.ui.i18n import _
 
 
 def to_numpy(tensor) -> np.ndarray:
@@ -30,7 +31,7 @@ def patch_slider(patches: int, step_key: str) -> int:
         f"patch_{step_key}",
         min(patches - 1, patches // 2 + 3),
         store="patch",
-        label="Patch",
+        label=_("Patch"),
         min_value=0,
         max_value=patches - 1,
     )
