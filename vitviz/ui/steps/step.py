@@ -28,7 +28,7 @@ class Step:
     @property
     def label(self) -> str:
         """"10.3 · Softmax", in the session's language."""
-        return f"{self.key} · {_(self.title)}"
+        return self.key + " · " + _(self.title)
 
     @property
     def slug(self) -> str:
