@@ -31,9 +31,13 @@ from vitviz.i18n import Message, plural_message
 from vitviz.images import ImageError, load_image
 
 ROOT = Path(__file__).resolve().parent.parent
-PO = i18n.LOCALES / "tr" / "LC_MESSAGES" / "vitviz.po"
-MO = PO.with_suffix(".mo")
+TRANSLATED = [language for language in i18n.LANGUAGES if language != i18n.SOURCE]
 POT = i18n.LOCALES / "vitviz.pot"
+PO = i18n.LOCALES / "tr" / "LC_MESSAGES" / "vitviz.po"  # the Turkish pages' catalogue
+
+
+def po_of(language: str) -> Path:
+    return i18n.LOCALES / language / "LC_MESSAGES" / "vitviz.po"
 SOURCES = [ROOT / "app.py", *sorted((ROOT / "vitviz").rglob("*.py")), *sorted((ROOT / "pages").glob("*.py"))]
 
 
@@ -59,17 +63,22 @@ def fields(text: str) -> set[tuple[str, str, str | None]]:
 # --- the catalogue --------------------------------------------------------------------------------------------
 
 
-def test_every_msgid_has_a_turkish_translation():
-    catalogue = read(PO)
-    assert catalogue.plural_forms == "nplurals=2; plural=(n != 1);"
+@pytest.mark.parametrize("language", TRANSLATED)
+def test_every_msgid_has_a_translation(language):
+    catalogue = read(po_of(language))
     untranslated = [message.id for message in catalogue if message.id and not all(forms(message.string))]
     fuzzy = [message.id for message in catalogue if message.id and message.fuzzy]
     assert not untranslated, untranslated
     assert not fuzzy, fuzzy
 
 
-def test_translations_keep_every_placeholder():
-    for message in read(PO):
+def test_turkish_has_its_plural_forms():
+    assert read(PO).plural_forms == "nplurals=2; plural=(n != 1);"  # gettext's usual rule for Turkish
+
+
+@pytest.mark.parametrize("language", TRANSLATED)
+def test_translations_keep_every_placeholder(language):
+    for message in read(po_of(language)):
         if not message.id:
             continue
         wanted = set().union(*(fields(text) for text in forms(message.id)))
@@ -87,19 +96,20 @@ def extracted() -> set:
         str(ROOT), method_map, options_map)}
 
 
-def test_the_catalogue_matches_the_code():
+def test_the_catalogues_match_the_code():
     in_code = extracted()
-    for path in (POT, PO):
+    for path in (POT, *map(po_of, TRANSLATED)):
         in_file = {message.id for message in read(path) if message.id}
         assert in_code - in_file == set(), f"not in {path.name}: extract and update (README, 'Add a language')"
         assert in_file - in_code == set(), f"{path.name} has strings the code no longer uses: update it"
 
 
-def test_the_compiled_catalogue_matches_the_po():
-    with MO.open("rb") as file:
+@pytest.mark.parametrize("language", TRANSLATED)
+def test_the_compiled_catalogue_matches_the_po(language):
+    with po_of(language).with_suffix(".mo").open("rb") as file:
         compiled = {forms(tuple_of(message.id)): forms(tuple_of(message.string)) for message in read_mo(file)
                     if message.id}
-    written = {forms(message.id): forms(message.string) for message in read(PO) if message.id}
+    written = {forms(message.id): forms(message.string) for message in read(po_of(language)) if message.id}
     assert compiled == written, "compile it: pybabel compile -d vitviz/locales -D vitviz"
 
 
