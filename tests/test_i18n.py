@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import io
 import json
+import pickle
 import re
 import string
 import sys
@@ -142,6 +143,7 @@ def test_a_message_reads_as_english_and_is_translated_with_its_parts():
     outer = Message("{repo}: {reason}", repo="org/model", reason=inner)
     assert str(outer) == "org/model: The image has too many pixels (the limit is 40 megapixels)."
     assert outer.translated(turkish) == "org/model: Görüntüde çok fazla piksel var (sınır 40 megapiksel)."
+    assert pickle.loads(pickle.dumps(outer)).translated(turkish) == outer.translated(turkish)
     busy = plural_message("{count} CPU-second", "{count} CPU-seconds", 1)
     assert (str(busy), busy.translated(turkish)) == ("1 CPU-second", "1 CPU-saniye")
     assert str(plural_message("{count} CPU-second", "{count} CPU-seconds", 3)) == "3 CPU-seconds"

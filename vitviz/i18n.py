@@ -63,6 +63,9 @@ class Message(str):
         message.text, message.plural, message.count, message.params = text, plural, count, params
         return message
 
+    def __reduce__(self):  # pickle and copy rebuild it from its parts, not from the English text
+        return Message._make, (self.text, self.plural, self.count, self.params)
+
     def translated(self, catalogue: gettext.NullTranslations) -> str:
         if self.plural is None:
             text = catalogue.gettext(self.text)

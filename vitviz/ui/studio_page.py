@@ -15,7 +15,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from vitviz import data, figures, limits, quota, studio, weights
-from vitviz.i18n import Message
+from vitviz.i18n import Message, message_of
 from vitviz.ui import state
 from vitviz.ui.i18n import _, ngettext, say
 from vitviz.ui.text import plain
@@ -42,7 +42,7 @@ def _start(run: studio.TrainingRun, new: studio.Settings | None) -> bool:
     try:
         run.start()
     except quota.ServerBusy as busy:
-        st.session_state[BUSY_KEY] = (busy.args[0], new)  # a Message: shown in the language of the moment
+        st.session_state[BUSY_KEY] = (message_of(busy), new)  # a Message: shown in the language of the moment
         return False
     st.session_state.pop(BUSY_KEY, None)
     if new is not None:
