@@ -7,13 +7,17 @@ Prints, measured in this run:
 - prepare_and_trace_vs_transformers_ratio: the same with the photo's decoding-to-pixels included;
 - vitb_head_change_vs_bare_ratio: the server-side rerun of step 10.2 after a head change with that
   model loaded (197 tokens, 12 heads) ÷ the rerun of a bare page;
-- vitb_head_change_rerun_ratio: the same rerun ÷ the same rerun with the built-in model.
+- vitb_head_change_rerun_ratio: the same rerun ÷ the same rerun with the built-in model;
+- dinov2_trace_vs_transformers_ratio: the same trace ratio for a DINOv2 ViT-S/14 (Dinov2Model: LayerScale, 257
+  tokens at 224 px) and, with 4 registers, dinov2_registers_trace_vs_transformers_ratio (261 tokens); both sides
+  at the trained size, so transformers does not even resample its position embeddings.
 
-    python benchmarks/bench_checkpoints.py
+    python benchmarks/bench_checkpoints.py [--only dinov2]
 """
 
 from __future__ import annotations
 
+import argparse
 import os
 import statistics
 import sys
@@ -81,10 +85,45 @@ def bare_rerun_time(folder: Path, rounds: int = 6) -> float:
     return statistics.median(times)
 
 
+def dinov2_s14(folder: Path, registers: bool) -> transformers.PreTrainedModel:
+    torch.manual_seed(0)
+    values = dict(image_size=224, patch_size=14, hidden_size=384, num_hidden_layers=12, num_attention_heads=6,
+                  mlp_ratio=4, attn_implementation="eager")
+    if registers:
+        model = transformers.Dinov2WithRegistersModel(transformers.Dinov2WithRegistersConfig(**values))
+    else:
+        model = transformers.Dinov2Model(transformers.Dinov2Config(**values))
+    model.eval().save_pretrained(folder)
+    return model
+
+
+def bench_dinov2(tmp: Path) -> None:
+    photo = load_image((ROOT / "assets" / "samples" / "cat.jpg").read_bytes())
+    for registers, name in ((False, "dinov2"), (True, "dinov2_registers")):
+        hf = dinov2_s14(tmp / name, registers)
+        recorder = capture.Recorder(weights.load(tmp / name))
+        ours_t, hf_t = trace_and_reference(recorder, hf, preprocess(photo, recorder.model.config))
+        print(f"vitviz_trace_{name}_s14_s {ours_t:.4f}")
+        print(f"transformers_eager_attn_{name}_s14_s {hf_t:.4f}")
+        print(f"{name}_trace_vs_transformers_ratio {ours_t / hf_t:.3f}")
+
+
+def trace_and_reference(recorder: capture.Recorder, hf, pixels: torch.Tensor) -> tuple[float, float]:
+    """Seconds per vitviz trace and per transformers eager forward with output_attentions, after a warm-up."""
+    recorder.trace(pixels), hf(pixels[None], output_attentions=True)
+    return median_pair(lambda: recorder.trace(pixels), lambda: hf(pixels[None], output_attentions=True))
+
+
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--only", choices=["dinov2"], help="only the DINOv2 trace ratios")
+    args = parser.parse_args()
     allocator.keep_freed_memory()
     torch.set_grad_enabled(False)
     with tempfile.TemporaryDirectory() as tmp:
+        bench_dinov2(Path(tmp))
+        if args.only == "dinov2":
+            return
         os.environ["VITVIZ_MODELS_DIR"] = tmp  # the Model page loads only from the deployer's models directory
         folder = Path(tmp) / "vit-b16"
         hf = vit_b16(folder)
@@ -92,9 +131,7 @@ def main() -> None:
         recorder = capture.Recorder(ours)  # attached once, as the app does
         photo = load_image((ROOT / "assets" / "samples" / "cat.jpg").read_bytes())
         pixels = preprocess(photo, ours.config)
-        recorder.trace(pixels), hf(pixels[None], output_attentions=True)  # warm up both
-        ours_t, hf_t = median_pair(lambda: recorder.trace(pixels),
-                                   lambda: hf(pixels[None], output_attentions=True))
+        ours_t, hf_t = trace_and_reference(recorder, hf, pixels)
         both_t, hf_again_t = median_pair(lambda: recorder.trace(prepare(photo, ours.config).pixels),
                                          lambda: hf(pixels[None], output_attentions=True))
         print(f"vitviz_trace_vitb16_s {ours_t:.4f}")

@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from vitviz.ui import controls, navigation, page, presets, state, steps
+from vitviz.ui import controls, links, navigation, page, presets, state, steps
 from vitviz.ui.i18n import _, ngettext
 from vitviz.ui.text import plain
 
@@ -57,5 +57,5 @@ with right:
                           "attention maps are the thing to see. {size}").format(name=plain(model.title), size=size))
     st.subheader(_("3. Follow the steps"))
     if st.button(_("Start with {step} →").format(step=steps.STEPS[0].label), type="primary", key="start"):
-        st.switch_page(steps.STEPS[0].page)
+        st.switch_page(steps.STEPS[0].page, query_params=links.query())
     st.caption(_("Or read everything on one page in the Story, under Explore."))

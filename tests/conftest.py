@@ -7,6 +7,7 @@ import io
 from pathlib import Path
 
 import pytest
+import streamlit as st
 import torch
 from PIL import Image, ImageDraw
 from streamlit.testing.v1 import AppTest
@@ -59,6 +60,19 @@ def default_model() -> ViT:
             "(the repository ships it, so this test must not be skipped)."
         )
     return weights.load_default()
+
+
+@pytest.fixture
+def forward_passes():
+    """Counts every forward pass of the shared default model, batched or not."""
+
+    st.cache_resource.clear()
+    st.cache_data.clear()
+    model = weights.load_default()
+    calls = []
+    handle = model.register_forward_pre_hook(lambda module, args: calls.append(args[0].shape[0]))
+    yield calls
+    handle.remove()
 
 
 @pytest.fixture

@@ -117,18 +117,6 @@ def test_embedding_filter_components():
     np.testing.assert_allclose(abs(components[0] @ direction) / np.linalg.norm(direction), 1.0, atol=1e-6)
 
 
-def test_logit_lens_of_the_last_layer_is_the_models_own_prediction():
-    torch.manual_seed(0)
-    model = ViT(ViTConfig(image_size=(16, 16), patch_size=4, dim=16, depth=2, heads=2, mlp_dim=32, labels=("a", "b", "c"))).eval()
-    trace = capture.trace(model, torch.randn(3, 16, 16))
-    cls = np.stack([layer.output[0].numpy() for layer in trace.layers])
-    lens = analysis.logit_lens(cls, model.norm.weight.detach().numpy(), model.norm.bias.detach().numpy(), model.norm.eps,
-                               model.head.weight.detach().numpy(), model.head.bias.detach().numpy())
-    assert lens.shape == (2, 3)
-    np.testing.assert_allclose(lens[-1], trace.probs.numpy(), atol=1e-5)
-    np.testing.assert_allclose(lens.sum(axis=1), 1.0, atol=1e-6)
-
-
 def test_attention_gradients_match_autograd_on_the_rollout_inputs():
     torch.manual_seed(0)
     model = ViT(ViTConfig(image_size=(16, 16), patch_size=4, dim=16, depth=2, heads=2, mlp_dim=32, labels=("a", "b"))).eval()
@@ -150,3 +138,11 @@ def test_attention_gradients_match_autograd_on_the_rollout_inputs():
     with torch.no_grad():
         base = model(pixels[None])[0, 1]
     assert abs(((up - base) / eps).item() - grads[layer, head, row, col].item()) < 1e-2
+
+
+def test_mean_and_halfwidth_by_hand():
+    samples = np.array([[1.0, 10.0], [3.0, 10.0], [5.0, 10.0]])  # std 2 (ddof 1) and 0
+    mean, halfwidth = analysis.mean_and_halfwidth(samples)
+    np.testing.assert_allclose(mean, [3.0, 10.0])
+    np.testing.assert_allclose(halfwidth, [1.96 * 2 / np.sqrt(3), 0.0])
+    assert np.isinf(analysis.mean_and_halfwidth(samples[:1])[1]).all()  # one sample says nothing of the spread

@@ -8,7 +8,8 @@ import numpy as np
 import streamlit as st
 from conftest import fresh_app, open_page, problems, wait_for_background_work
 
-from vitviz import background
+from vitviz import analysis, background
+from vitviz.ui import paper
 
 
 def test_a_job_runs_once_and_a_restarted_server_finds_its_result_on_disk(tmp_path, monkeypatch):
@@ -56,5 +57,13 @@ def test_step_11_draws_at_once_and_shows_the_average_over_many_images_when_it_is
     at.run()
     assert not problems(at), problems(at)
     charts = " ".join(str(chart.proto.spec) for chart in at.get("plotly_chart"))
-    assert "64 generated images" in charts
+    [job] = [job for key, job in background._JOBS.items() if key.startswith("attention-distance")]
+    used = len(job.result)
+    assert paper.MIN_IMAGES <= used <= paper.MAX_IMAGES and f"{used} generated images" in charts
+    halfwidth = analysis.mean_and_halfwidth(job.result)[1].max()
+    # It stopped as soon as the rule allowed, or at the cap: every image it used was needed.
+    assert used == paper.MAX_IMAGES or halfwidth <= paper.TOLERANCE * 64
+    if used > paper.MIN_IMAGES:
+        assert analysis.mean_and_halfwidth(job.result[: used - paper.CHUNK])[1].max() > paper.TOLERANCE * 64
+    assert f"Averaged over {used} generated images" in " ".join(c.value for c in at.caption)
     assert len(list(background.cache_dir().glob("attention-distance/*.npy"))) >= 1

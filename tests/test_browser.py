@@ -321,3 +321,36 @@ def test_a_preset_downloads_with_progress_and_every_page_follows_it(hub_checkpoi
         stop_server(process)
         hub.stop()
     assert google in {request.path.split("/api/models/")[-1] for request in hub.requests if "/api/models/" in request.path}
+
+
+def test_a_model_with_registers_shows_them_and_its_token_norms(hub_checkpoints, page, tmp_path):
+    # DINOv2 with 4 registers from the tests' stand-in Hub: step 7 names every special token, and the attention
+    # explorer's Token norms tab draws the norms of all 261 tokens.
+    from helpers.fake_hub import FakeHub
+
+    hub = FakeHub(hub_checkpoints[0]).start()
+    url, process = start_server({"HF_ENDPOINT": hub.endpoint, "HF_HOME": str(tmp_path / "hf"),
+                                 "HF_HUB_DISABLE_TELEMETRY": "1", "HF_TOKEN": ""})
+    try:
+        page.goto(url)
+        settle(page)
+        page.locator(".st-key-preset_welcome_facebook-dinov2-with-registers-small button").first.click()
+        page.wait_for_selector("text=trained without labels", timeout=60_000)
+        open_from_menu(page, "Patches and tokens", "7 · Add the CLS token")
+        body = page.locator("body").inner_text()
+        assert "This model puts 5 special tokens in front of the patches" in body and "registers (DINOv2" in body
+        assert_no_traceback(page)
+        shot(page, "registers_step_7")
+        open_from_menu(page, "Explore", "Attention explorer")
+        page.get_by_role("button", name="reg. 3").click()
+        settle(page)
+        assert "Query: register 3" in page.locator("body").inner_text()
+        page.get_by_role("tab", name="Token norms").click()
+        page.wait_for_selector("text=Why look at the norms.", timeout=10_000)
+        body = page.locator("body").inner_text()
+        assert "This model has 4 registers" in body and "The rule for “high-norm”." in body
+        assert_no_traceback(page)
+        shot(page, "registers_token_norms")
+    finally:
+        stop_server(process)
+        hub.stop()

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import pytest
-import streamlit as st
 from conftest import fresh_app, open_page, problems, wait_for_background_work
 
 from vitviz import weights
@@ -11,36 +9,26 @@ from vitviz import weights
 EXPLORER = "pages/explorer.py"
 
 
-@pytest.fixture
-def forward_passes():
-    """Counts every forward pass of the shared default model, batched or not."""
-    st.cache_resource.clear()
-    st.cache_data.clear()
-    model = weights.load_default()
-    calls = []
-    handle = model.register_forward_pre_hook(lambda module, args: calls.append(args[0].shape[0]))
-    yield calls
-    handle.remove()
-
-
 def test_the_explorer_renders_every_view(forward_passes):
     at = open_page(fresh_app(), EXPLORER)
     assert not problems(at), problems(at)
     assert at.title[0].value == "Attention explorer"
     labels = [t.label for t in at.tabs]
-    assert labels == ["All heads", "Layers × heads", "Attribution", "Occlusion", "Paper Fig. 7"]
-    assert [bool(t.children) for t in at.tabs] == [True, False, False, False, False]  # only the open tab is drawn
+    assert labels == ["All heads", "Layers × heads", "Attribution", "Occlusion", "Paper Fig. 7",
+                      "Faithfulness", "Token norms"]
+    assert [bool(t.children) for t in at.tabs] == [True] + [False] * 6  # only the open tab is drawn
     for label in labels[1:]:
-        at.session_state["explorer_tab"] = label  # what a click on the tab does
+        at.session_state["keep_explorer_tab"] = label  # what a click on the tab keeps
         at.run()
         assert not problems(at), (label, problems(at))
         assert [t.label for t in at.tabs if t.children] == [label]
-    assert len(at.get("plotly_chart")) >= 1  # Fig. 7's attention distances
+        if label == "Paper Fig. 7":
+            assert len(at.get("plotly_chart")) >= 1  # the attention distances
 
 
 def test_switching_layer_head_and_query_does_not_rerun_the_model(forward_passes):
     at = open_page(fresh_app(), EXPLORER)
-    at.session_state["explorer_tab"] = "Attribution"  # its gradients are computed once, on the first visit
+    at.session_state["keep_explorer_tab"] = "Attribution"  # its gradients are computed once, on the first visit
     at.run()
     wait_for_background_work()  # Fig. 7's average over many images runs once per model, on its own thread
     settled = len(forward_passes)
@@ -62,7 +50,7 @@ def test_occlusion_reruns_the_model_and_changes_the_prediction(forward_passes):
     wait_for_background_work()
     settled = len(forward_passes)
     n = weights.load_default().config.num_patches
-    at.session_state["explorer_tab"] = "Occlusion"
+    at.session_state["keep_explorer_tab"] = "Occlusion"
     at.session_state["keep_occluded"] = tuple(range(n))  # hide everything
     at.run()
     assert not problems(at), problems(at)

@@ -14,7 +14,7 @@ from vitviz.weights import CheckpointError
 
 pytest.importorskip("transformers")
 
-GOOGLE, DEIT, DINO, TIMM = (preset.repo_id for preset in hub.PRESETS)
+GOOGLE, DEIT, DINO, TIMM, DISTILLED, DINOV2, REGISTERS = (preset.repo_id for preset in hub.PRESETS)
 
 
 def one_sentence(error: pytest.ExceptionInfo) -> str:
@@ -30,8 +30,10 @@ def logits(model, pixels: torch.Tensor) -> torch.Tensor:
 
 def test_the_presets_name_what_they_teach():
     assert [p.repo_id for p in hub.PRESETS] == ["google/vit-base-patch16-224", "facebook/deit-tiny-patch16-224",
-                                                "facebook/dino-vits16", "timm/vit_tiny_patch16_224.augreg_in21k_ft_in1k"]
-    assert [p.has_classifier for p in hub.PRESETS] == [True, True, False, True]
+                                                "facebook/dino-vits16", "timm/vit_tiny_patch16_224.augreg_in21k_ft_in1k",
+                                                "facebook/deit-small-distilled-patch16-224", "facebook/dinov2-small",
+                                                "facebook/dinov2-with-registers-small"]
+    assert [p.has_classifier for p in hub.PRESETS] == [True, True, False, True, True, False, False]
     assert all(p.title and p.teaches and 0 < p.size_mb < 1000 for p in hub.PRESETS)
     with pytest.raises(AttributeError):
         hub.PRESETS[0].size_mb = 1  # frozen
@@ -53,6 +55,21 @@ def test_each_classifier_preset_computes_what_transformers_computes(fake_hub, hu
         assert model.config.labels[0] == "thing 0"
     if repo_id == DEIT:  # the normalisation comes from preprocessor_config.json
         assert model.config.mean == (0.485, 0.456, 0.406)
+
+
+@pytest.mark.parametrize("repo_id", [DISTILLED, DINOV2, REGISTERS])
+def test_the_presets_with_more_special_tokens_compute_what_transformers_computes(fake_hub, hub_checkpoints, repo_id):
+    # At the 224 pixels their preprocessors crop to: the DINOv2s' position embeddings come from a 37×37 grid.
+    reference = hub_checkpoints[1][repo_id]
+    model = hub.load(repo_id)
+    assert model.config.image_size == (224, 224) and model.config.mean == (0.485, 0.456, 0.406)
+    pixels = torch.randn(3, 224, 224)
+    with torch.no_grad():
+        out = reference(pixels[None])
+        ours = model.norm(model.features(pixels[None]))[0] if repo_id != DISTILLED else model(pixels[None])[0]
+    torch.testing.assert_close(ours, out.logits[0] if repo_id == DISTILLED else out.last_hidden_state[0], atol=1e-4,
+                               rtol=0)
+    assert model.config.num_special == {DISTILLED: 2, DINOV2: 1, REGISTERS: 5}[repo_id]
 
 
 def test_only_the_files_vitviz_reads_are_downloaded(fake_hub):

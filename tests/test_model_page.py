@@ -87,6 +87,9 @@ def test_a_model_without_a_class_head_runs_every_page_and_says_so(tmp_path):
     for page in [*ALL_PAGES, "pages/explorer.py"]:
         open_page(at, page)
         assert not problems(at), (page, problems(at))
+    at.session_state["keep_explorer_tab"] = "Faithfulness"
+    at.run()
+    assert any("no class head, so there is nothing to score" in i.value for i in at.info)
     for page in ("pages/step_13.py", "pages/step_14.py"):
         open_page(at, page)
         assert any("no class head" in i.value for i in at.info), page

@@ -17,12 +17,6 @@ def softmax(x: np.ndarray, axis: int = -1) -> np.ndarray:
     return e / e.sum(axis=axis, keepdims=True)
 
 
-def logit_lens(layer_cls: np.ndarray, norm_weight: np.ndarray, norm_bias: np.ndarray, eps: float,
-               head_weight: np.ndarray, head_bias: np.ndarray) -> np.ndarray:
-    """Class probabilities read from each layer's CLS token (L, d) through the final LayerNorm and head: (L, k)."""
-    return softmax(layer_norm(layer_cls, norm_weight, norm_bias, eps) @ head_weight.T + head_bias)
-
-
 def update_ratio(before: np.ndarray, update: np.ndarray) -> np.ndarray:
     """Per token: how big the residual update is relative to what it is added to, ‖u‖ / ‖x‖."""
     return np.linalg.norm(update, axis=-1) / np.maximum(np.linalg.norm(before, axis=-1), 1e-12)
@@ -91,21 +85,32 @@ def patch_centres(grid: tuple[int, int], patch_size: int) -> np.ndarray:
 
 def mean_attention_distance(attentions: np.ndarray, grid: tuple[int, int], patch_size: int) -> np.ndarray:
     """(L, h): the attention-weighted pixel distance between query and key patches, averaged over query
-    patches (ViT paper, Fig. 7 right). CLS is dropped and the patch-to-patch rows renormalised."""
+    patches (ViT paper, Fig. 7 right). The patches are the last gh·gw tokens: special tokens (CLS,
+    distillation, registers) are dropped and the patch-to-patch rows renormalised."""
     attentions = np.asarray(attentions, dtype=np.float64)
-    patches = attentions[..., 1:, 1:]
+    n = grid[0] * grid[1]
+    patches = attentions[..., -n:, -n:]
     patches = patches / np.maximum(patches.sum(axis=-1, keepdims=True), 1e-12)
     centres = patch_centres(grid, patch_size)
     distances = np.linalg.norm(centres[:, None, :] - centres[None, :, :], axis=-1)  # (n, n)
     return (patches * distances).sum(axis=-1).mean(axis=-1)
 
 
+def mean_and_halfwidth(samples: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The mean over axis 0 and the half-width of its 95% confidence interval (normal approximation)."""
+    samples = np.asarray(samples, dtype=np.float64)
+    count = samples.shape[0]
+    spread = samples.std(axis=0, ddof=1) if count > 1 else np.full(samples.shape[1:], np.inf)
+    return samples.mean(axis=0), 1.96 * spread / np.sqrt(count)
+
+
 def position_similarity(pos_embedding: np.ndarray, grid: tuple[int, int]) -> np.ndarray:
-    """(gh, gw, gh, gw) cosine similarity between patch position embeddings (Fig. 7 centre); a CLS row is dropped."""
+    """(gh, gw, gh, gw) cosine similarity between patch position embeddings (Fig. 7 centre): the last gh·gw rows,
+    so the rows of special tokens (CLS, distillation, registers) in front are dropped."""
     gh, gw = grid
     pos = np.asarray(pos_embedding, dtype=np.float64)
-    if pos.shape[0] == gh * gw + 1:
-        pos = pos[1:]
+    if pos.shape[0] > gh * gw:
+        pos = pos[-gh * gw :]
     if pos.shape[0] != gh * gw:
         raise ValueError(f"{pos.shape[0]} position embeddings do not fit a {gh}×{gw} grid")
     unit = pos / np.maximum(np.linalg.norm(pos, axis=1, keepdims=True), 1e-12)
@@ -130,3 +135,169 @@ def row_cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """(N, d), (N, d) -> (N,): the cosine between each row of a and the same row of b."""
     dot = (a * b).sum(axis=1)
     return dot / np.maximum(np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1), 1e-12)
+
+
+# --- attribution: one relevance per patch for one class --------------------------------------------
+# Patch tokens are the last `patches` tokens and CLS is token 0, so a model with more special tokens
+# between them (a distillation token, registers) gives the same answers. None means every token after CLS.
+
+
+def _patch_count(tokens: int, patches: int | None) -> int:
+    count = tokens - 1 if patches is None else patches
+    if not 0 < count < tokens:
+        raise ValueError(f"{count} patch tokens do not fit among {tokens} tokens with CLS first")
+    return count
+
+
+def cls_row(matrix: np.ndarray, patches: int | None = None) -> np.ndarray:
+    """(N, N) token-to-token map -> (n,): what flows from each patch token into CLS."""
+    return np.asarray(matrix)[0, -_patch_count(matrix.shape[-1], patches) :]
+
+
+def raw_cls_attention(attentions: np.ndarray, patches: int | None = None) -> np.ndarray:
+    """(L, h, N, N) -> (n,): the last layer's attention from CLS to each patch, averaged over heads."""
+    return cls_row(np.asarray(attentions, dtype=np.float64)[-1].mean(axis=0), patches)
+
+
+def chefer_relevance(attentions: np.ndarray, gradients: np.ndarray, patches: int | None = None) -> np.ndarray:
+    """Chefer, Gur & Wolf (ICCV 2021), self-attention only: (L, h, N, N) attentions and the gradients of one class's
+    logit with respect to them -> (n,). R starts as I; each layer in forward order adds Ā R, where
+    Ā = E_h[(∇A ⊙ A)⁺] (clamped per head, then averaged); the patches' relevance is CLS's row of R."""
+    attentions = np.asarray(attentions, dtype=np.float64)
+    weighted = np.clip(attentions * np.asarray(gradients, dtype=np.float64), 0.0, None).mean(axis=1)  # (L, N, N)
+    relevance = np.eye(attentions.shape[-1])
+    for layer in weighted:
+        relevance = relevance + layer @ relevance
+    return cls_row(relevance, patches)
+
+
+def grad_cam(activations: np.ndarray, gradients: np.ndarray) -> np.ndarray:
+    """Grad-CAM on tokens, as pytorch-grad-cam does for a ViT: the last block's patch tokens (n, d) (LN₁'s output,
+    CLS dropped) and the gradient of one class's logit with respect to them -> (n,). Each channel is weighted by
+    its mean gradient over the patches; the map is the ReLU of the weighted sum."""
+    activations, gradients = np.asarray(activations, dtype=np.float64), np.asarray(gradients, dtype=np.float64)
+    return np.maximum(activations @ gradients.mean(axis=0), 0.0)
+
+
+def per_patch_norm(values: np.ndarray, patch: int) -> np.ndarray:
+    """(c, H, W) -> (gh, gw): the L2 norm over each patch's pixels and channels."""
+    c, h, w = values.shape
+    blocks = np.asarray(values).transpose(1, 2, 0).reshape(h // patch, patch, w // patch, patch, c)
+    return np.sqrt((blocks**2).sum(axis=(1, 3, 4)))
+
+
+def input_times_gradient(pixels: np.ndarray, gradient: np.ndarray, patch: int) -> np.ndarray:
+    """(c, H, W) input and one class logit's gradient with respect to it -> (gh, gw): ‖x ⊙ ∂y/∂x‖ over each patch."""
+    return per_patch_norm(np.asarray(pixels, dtype=np.float64) * np.asarray(gradient, dtype=np.float64), patch)
+
+
+# --- faithfulness: deletion and insertion curves (Petsiuk et al., RISE, 2018) ----------------------
+
+
+def curve_fractions(steps: int = 16) -> np.ndarray:
+    """Evenly spaced fractions of the patches, 0 to 1."""
+    return np.linspace(0.0, 1.0, steps)
+
+
+def relevance_order(relevance: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Patch indices, most relevant first. Ties carry no ranking, so they are broken at random: a constant map
+    gives a random order, not the raster order."""
+    relevance = np.asarray(relevance, dtype=np.float64).ravel()
+    return np.lexsort((rng.permutation(relevance.size), -relevance))
+
+
+def step_masks(order: np.ndarray, fractions: np.ndarray) -> np.ndarray:
+    """(n,) order, (F,) fractions -> (F, n) booleans: True for the first round(f·n) patches of the order."""
+    n = order.size
+    ranks = np.empty(n, dtype=np.int64)
+    ranks[order] = np.arange(n)
+    counts = np.rint(np.asarray(fractions) * n).astype(np.int64)
+    return ranks[None, :] < counts[:, None]
+
+
+def compose(base: np.ndarray, source: np.ndarray, masks: np.ndarray, patch: int) -> np.ndarray:
+    """(c, H, W) base, (c, H, W) source, (B, n) masks -> (B, c, H, W): each image is `base` with the masked
+    patches (row-major) taken from `source`."""
+    c, h, w = base.shape
+    grid = masks.reshape(-1, h // patch, w // patch)
+    pixels = np.repeat(np.repeat(grid, patch, axis=1), patch, axis=2)[:, None]  # (B, 1, H, W)
+    return np.where(pixels, source[None], base[None])
+
+
+def mean_pixel_image(pixels: np.ndarray) -> np.ndarray:
+    """(c, H, W) -> the same shape, every pixel the image's per-channel mean."""
+    return np.broadcast_to(pixels.mean(axis=(1, 2), keepdims=True), pixels.shape).copy()
+
+
+def _blur_matrix(size: int, sigma: float, truncate: float = 4.0) -> np.ndarray:
+    """(size, size): a 1-D Gaussian filter as a matrix, edges mirrored through the border pixel's outer edge
+    (d c b a | a b c d | d c b a), as scipy.ndimage's default."""
+    radius = max(1, int(truncate * sigma + 0.5))
+    offsets = np.arange(-radius, radius + 1)
+    kernel = np.exp(-0.5 * (offsets / sigma) ** 2)
+    kernel /= kernel.sum()
+    columns = np.mod(np.arange(size)[:, None] + offsets[None, :], 2 * size)
+    columns = np.where(columns >= size, 2 * size - 1 - columns, columns)
+    matrix = np.zeros((size, size))
+    np.add.at(matrix, (np.repeat(np.arange(size), offsets.size), columns.ravel()), np.tile(kernel, size))
+    return matrix
+
+
+def gaussian_blur(pixels: np.ndarray, sigma: float) -> np.ndarray:
+    """(c, H, W) -> (c, H, W), each channel blurred by a Gaussian of standard deviation `sigma` pixels."""
+    _, h, w = pixels.shape
+    return _blur_matrix(h, sigma) @ np.asarray(pixels, dtype=np.float64) @ _blur_matrix(w, sigma).T
+
+
+def curve_auc(fractions: np.ndarray, curves: np.ndarray) -> np.ndarray:
+    """Area under each curve (..., F) over the fractions, by the trapezoid rule."""
+    return np.trapezoid(curves, fractions, axis=-1)
+
+
+# --- special tokens and token norms (Darcet et al., "Vision Transformers Need Registers", 2024) --------------
+
+
+def patch_map(values: np.ndarray, grid: tuple[int, int]) -> np.ndarray:
+    """(..., N) per-token values -> (..., gh, gw): the patch tokens, which are the last gh·gw, as a map."""
+    values = np.asarray(values)
+    return values[..., -grid[0] * grid[1] :].reshape(*values.shape[:-1], *grid)
+
+
+def token_norms(states: np.ndarray) -> np.ndarray:
+    """(L, N, d) token vectors, e.g. every block's output -> (L, N): the L2 norm of each token in each."""
+    return np.linalg.norm(np.asarray(states, dtype=np.float64), axis=-1)
+
+
+# An outlier's norm must clear both bounds, each set by its layer's patch norms (see high_norm_threshold).
+OUTLIER_SPREADS = 6.0  # robust standard deviations above the median
+OUTLIER_FACTOR = 3.0  # times the median
+MAD_TO_SD = 1.4826  # for normally distributed values, 1.4826 × MAD estimates the standard deviation
+
+
+def high_norm_threshold(norms: np.ndarray) -> float:
+    """The norm above which a patch token counts as high-norm, set from its layer's own patch norms (n,).
+
+    The larger of median + 6 · 1.4826 · MAD (six robust standard deviations: the median and the median
+    absolute deviation hardly move when a few tokens are huge, where a mean and a standard deviation
+    would be dragged up by the very outliers they should find) and 3 × median (so that a layer whose
+    norms are all nearly equal, or merely spread, does not call a token "high" for a modest excess:
+    Darcet et al.'s artifacts are several times, up to about ten times, the typical norm).
+    """
+    norms = np.asarray(norms, dtype=np.float64)
+    median = float(np.median(norms))
+    spread = MAD_TO_SD * float(np.median(np.abs(norms - median)))
+    return max(median + OUTLIER_SPREADS * spread, OUTLIER_FACTOR * median)
+
+
+def high_norm_patches(norms: np.ndarray) -> np.ndarray:
+    """Indices of the patches (n,) whose norm is above `high_norm_threshold` of the same norms, largest first."""
+    norms = np.asarray(norms, dtype=np.float64)
+    above = np.flatnonzero(norms > high_norm_threshold(norms))
+    return above[np.argsort(-norms[above], kind="stable")]
+
+
+def attention_share(attentions: np.ndarray, query: int, keys: np.ndarray) -> np.ndarray:
+    """(L, h, N, N) -> (L,): the share of `query`'s attention, averaged over heads, that goes to the tokens `keys`."""
+    attentions = np.asarray(attentions, dtype=np.float64)
+    keys = np.asarray(keys, dtype=int)
+    return attentions[:, :, query][..., keys].sum(axis=-1).mean(axis=-1)

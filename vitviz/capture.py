@@ -14,8 +14,14 @@ model nobody else is running.
 from __future__ import annotations
 
 import contextvars
+import dataclasses
+import json
+import typing
 from dataclasses import dataclass
+from pathlib import Path
 
+import safetensors
+import safetensors.torch
 import torch
 from torch import nn
 
@@ -35,6 +41,12 @@ LAYER_TAPS = (
     ("norm2", "resid", "norm2"),
     ("mlp.fc2", "mlp_hidden", "mlp_out"),
 )
+# Only where a block has LayerScale (DINOv2): what each residual branch adds, λ ⊙ its output. Elsewhere
+# the update is the branch's output itself, and a ViT's trace costs no extra hook.
+LAYER_SCALE_TAPS = (
+    ("ls1", None, "attn_update"),
+    ("ls2", None, "mlp_update"),
+)
 MODEL_TAPS = (
     ("patch_embed", "flat_patches", "patch_embeddings"),
     ("with_cls", None, "with_cls"),
@@ -44,7 +56,7 @@ MODEL_TAPS = (
 
 @dataclass(frozen=True, eq=False, repr=False)
 class LayerTrace:
-    """One encoder block (steps 10.1–10.12) for one image. N = n + 1 tokens, CLS first.
+    """One encoder block (steps 10.1–10.12) for one image. N = s + n tokens, the s special tokens first.
 
     Fields are views of what the hooks recorded, so a trace copies nothing. q, k, v and each
     head's context are the model's own split of qkv and of W_o's input into heads.
@@ -63,6 +75,8 @@ class LayerTrace:
     mlp_hidden: torch.Tensor  # (N, mlp) GELU(LN₂(X') W₁ + b₁)
     mlp_out: torch.Tensor  # (N, d)     M, the MLP's output
     output: torch.Tensor  # (N, d)      X' + M: the next block's input
+    attn_update: torch.Tensor  # (N, d) what attention adds to X: O, or λ₁ ⊙ O with LayerScale (X' = X + it)
+    mlp_update: torch.Tensor  # (N, d)  what the MLP adds to X': M, or λ₂ ⊙ M with LayerScale
 
     @property
     def q(self) -> torch.Tensor:  # (h, N, d_h)
@@ -93,6 +107,9 @@ class LayerTrace:
 class Trace:
     """Every tensor of one image's forward pass (steps 1–13), batch dimension dropped.
 
+    Tokens are N = s + n: the s special tokens (`special_labels`: CLS, then a distillation token or
+    registers, if the model has them), then the n patches, row by row.
+
     The model's parameters shown with a trace (CLS token, position embeddings) are copies, so a
     model trained later cannot change a trace taken before. Treat the tensors as read-only:
     traces are cached and shared between sessions.
@@ -104,17 +121,26 @@ class Trace:
     std: tuple[float, ...]
     flat_patches: torch.Tensor  # (n, p')      every patch flattened, p' = p² c
     patch_embeddings: torch.Tensor  # (n, d)   flat_patches E + b
+    special_labels: tuple[str, ...]  # s names: ("CLS",), ("CLS", "distillation"), ("CLS", "register 1", …)
     cls_token: torch.Tensor  # (d,)            the learned CLS vector
-    with_cls: torch.Tensor  # (n+1, d)         [CLS; patch embeddings]
-    pos_embedding: torch.Tensor  # (n+1, d)    E_pos
-    tokens: torch.Tensor  # (n+1, d)           with_cls + E_pos: what the first block receives
+    with_cls: torch.Tensor  # (N, d)           [CLS; other special tokens; patch embeddings]
+    pos_embedding: torch.Tensor  # (N, d)      E_pos (zero rows for registers, which get no position)
+    tokens: torch.Tensor  # (N, d)             with_cls + E_pos: what the first block receives
     layers: tuple[LayerTrace, ...]  # L of them
-    final_tokens: torch.Tensor  # (n+1, d)     every token after the final LayerNorm
+    final_tokens: torch.Tensor  # (N, d)       every token after the final LayerNorm
     logits: torch.Tensor | None  # (k,), or None for a model without a class head (DINO, a plain ViTModel)
 
     @property
     def grid(self) -> tuple[int, int]:  # (gh, gw)
         return (self.pixels.shape[1] // self.patch_size, self.pixels.shape[2] // self.patch_size)
+
+    @property
+    def num_special(self) -> int:  # s
+        return len(self.special_labels)
+
+    @property
+    def last_hidden_state(self) -> torch.Tensor:  # (N, d): transformers' name for final_tokens
+        return self.final_tokens
 
     @property
     def cls_output(self) -> torch.Tensor:  # (d,), y: CLS after the final LayerNorm
@@ -133,8 +159,78 @@ class Trace:
     def attentions(self) -> torch.Tensor:  # (L, h, N, N): every layer's attention probabilities
         return torch.stack([layer.attn for layer in self.layers])
 
+    def save(self, path: str | Path) -> None:
+        """Write this trace to a safetensors file: every tensor under its field's name ("pixels", "logits",
+        "layers.0.attn", …), the other fields as JSON in the file's metadata. `Trace.load` reads it back."""
+        tensors, facts = _flatten(self)
+        safetensors.torch.save_file(tensors, str(path), metadata=_metadata(facts))
+
+    def to_bytes(self) -> bytes:
+        """What `save` writes, as bytes."""
+        tensors, facts = _flatten(self)
+        return safetensors.torch.save(tensors, metadata=_metadata(facts))
+
+    @classmethod
+    def load(cls, path: str | Path) -> Trace:
+        """A trace written by `save`."""
+        with safetensors.safe_open(str(path), framework="pt") as file:
+            facts = (file.metadata() or {}).get(TRACE_METADATA)
+            if facts is None:
+                raise ValueError(f"{path} holds tensors but no vitviz trace (no {TRACE_METADATA!r} metadata)")
+            tensors = {name: file.get_tensor(name) for name in file.keys()}
+        return _unflatten(cls, "", tensors, json.loads(facts))
+
     def __repr__(self) -> str:
         return f"Trace({tuple(self.pixels.shape)}, {len(self.layers)} layers)"
+
+
+# --- a trace in a file ------------------------------------------------------------------------------------
+# Generic over the dataclasses' fields, so a field added to Trace or LayerTrace is saved and loaded too.
+
+TRACE_METADATA = "vitviz.trace"  # the safetensors metadata key holding a trace's fields that are not tensors
+_ITEMS = "dataclasses"  # in that JSON: how many dataclasses a tuple field (Trace.layers) held
+
+
+def _flatten(value, prefix: str = "", tensors: dict | None = None, facts: dict | None = None) -> tuple[dict, dict]:
+    """(tensors by name, the other fields by name) of a dataclass; a tuple of dataclasses as "name.i.field"."""
+    tensors = {} if tensors is None else tensors
+    facts = {} if facts is None else facts
+    for field in dataclasses.fields(value):
+        item, name = getattr(value, field.name), prefix + field.name
+        if isinstance(item, torch.Tensor):
+            # One recorded tensor can be two fields (a block's output is the next block's input): a
+            # safetensors file holds each name's tensor whole, so the second one is a copy.
+            shared = any(kept.untyped_storage().data_ptr() == item.untyped_storage().data_ptr()
+                         for kept in tensors.values())
+            tensors[name] = item.detach().clone() if shared else item.detach().contiguous()
+        elif isinstance(item, tuple) and item and all(dataclasses.is_dataclass(part) for part in item):
+            facts[name] = {_ITEMS: len(item)}
+            for index, part in enumerate(item):
+                _flatten(part, f"{name}.{index}.", tensors, facts)
+        else:
+            facts[name] = item  # numbers, strings, tuples of numbers, or None (a model without a class head)
+    return tensors, facts
+
+
+def _metadata(facts: dict) -> dict[str, str]:
+    return {TRACE_METADATA: json.dumps(facts), "format": "pt"}
+
+
+def _unflatten(cls, prefix: str, tensors: dict, facts: dict):
+    hints = typing.get_type_hints(cls)
+    values = {}
+    for field in dataclasses.fields(cls):
+        name = prefix + field.name
+        if name in tensors:
+            values[field.name] = tensors[name]
+        elif isinstance(facts.get(name), dict) and _ITEMS in facts[name]:
+            part = typing.get_args(hints[field.name])[0]  # tuple[LayerTrace, ...] -> LayerTrace
+            values[field.name] = tuple(_unflatten(part, f"{name}.{index}.", tensors, facts)
+                                       for index in range(facts[name][_ITEMS]))
+        elif name in facts:
+            item = facts[name]
+            values[field.name] = tuple(item) if isinstance(item, list) else item
+    return cls(**values)
 
 
 class Recorder:
@@ -148,7 +244,8 @@ class Recorder:
             input_key = input_key and input_key.format(depth=len(model.blocks))
             self._hook(model.get_submodule(name), input_key, output_key)
         for index, block in enumerate(model.blocks):
-            for name, *keys in LAYER_TAPS:
+            layer_scaled = model.config.layer_scale
+            for name, *keys in LAYER_TAPS + (LAYER_SCALE_TAPS if layer_scaled else ()):
                 input_key, output_key = (f"{index}.{key}" if key else None for key in keys)
                 self._hook(block.get_submodule(name), input_key, output_key)
 
@@ -200,6 +297,7 @@ class Recorder:
             patch_size=config.patch_size,
             mean=config.mean,
             std=config.std,
+            special_labels=config.special_labels,
             flat_patches=one["flat_patches"],
             patch_embeddings=one["patch_embeddings"],
             cls_token=model.cls_token.detach().clone(),
@@ -227,6 +325,8 @@ def _layer_trace(one: dict[str, torch.Tensor], index: int, heads: int) -> LayerT
         heads=heads,
         **{name: one[f"{index}.{name}"] for name in _LAYER_FIELDS},
         output=one[f"{index + 1}.input"],  # the next block's input (the final norm's, after the last block)
+        attn_update=one.get(f"{index}.attn_update", one[f"{index}.attn_out"]),  # without LayerScale, O itself
+        mlp_update=one.get(f"{index}.mlp_update", one[f"{index}.mlp_out"]),
     )
 
 

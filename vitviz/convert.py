@@ -13,7 +13,7 @@ from pathlib import Path
 
 import torch
 
-from vitviz.model import MAX_DEPTH, MAX_DIM, MAX_HEADS, ViTConfig, is_whole
+from vitviz.model import MAX_DEPTH, MAX_DIM, MAX_HEADS, MAX_SIDE, ViTConfig, is_whole
 
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 HALF = (0.5, 0.5, 0.5)
@@ -28,15 +28,19 @@ class ConversionError(ValueError):
     """The checkpoint is not a ViT vitviz can map; the message names what is missing or unexpected."""
 
 
-def resample_positions(pos: torch.Tensor, old_grid: tuple[int, int], new_grid: tuple[int, int]) -> torch.Tensor:
-    """(n_old + 1, d) -> (n_new + 1, d): bicubic, align_corners=False, as transformers' interpolate_pos_encoding."""
+def resample_positions(pos: torch.Tensor, old_grid: tuple[int, int], new_grid: tuple[int, int], *, specials: int = 1,
+                       antialias: bool = False) -> torch.Tensor:
+    """(s + n_old, d) -> (s + n_new, d): the special tokens' rows kept, the patches' resampled bicubically with
+    align_corners=False, as transformers' interpolate_pos_encoding (ViT, DeiT, DINOv2; with antialiasing for
+    DINOv2 with registers)."""
     if tuple(old_grid) == tuple(new_grid):
         return pos.clone()
-    cls, patches = pos[:1], pos[1:]
+    special, patches = pos[:specials], pos[specials:]
     d = pos.shape[1]
     grid = patches.reshape(1, old_grid[0], old_grid[1], d).permute(0, 3, 1, 2)
-    grid = torch.nn.functional.interpolate(grid, size=tuple(new_grid), mode="bicubic", align_corners=False)
-    return torch.cat([cls, grid.permute(0, 2, 3, 1).reshape(-1, d)], dim=0)
+    grid = torch.nn.functional.interpolate(grid, size=tuple(new_grid), mode="bicubic", align_corners=False,
+                                           antialias=antialias)
+    return torch.cat([special, grid.permute(0, 2, 3, 1).reshape(-1, d)], dim=0)
 
 
 def _patch_weight(conv: torch.Tensor) -> torch.Tensor:
@@ -100,58 +104,132 @@ def _check_keys(state: dict, expected: set[str], what: str, optional: frozenset[
 
 # --- Hugging Face ---------------------------------------------------------------------------------
 
+_NEW_ATTENTION = {"q": "attention.q_proj", "k": "attention.k_proj", "v": "attention.v_proj", "o": "attention.o_proj"}
+_OLD_ATTENTION = {"q": "attention.attention.query", "k": "attention.attention.key", "v": "attention.attention.value",
+                  "o": "attention.output.dense"}
+_VIT_NORMS = {"norm1": "layernorm_before", "norm2": "layernorm_after"}
+_DINOV2_BLOCK = {"norm1": "norm1", "norm2": "norm2", "fc1": "mlp.fc1", "fc2": "mlp.fc2",
+                 "ls1": "layer_scale1.lambda1", "ls2": "layer_scale2.lambda1"}
 _HF_LAYOUTS = {
-    # the names of transformers 5 ("layers.N.attention.q_proj") and of earlier versions
-    "new": {
-        "prefix": "{base}layers.{i}.",
-        "q": "attention.q_proj", "k": "attention.k_proj", "v": "attention.v_proj", "o": "attention.o_proj",
-        "fc1": "mlp.fc1", "fc2": "mlp.fc2",
-    },
-    "old": {
-        "prefix": "{base}encoder.layer.{i}.",
-        "q": "attention.attention.query", "k": "attention.attention.key", "v": "attention.attention.value",
-        "o": "attention.output.dense", "fc1": "intermediate.dense", "fc2": "output.dense",
-    },
+    # ViT and DeiT, in the names of transformers 5 ("layers.N.attention.q_proj") and of earlier versions
+    "new": {"prefix": "{base}layers.{i}.", **_NEW_ATTENTION, "fc1": "mlp.fc1", "fc2": "mlp.fc2", **_VIT_NORMS},
+    "old": {"prefix": "{base}encoder.layer.{i}.", **_OLD_ATTENTION, "fc1": "intermediate.dense", "fc2": "output.dense",
+            **_VIT_NORMS},
+    # DINOv2, with or without registers: its own norm names, and LayerScale
+    "dinov2-new": {"prefix": "{base}encoder.layer.{i}.", **_NEW_ATTENTION, **_DINOV2_BLOCK},
+    "dinov2-old": {"prefix": "{base}encoder.layer.{i}.", **_OLD_ATTENTION, **_DINOV2_BLOCK},
 }
+# Where a model's keys start: a class head's checkpoint nests the encoder under its family's name.
+_HF_BASES = ("vit.", "deit.", "dinov2.", "dinov2_with_registers.", "")
+
+
+def _hf_base(state: dict) -> str | None:
+    return next((base for base in _HF_BASES if base + "embeddings.cls_token" in state), None)
 
 
 def is_hf(state: dict) -> bool:
-    """A transformers ViT: `ViTForImageClassification` (keys under "vit.") or a headless `ViTModel`."""
-    return any(k.startswith(("vit.layers.", "vit.encoder.layer.", "layers.", "encoder.layer.")) for k in state) and (
-        "vit.embeddings.cls_token" in state or "embeddings.cls_token" in state
-    )
+    """A transformers ViT, DeiT or DINOv2 (with registers or not), with a class head or headless (`ViTModel`…)."""
+    base = _hf_base(state)
+    return base is not None and any(k.startswith((base + "layers.", base + "encoder.layer.")) for k in state)
+
+
+def _hf_layout(state: dict, base: str) -> dict:
+    dinov2 = base + "encoder.layer.0.layer_scale1.lambda1" in state
+    new = any(k.startswith(base + ("encoder.layer.0.attention.q_proj" if dinov2 else "layers.")) for k in state)
+    return _HF_LAYOUTS[("dinov2-" if dinov2 else "") + ("new" if new else "old")]
+
+
+def _crop_size(hf_config: dict, patch: int) -> tuple[int, int] | None:
+    """The size a preprocessor_config.json crops to ({"height", "width"} or a number), if it fits the patches."""
+    crop = hf_config.get("crop_size")
+    if isinstance(crop, dict):
+        crop = (crop.get("height"), crop.get("width"))
+    elif is_whole(crop):
+        crop = (crop, crop)
+    if not isinstance(crop, tuple) or not all(is_whole(side) and patch <= side <= MAX_SIDE and side % patch == 0
+                                              for side in crop):
+        return None
+    return (int(crop[0]), int(crop[1]))
 
 
 def from_hf(state: dict, hf_config: dict) -> tuple[ViTConfig, dict]:
-    """A `ViTForImageClassification` or headless `ViTModel` state dict (either naming) and its config.json."""
-    base = "vit." if "vit.embeddings.cls_token" in state else ""  # a ViTModel's keys have no "vit." prefix
-    layout = _HF_LAYOUTS["new" if any(k.startswith(base + "layers.") for k in state) else "old"]
+    """A transformers ViT, DeiT or DINOv2 state dict (any naming, a class head or none) and its config.json.
+
+    The config is at the checkpoint's trained size. A DINOv2's preprocessor crops to another (224 for the
+    Hub's models, trained at 518): that size is `extra["crop_size"]`, where `weights.load` runs it.
+    """
+    base = _hf_base(state) or ""
+    layout = _hf_layout(state, base)
+    dinov2 = "ls1" in layout
+    if dinov2 and hf_config.get("use_swiglu_ffn"):
+        raise ConversionError("This DINOv2 has a SwiGLU MLP (as the giant model does), which vitviz does not "
+                              "implement; the small, base and large DINOv2 models, with a GELU MLP, load.")
     if not all(key in hf_config for key in ("num_hidden_layers", "hidden_size", "num_attention_heads")):
         raise ConversionError("The config.json lacks num_hidden_layers, hidden_size or num_attention_heads.")
     depth = _whole_number(hf_config, "num_hidden_layers", MAX_DEPTH)
     dim, heads = _whole_number(hf_config, "hidden_size", MAX_DIM), _whole_number(hf_config, "num_attention_heads", MAX_HEADS)
-    has_head = "classifier.weight" in state
+    heads_in_state = [name for name in ("classifier", "cls_classifier", "distillation_classifier")
+                      if f"{name}.weight" in state]
+    distillation, registers = base + "embeddings.distillation_token", base + "embeddings.register_tokens"
     expected = {base + k for k in ("embeddings.cls_token", "embeddings.position_embeddings",
                                    "embeddings.patch_embeddings.projection.weight", "layernorm.weight")}
-    expected |= {"classifier.weight"} if has_head else set()
+    expected |= {f"{name}.weight" for name in heads_in_state} | {key for key in (distillation, registers) if key in state}
     for i in range(depth):
         p = layout["prefix"].format(base=base, i=i)
-        expected |= {p + layout[name] + ".weight" for name in ("q", "k", "v", "o", "fc1", "fc2")}
-        expected |= {p + "layernorm_before.weight", p + "layernorm_after.weight"}
+        expected |= {p + layout[name] + ".weight" for name in ("q", "k", "v", "o", "fc1", "fc2", "norm1", "norm2")}
+        expected |= {p + layout[name] for name in ("ls1", "ls2") if name in layout}
     optional = frozenset(base + k for k in ("pooler.dense.weight", "pooler.dense.bias", "embeddings.mask_token"))
     _check_keys(state, expected, "Hugging Face ViT", optional)
     state = {k.removeprefix(base): v for k, v in state.items()}
     conv = state["embeddings.patch_embeddings.projection.weight"]
     patch = conv.shape[-1]
-    out = {
-        "cls_token": state["embeddings.cls_token"].reshape(dim),
-        "pos_embed": state["embeddings.position_embeddings"].reshape(-1, dim),
+    special = ["cls"]
+    pos = state["embeddings.position_embeddings"].reshape(-1, dim)
+    out = {"cls_token": state["embeddings.cls_token"].reshape(dim)}
+    if distillation in expected:  # DeiT: a second learned token, with a position of its own
+        special.append("distillation")
+        out["extra_tokens"] = state["embeddings.distillation_token"].reshape(1, dim)
+    if registers in expected:  # DINOv2 with registers: after CLS, with no position (zero rows of E_pos)
+        count = state["embeddings.register_tokens"].reshape(-1, dim).shape[0]
+        special += ["register"] * count
+        out["extra_tokens"] = state["embeddings.register_tokens"].reshape(count, dim)
+        pos = torch.cat([pos[:1], torch.zeros(count, dim), pos[1:]])
+    out |= {
+        "pos_embed": pos,
         "patch_embed.weight": _patch_weight(conv),
         "patch_embed.bias": state.get("embeddings.patch_embeddings.projection.bias", torch.zeros(dim)),
         "norm.weight": state["layernorm.weight"], "norm.bias": state["layernorm.bias"],
     }
-    if has_head:
+    classifier = "cls_patch_mean" if dinov2 and heads_in_state else "cls"  # DINOv2's head reads [y; patch mean]
+    if "cls_classifier" in heads_in_state:  # DeiT with its teacher's head: the two heads' logits are averaged
+        classifier = "cls_distillation_mean"
+        out["head.weight"], out["head.bias"] = state["cls_classifier.weight"], state["cls_classifier.bias"]
+        out["dist_head.weight"] = state["distillation_classifier.weight"]
+        out["dist_head.bias"] = state["distillation_classifier.bias"]
+    elif heads_in_state:
         out["head.weight"], out["head.bias"] = state["classifier.weight"], state["classifier.bias"]
+    out |= _hf_blocks(state, layout, depth)
+    extra = {"source": "huggingface", "model_type": str(hf_config.get("model_type", ""))}
+    crop = _crop_size(hf_config, patch) if dinov2 else None
+    if crop is not None:  # weights.load runs the model at this size unless told another
+        extra["crop_size"] = crop
+    config = _config(
+        image_size=hf_config.get("image_size", 224), patch_size=patch, channels=conv.shape[1], dim=dim, depth=depth,
+        heads=heads, mlp_dim=hf_config.get("intermediate_size", out["blocks.0.mlp.fc1.weight"].shape[0]),
+        labels=_hf_labels(hf_config, out["head.weight"].shape[0]) if "head.weight" in out else (),
+        layer_norm_eps=hf_config.get("layer_norm_eps", 1e-6 if dinov2 else 1e-12),
+        activation=_activation(hf_config.get("hidden_act", "gelu")),
+        mean=hf_config.get("image_mean", HALF), std=hf_config.get("image_std", HALF),
+        special_tokens=tuple(special), layer_scale=dinov2, classifier=classifier,
+        position_antialias=registers in expected,  # as transformers' Dinov2WithRegistersEmbeddings resamples
+        extra=extra,
+    )
+    return config, out
+
+
+def _hf_blocks(state: dict, layout: dict, depth: int) -> dict:
+    """Every encoder block's tensors under vitviz's names (q, k and v joined into one qkv)."""
+    out = {}
     for i in range(depth):
         p, o = layout["prefix"].format(base="", i=i), f"blocks.{i}."
 
@@ -161,19 +239,13 @@ def from_hf(state: dict, hf_config: dict) -> tuple[ViTConfig, dict]:
 
         out[o + "attn.qkv.weight"] = torch.cat([get(n, "weight") for n in ("q", "k", "v")])
         out[o + "attn.qkv.bias"] = torch.cat([get(n, "bias") for n in ("q", "k", "v")])
-        out[o + "attn.proj.weight"], out[o + "attn.proj.bias"] = get("o", "weight"), get("o", "bias")
-        out[o + "mlp.fc1.weight"], out[o + "mlp.fc1.bias"] = get("fc1", "weight"), get("fc1", "bias")
-        out[o + "mlp.fc2.weight"], out[o + "mlp.fc2.bias"] = get("fc2", "weight"), get("fc2", "bias")
-        for ours, theirs in (("norm1", "layernorm_before"), ("norm2", "layernorm_after")):
-            out[o + ours + ".weight"], out[o + ours + ".bias"] = state[p + theirs + ".weight"], state[p + theirs + ".bias"]
-    config = _config(
-        image_size=hf_config.get("image_size", 224), patch_size=patch, channels=conv.shape[1], dim=dim, depth=depth,
-        heads=heads, mlp_dim=hf_config.get("intermediate_size", out["blocks.0.mlp.fc1.weight"].shape[0]),
-        labels=_hf_labels(hf_config, out["head.weight"].shape[0]) if has_head else (),
-        layer_norm_eps=hf_config.get("layer_norm_eps", 1e-12), activation=_activation(hf_config.get("hidden_act", "gelu")),
-        mean=hf_config.get("image_mean", HALF), std=hf_config.get("image_std", HALF), extra={"source": "huggingface"},
-    )
-    return config, out
+        for ours, theirs in (("attn.proj", "o"), ("mlp.fc1", "fc1"), ("mlp.fc2", "fc2"), ("norm1", "norm1"),
+                             ("norm2", "norm2")):
+            out[o + ours + ".weight"], out[o + ours + ".bias"] = get(theirs, "weight"), get(theirs, "bias")
+        for ours in ("ls1", "ls2"):
+            if ours in layout:
+                out[o + ours + ".gamma"] = state[p + layout[ours]]
+    return out
 
 
 # --- timm -----------------------------------------------------------------------------------------

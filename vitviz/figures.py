@@ -1,15 +1,17 @@
 """Pure figure builders: numpy arrays in, plotly figures (or RGB arrays) out.
 
-Nothing here knows about Streamlit or torch. Large matrices are reduced before they are
+Nothing here knows about Streamlit or torch (PIL only draws labels into pictures). Large matrices are reduced before they are
 drawn (`shrink`), so a figure stays light in the browser whatever the model's size.
 """
 
 from __future__ import annotations
 
 import html
+from collections.abc import Sequence
 
 import numpy as np
 import plotly.graph_objects as go
+from PIL import Image, ImageDraw
 from plotly.colors import sample_colorscale
 
 CHANNEL_COLOURS = ("#d62728", "#2ca02c", "#1f77b4")
@@ -45,6 +47,37 @@ def shrink(matrix: np.ndarray, limit: int = MAX_CELLS) -> tuple[np.ndarray, int,
     return np.nanmean(blocks, axis=(1, 3)), rs, cs
 
 
+def token_groups(length: int, specials: Sequence[str], limit: int = MAX_CELLS) -> tuple[np.ndarray, list[str]]:
+    """Cells along a token axis: each special token (CLS, distillation, registers) alone, then the patches in
+    blocks of equal size so there are at most `limit` cells. Returns (each cell's first token, its label)."""
+    count = len(specials)
+    patches = length - count
+    step = max(1, -(-patches // max(1, limit - count)))
+    starts = np.concatenate([np.arange(count), np.arange(count, length, step)]).astype(int)
+    names = [f"patch {i}" if step == 1 else f"patches {i}–{min(i + step, patches) - 1}" for i in range(0, patches, step)]
+    return starts, [*specials, *names]
+
+
+def _group_means(matrix: np.ndarray, starts: np.ndarray, axis: int) -> np.ndarray:
+    sizes = np.diff(np.append(starts, matrix.shape[axis]))
+    return np.add.reduceat(matrix, starts, axis=axis) / np.expand_dims(sizes, 1 - axis)
+
+
+def _token_cells(matrix: np.ndarray, special_rows: Sequence[str], special_cols: Sequence[str]):
+    """(cells, row starts, row labels or None, col starts, col labels or None): token axes grouped by
+    `token_groups`, any other axis block-averaged like `shrink`."""
+    axes = []
+    for axis, specials in ((0, special_rows), (1, special_cols)):
+        length = matrix.shape[axis]
+        if specials:
+            starts, names = token_groups(length, specials)
+        else:
+            starts, names = np.arange(0, length, max(1, -(-length // MAX_CELLS))), None
+        matrix = _group_means(matrix, starts, axis)
+        axes += [starts, names]
+    return matrix, *axes
+
+
 def heatmap(
     matrix: np.ndarray,
     *,
@@ -58,9 +91,20 @@ def heatmap(
     x_labels: list[str] | None = None,
     value_name: str = "value",
     highlight_row: int | None = None,
+    special_rows: Sequence[str] = (),
+    special_cols: Sequence[str] = (),
 ) -> go.Figure:
-    """A matrix as a heatmap with hover values; big matrices are block-averaged first."""
+    """A matrix as a heatmap with hover values; big matrices are block-averaged first.
+
+    When rows (or columns) are tokens, `special_rows` (`special_cols`) names the special tokens in front
+    (CLS, distillation, registers): they keep a labelled row each, a line sets them apart from the patches,
+    and only the patches are block-averaged.
+    """
     matrix = np.asarray(matrix, dtype=np.float64)
+    if special_rows or special_cols:
+        return _token_heatmap(matrix, special_rows, special_cols, title=title, x_title=x_title, y_title=y_title,
+                              colorscale=colorscale, centred=centred, height=height, value_name=value_name,
+                              highlight_row=highlight_row)
     small, rs, cs = shrink(matrix)
     ys = _labels(y_labels) if (y_labels is not None and rs == 1) else list(range(0, matrix.shape[0], rs))
     xs = _labels(x_labels) if (x_labels is not None and cs == 1) else list(range(0, matrix.shape[1], cs))
@@ -87,6 +131,46 @@ def heatmap(
         row = highlight_row if y_labels is not None and rs == 1 else (highlight_row // rs) * rs
         half = 0.5 if y_labels is not None and rs == 1 else rs / 2
         fig.add_shape(type="rect", xref="paper", x0=0, x1=1, y0=row - half, y1=row + half,
+                      line=dict(color="#f59e0b", width=2))
+    return layout(fig, title, height)
+
+
+def _token_ticks(names: list[str], specials: int, pixels: float, spacing: int = 14, patches_shown: int = 12) -> dict:
+    """Ticks for a token axis `pixels` long: every special token by name when they fit `spacing` pixels apart (else
+    CLS alone), and about `patches_shown` of the patch cells, clear of them (plotly would thin all alike)."""
+    apart = max(1, -(-spacing * len(names) // max(int(pixels), 1)))  # cells between two readable ticks
+    every = max(apart, -(-(len(names) - specials) // patches_shown))
+    first = names[:specials] if apart == 1 else names[:1]
+    ticks = first + names[specials + (every if apart > 1 else 0) :: every]  # patch 0 only when there is room
+    return dict(tickmode="array", tickvals=ticks, ticktext=ticks)
+
+
+def _token_heatmap(matrix: np.ndarray, special_rows: Sequence[str], special_cols: Sequence[str], *, title, x_title,
+                   y_title, colorscale, centred, height, value_name, highlight_row) -> go.Figure:
+    small, row_starts, row_names, col_starts, col_names = _token_cells(matrix, special_rows, special_cols)
+    ys = _labels(row_names) if row_names else [int(i) for i in row_starts]
+    xs = _labels(col_names) if col_names else [int(i) for i in col_starts]
+    bound = float(np.abs(small).max()) if centred and small.size else None
+    fig = go.Figure(go.Heatmap(
+        z=small, x=xs, y=ys, colorscale=colorscale, zmid=0 if centred else None,
+        zmin=-bound if bound else None, zmax=bound if bound else None, colorbar=dict(thickness=12),
+        hovertemplate=f"row %{{y}}<br>col %{{x}}<br>{value_name} %{{z:.4f}}<extra></extra>",
+    ))
+    fig.update_yaxes(autorange="reversed", title=y_title, type="category" if row_names else None,
+                     showticklabels=matrix.shape[0] > 1,
+                     **_token_ticks(ys, len(special_rows), height - 90) if row_names else {})
+    fig.update_xaxes(title=x_title, type="category" if col_names else None,
+                     **_token_ticks(xs, len(special_cols), 800, 40) if col_names else {})  # a figure: about 800 px
+    line = dict(color="rgba(255,255,255,0.9)", width=1, dash="dot")
+    if len(special_rows) and row_names:  # between the last special token and the first patch
+        fig.add_shape(type="line", xref="paper", x0=0, x1=1, y0=len(special_rows) - 0.5, y1=len(special_rows) - 0.5,
+                      line=line)
+    if len(special_cols) and col_names:
+        fig.add_shape(type="line", yref="paper", y0=0, y1=1, x0=len(special_cols) - 0.5, x1=len(special_cols) - 0.5,
+                      line=line)
+    if highlight_row is not None and row_names:  # outline the cell that holds token `highlight_row`
+        cell = int(np.searchsorted(row_starts, highlight_row, side="right") - 1)
+        fig.add_shape(type="rect", xref="paper", x0=0, x1=1, y0=cell - 0.5, y1=cell + 0.5,
                       line=dict(color="#f59e0b", width=2))
     return layout(fig, title, height)
 
@@ -142,14 +226,34 @@ def bars(values: np.ndarray, labels: list[str], *, title: str | None = None, hei
 
 
 def lines(series: dict[str, np.ndarray], *, x: np.ndarray | None = None, title: str | None = None,
-          x_title: str = "", y_title: str = "", height: int = 300) -> go.Figure:
+          x_title: str = "", y_title: str = "", height: int = 300, legend_right: bool = False,
+          whole_x: bool = False) -> go.Figure:
+    """One line per series; `legend_right` for many series, `whole_x` for an axis of whole numbers (layers)."""
     fig = go.Figure()
     for name, ys in series.items():
         xs = np.arange(len(ys)) if x is None else (_labels(x) if np.asarray(x).dtype.kind in "UO" else x)
         fig.add_scatter(x=xs, y=ys, mode="lines+markers", name=name)
-    fig.update_xaxes(title=x_title)
+    fig.update_xaxes(title=x_title, dtick=1 if whole_x else None)
     fig.update_yaxes(title=y_title)
-    fig.update_layout(legend=dict(orientation="h", y=1.15))
+    fig.update_layout(legend=dict(orientation="v", x=1.02, y=1, yanchor="top") if legend_right else
+                      dict(orientation="h", y=1.15))
+    return layout(fig, title, height)
+
+
+def perturbation_curves(fractions: np.ndarray, curves: dict[str, np.ndarray], random: np.ndarray, *,
+                        title: str | None = None, x_title: str = "", y_title: str = "probability",
+                        highlight: str | None = None, height: int = 320) -> go.Figure:
+    """Deletion or insertion curves: one line per map, the random orders' mean dashed, `highlight` drawn thicker."""
+    fig = go.Figure()
+    for name, ys in curves.items():
+        fig.add_scatter(x=fractions, y=ys, mode="lines", name=html.escape(name),
+                        line=dict(width=4 if name == highlight else 1.8),
+                        hovertemplate=f"{html.escape(name)}<br>%{{x:.0%}} of the patches: %{{y:.3f}}<extra></extra>")
+    fig.add_scatter(x=fractions, y=random, mode="lines", name="random order", line=dict(color="#888", dash="dash"),
+                    hovertemplate="random order<br>%{x:.0%} of the patches: %{y:.3f}<extra></extra>")
+    fig.update_xaxes(title=x_title, tickformat=".0%", range=[0, 1])
+    fig.update_yaxes(title=y_title, range=[-0.02, 1.02])
+    fig.update_layout(legend=dict(orientation="h", y=-0.25))
     return layout(fig, title, height)
 
 
@@ -199,6 +303,23 @@ def mosaic(tiles: np.ndarray, columns: int, gap: int = 2, factor: int = 1, backg
         r, c = divmod(i, columns)
         out[r * (h + gap) : r * (h + gap) + h, c * (w + gap) : c * (w + gap) + w] = upscale(tiles[i], factor)
     return out
+
+
+def labelled_mosaic(tiles: np.ndarray, columns: int, row_labels: list[str], column_labels: list[str],
+                    gap: int = 2, margin: int = 34) -> np.ndarray:
+    """`mosaic` with a label left of each row and above each column: many small maps as one picture, so the
+    browser gets one image instead of one element per map."""
+    grid = mosaic(tiles, columns, gap=gap)
+    out = np.full((grid.shape[0] + margin // 2, grid.shape[1] + margin, 3), 255, np.uint8)
+    out[margin // 2 :, margin:] = grid
+    picture = Image.fromarray(out)
+    pen = ImageDraw.Draw(picture)
+    h, w = tiles.shape[1:3]
+    for r, label in enumerate(row_labels):
+        pen.text((2, margin // 2 + r * (h + gap) + h // 2), label, fill=(40, 40, 40), anchor="lm")
+    for c, label in enumerate(column_labels):
+        pen.text((margin + c * (w + gap) + w // 2, margin // 4), label, fill=(40, 40, 40), anchor="mm")
+    return np.asarray(picture)
 
 
 def filters_as_images(weight: np.ndarray, patch: int, channels: int) -> np.ndarray:
@@ -328,4 +449,56 @@ def activation_curve(z: np.ndarray, activation: np.ndarray, *, points: tuple[np.
     fig.update_yaxes(title=y_title)
     # Top left inside the axes: an activation stays near 0 there, so nothing is hidden.
     fig.update_layout(legend=dict(x=0.02, y=0.98, xanchor="left", yanchor="top", bgcolor="rgba(255,255,255,0.8)"))
+    return layout(fig, title, height)
+
+
+# --- token norms (the attention explorer's Token norms tab) -----------------------------------
+
+
+def mark_patches(picture: np.ndarray, indices, grid: tuple[int, int], colour=(0, 255, 255)) -> np.ndarray:
+    """`picture`, an image of a gh×gw patch grid, with the patches at `indices` (row-major) outlined."""
+    cell_h, cell_w = picture.shape[0] // grid[0], picture.shape[1] // grid[1]
+    for index in indices:
+        picture = draw_outline(picture, int(index), grid[1], cell_h, cell_w, colour)
+    return picture
+
+
+def norm_histogram(patch_norms: np.ndarray, threshold: float, specials: dict[str, float], *, title: str | None = None,
+                   height: int = 320) -> go.Figure:
+    """The patch tokens' norms as a histogram, the outlier threshold as a dashed line, each special token's norm
+    as a dotted line with its name."""
+    fig = go.Figure(go.Histogram(x=np.asarray(patch_norms), nbinsx=40, name="patches", marker_color="#4f46e5",
+                                 hovertemplate="norm %{x}<br>%{y} patches<extra></extra>"))
+    fig.add_vline(x=threshold, line=dict(color="#dc2626", width=2, dash="dash"),
+                  annotation=dict(text="threshold", font=dict(color="#dc2626")), annotation_position="top")
+    for index, (name, norm) in enumerate(specials.items()):
+        fig.add_vline(x=norm, line=dict(color="#f59e0b", width=2, dash="dot"),
+                      annotation=dict(text=html.escape(name), font=dict(color="#b45309"), textangle=-90),
+                      annotation_position="top right" if index % 2 else "bottom right")
+    fig.update_xaxes(title="L2 norm of the token")
+    fig.update_yaxes(title="patches")
+    fig.update_layout(showlegend=False, bargap=0.05)
+    return layout(fig, title, height)
+
+
+def norm_heatmap(norms: np.ndarray, specials: Sequence[str], marked: Sequence[np.ndarray], *, title: str | None = None,
+                 colorscale: str = "Viridis", height: int = 360) -> go.Figure:
+    """Token norms (L, N), layers down and tokens across, the special tokens first, every token drawn (a few
+    thousand cells: outliers must not be averaged away); `marked[l]` (patch indices) crossed out at layer l."""
+    norms = np.asarray(norms, dtype=np.float64)
+    count = len(specials)
+    xs = _labels([*specials, *(f"patch {i}" for i in range(norms.shape[1] - count))])
+    ys = [f"layer {i + 1}" for i in range(norms.shape[0])]
+    fig = go.Figure(go.Heatmap(z=norms, x=xs, y=ys, colorscale=colorscale, colorbar=dict(thickness=12, title="norm"),
+                               hovertemplate="%{y}, %{x}<br>norm %{z:.2f}<extra></extra>"))
+    points = [(xs[count + int(i)], ys[layer]) for layer, indices in enumerate(marked) for i in indices]
+    if points:
+        fig.add_scatter(x=[x for x, _ in points], y=[y for _, y in points], mode="markers", name="high-norm",
+                        marker=dict(symbol="x-thin", size=9, line=dict(color="#f43f5e", width=2)),
+                        hovertemplate="%{y}, %{x}: high-norm<extra></extra>")
+    fig.add_shape(type="line", yref="paper", y0=0, y1=1, x0=count - 0.5, x1=count - 0.5,
+                  line=dict(color="rgba(255,255,255,0.9)", width=1, dash="dot"))
+    fig.update_yaxes(autorange="reversed", type="category")
+    fig.update_xaxes(type="category", title="token", **_token_ticks(xs, count, 1000, 40))
+    fig.update_layout(showlegend=False)
     return layout(fig, title, height)

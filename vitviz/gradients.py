@@ -13,19 +13,45 @@ import torch
 import torch.nn.functional as F
 
 from vitviz import weights
+from vitviz.analysis import per_patch_norm  # noqa: F401  (step 14 reads it from here)
 from vitviz.capture import Recorder
 from vitviz.model import ViT
 
 
-def attention_gradients(recorder: Recorder, pixels: torch.Tensor, target: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Attention maps (L, h, N, N) of one image and the gradient of class `target`'s logit with respect to them."""
+@dataclass(frozen=True)
+class ClassGradients:
+    """One image's forward pass and the gradient of one class's logit, from one backward pass."""
+
+    attentions: torch.Tensor  # (L, h, N, N)
+    attention_grads: torch.Tensor  # (L, h, N, N) ∂logit/∂attention
+    last_norm1: torch.Tensor  # (N, d) LN₁'s output in the last block: what pytorch-grad-cam hooks on a ViT
+    last_norm1_grad: torch.Tensor  # (N, d)
+    pixel_grad: torch.Tensor  # (c, H, W) ∂logit/∂pixels
+
+
+def class_gradients(recorder: Recorder, pixels: torch.Tensor, target: int) -> ClassGradients:
+    """Every gradient the attribution methods read, for class `target` of one image (c, H, W)."""
     model = recorder.model
+    last = len(model.blocks) - 1
     with torch.enable_grad():
         x = pixels[None].detach().requires_grad_(True)  # a graph even when the weights are frozen
         logits, store = recorder.record(lambda: model(x)[0])
         maps = [store[f"{i}.attn"] for i in range(len(model.blocks))]  # each (1, h, N, N)
-        grads = torch.autograd.grad(logits[target], maps)
-    return torch.stack([m.detach()[0] for m in maps]), torch.stack([g[0] for g in grads])
+        norm1 = store[f"{last}.norm1"]
+        *grads, norm1_grad, pixel_grad = torch.autograd.grad(logits[target], [*maps, norm1, x])
+    return ClassGradients(
+        attentions=torch.stack([m.detach()[0] for m in maps]),
+        attention_grads=torch.stack([g[0] for g in grads]),
+        last_norm1=norm1.detach()[0],
+        last_norm1_grad=norm1_grad[0],
+        pixel_grad=pixel_grad[0],
+    )
+
+
+def attention_gradients(recorder: Recorder, pixels: torch.Tensor, target: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Attention maps (L, h, N, N) of one image and the gradient of class `target`'s logit with respect to them."""
+    result = class_gradients(recorder, pixels, target)
+    return result.attentions, result.attention_grads
 
 
 @dataclass(frozen=True)
@@ -58,10 +84,3 @@ def one_step(model: ViT, pixels: torch.Tensor, label: int, lr: float) -> OneStep
         probs_before=logits.detach()[0].softmax(-1).numpy(),
         probs_after=after[0].softmax(-1).numpy(),
     )
-
-
-def per_patch_norm(grad: np.ndarray, patch: int) -> np.ndarray:
-    """(c, H, W) -> (gh, gw): the L2 norm of the gradient over each patch's pixels and channels."""
-    c, h, w = grad.shape
-    blocks = grad.transpose(1, 2, 0).reshape(h // patch, patch, w // patch, patch, c)
-    return np.sqrt((blocks**2).sum(axis=(1, 3, 4)))

@@ -54,6 +54,15 @@ PRESETS = (
     Preset("timm/vit_tiny_patch16_224.augreg_in21k_ft_in1k", "ViT-Ti/16 (timm)",
            N_("A timm checkpoint: other key names and its own config format, the same arithmetic once mapped."), 23,
            True),
+    Preset("facebook/deit-small-distilled-patch16-224", "DeiT-S distilled",
+           N_("Two special tokens: CLS, and a distillation token that learned from a teacher network through a head "
+              "of its own; the two heads' predictions are averaged."), 89, True),
+    Preset("facebook/dinov2-small", "DINOv2 ViT-S/14",
+           N_("Self-supervised at scale, with LayerScale and 14-pixel patches: look for the few background patches "
+              "whose vectors grow far longer than the rest (Token norms, in the attention explorer)."), 88, False),
+    Preset("facebook/dinov2-with-registers-small", "DINOv2 ViT-S/14 with registers",
+           N_("The same model given 4 register tokens as scratch space, the fix Darcet et al. proposed for those "
+              "high-norm patches."), 88, False),
 )
 
 
@@ -218,6 +227,14 @@ def _byte_counter(written: list[int]) -> type:
             pass
 
     return ByteCounter
+
+
+def downloaded(repo_id: str) -> bool:
+    """True when `repo_id` was fetched before and its files are in the cache (no network is asked)."""
+    try:
+        return _from_cache(repo_id, limits.max_download_bytes()) is not None
+    except (CheckpointError, limits.SettingError):  # too large for this server's limit now, or a bad setting
+        return False
 
 
 def _from_cache(repo_id: str, limit: int) -> Path | None:

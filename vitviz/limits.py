@@ -160,7 +160,7 @@ def max_header_bytes() -> int:
 
 
 def max_tokens() -> int:
-    """The most tokens (patches + CLS) a model may take per image."""
+    """The most tokens (patches and special tokens: CLS, a distillation token, registers) a model may take per image."""
     return int(get("max_tokens"))
 
 

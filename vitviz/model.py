@@ -2,7 +2,9 @@
 
 The layout follows timm and Hugging Face (pre-norm blocks, one `qkv` Linear laid out
 [q | k | v] with each part head-major, CLS token first, learned position embeddings), so
-real checkpoints can be mapped onto it. Every tensor of the forward pass enters or leaves a
+real checkpoints can be mapped onto it. What later ViTs add is data in `ViTConfig`, not a second
+forward: more special tokens after CLS (DeiT's distillation token, DINOv2's registers), LayerScale
+(DINOv2), and which tokens the class head reads. Every tensor of the forward pass enters or leaves a
 module (an `nn.Identity` tap where no real module does), so the capture module can record it
 with forward hooks, which cost almost nothing when nobody is listening.
 """
@@ -19,6 +21,16 @@ from torch import nn
 # Far above any published ViT (ViT-22B: d = 6144, 48 layers of 48 heads, MLP 24576; ImageNet-21k: 21,843
 # classes): only a garbled or hostile configuration reaches them.
 MAX_SIDE, MAX_CHANNELS, MAX_DIM, MAX_DEPTH, MAX_HEADS, MAX_MLP, MAX_LABELS = 4096, 16, 8192, 64, 64, 32768, 100_000
+MAX_SPECIAL = 17  # CLS and up to 16 registers (DINOv2 uses 4; Darcet et al. tried up to 16)
+
+# The tokens a ViT may put in front of its patches. CLS comes first in every model.
+SPECIAL_KINDS = ("cls", "distillation", "register")
+# What the class head reads from the final tokens Y (after the final LayerNorm):
+CLASSIFIERS = (
+    "cls",  # y_CLS W + b (ViT)
+    "cls_distillation_mean",  # ½ (y_CLS W + b + y_dist W_d + b_d): DeiT's two heads, averaged at test time
+    "cls_patch_mean",  # [y_CLS; mean of the patch tokens] W + b (DINOv2's linear classifier)
+)
 
 
 def is_whole(value: object) -> bool:
@@ -62,6 +74,12 @@ class ViTConfig:
     activation: str = "gelu"  # "gelu" (exact) or "gelu_tanh" (the tanh approximation some checkpoints use)
     mean: tuple[float, ...] = (0.5, 0.5, 0.5)
     std: tuple[float, ...] = (0.5, 0.5, 0.5)
+    # The tokens before the patches, in order: "cls", then a "distillation" token (DeiT) or "register"s (DINOv2).
+    # Registers carry no position: their rows of E_pos are zero, as DINOv2 adds none to them.
+    special_tokens: tuple[str, ...] = ("cls",)
+    layer_scale: bool = False  # DINOv2: each residual branch is scaled channel by channel by a learned λ
+    classifier: str = "cls"  # which final tokens the class head reads: one of CLASSIFIERS
+    position_antialias: bool = False  # resample E_pos with antialiasing, as transformers does for DINOv2 with registers
     extra: dict = field(default_factory=dict, compare=False)  # free-form provenance
 
     def __post_init__(self) -> None:
@@ -92,6 +110,24 @@ class ViTConfig:
             raise ValueError("mean and std need one value per channel")
         if self.activation not in ("gelu", "gelu_tanh"):
             raise ValueError(f"unsupported activation {self.activation!r}")
+        self._check_tokens_and_head()
+
+    def _check_tokens_and_head(self) -> None:
+        specials = self.special_tokens
+        if not isinstance(specials, (tuple, list)) or not 1 <= len(specials) <= MAX_SPECIAL:
+            raise ValueError(f"special_tokens must list 1 to {MAX_SPECIAL} tokens, not {specials!r}")
+        object.__setattr__(self, "special_tokens", tuple(specials))
+        if specials[0] != "cls" or any(kind not in SPECIAL_KINDS[1:] for kind in specials[1:]):
+            raise ValueError(f"special_tokens must be 'cls' followed by 'distillation' or 'register' tokens, not {specials!r}")
+        if specials.count("distillation") > 1:
+            raise ValueError("a model has at most one distillation token")
+        for name in ("layer_scale", "position_antialias"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"{name} must be true or false, not {getattr(self, name)!r}")
+        if self.classifier not in CLASSIFIERS:
+            raise ValueError(f"classifier must be one of {', '.join(CLASSIFIERS)}, not {self.classifier!r}")
+        if self.classifier == "cls_distillation_mean" and "distillation" not in specials:
+            raise ValueError("a classifier that reads the distillation token needs one")
 
     @property
     def grid(self) -> tuple[int, int]:
@@ -102,6 +138,29 @@ class ViTConfig:
     def num_patches(self) -> int:
         gh, gw = self.grid
         return gh * gw
+
+    @property
+    def num_special(self) -> int:
+        """s: the tokens in front of the patches (1 for the original ViT's CLS)."""
+        return len(self.special_tokens)
+
+    @property
+    def num_tokens(self) -> int:
+        """N = s + n."""
+        return self.num_special + self.num_patches
+
+    @property
+    def special_labels(self) -> tuple[str, ...]:
+        """How the special tokens are called on screen: ("CLS", "distillation") or ("CLS", "register 1", …)."""
+        single = self.special_tokens.count("register") == 1
+        numbers = iter(range(1, MAX_SPECIAL + 1))
+        return tuple({"cls": "CLS", "distillation": "distillation"}.get(kind)
+                     or ("register" if single else f"register {next(numbers)}") for kind in self.special_tokens)
+
+    @property
+    def head_width(self) -> int:
+        """What the class head's W takes: d, or 2d for [y_CLS; mean of the patch tokens]."""
+        return 2 * self.dim if self.classifier == "cls_patch_mean" else self.dim
 
     @property
     def patch_dim(self) -> int:
@@ -132,21 +191,27 @@ def parameter_shapes(config: ViTConfig) -> dict[str, tuple[int, ...]]:
 
     Lets a loader check a checkpoint against its claimed configuration before allocating anything.
     """
-    d, mlp, k = config.dim, config.mlp_dim, config.num_labels
+    d, mlp, k, s = config.dim, config.mlp_dim, config.num_labels, config.num_special
     shapes: dict[str, tuple[int, ...]] = {
-        "cls_token": (d,), "pos_embed": (config.num_patches + 1, d),
+        "cls_token": (d,), "pos_embed": (config.num_tokens, d),
         "patch_embed.weight": (d, config.patch_dim), "patch_embed.bias": (d,),
     }
+    if s > 1:
+        shapes["extra_tokens"] = (s - 1, d)
     for i in range(config.depth):
         block = {
             "norm1.weight": (d,), "norm1.bias": (d,), "attn.qkv.weight": (3 * d, d), "attn.qkv.bias": (3 * d,),
             "attn.proj.weight": (d, d), "attn.proj.bias": (d,), "norm2.weight": (d,), "norm2.bias": (d,),
             "mlp.fc1.weight": (mlp, d), "mlp.fc1.bias": (mlp,), "mlp.fc2.weight": (d, mlp), "mlp.fc2.bias": (d,),
         }
+        if config.layer_scale:
+            block.update({"ls1.gamma": (d,), "ls2.gamma": (d,)})
         shapes.update({f"blocks.{i}.{name}": shape for name, shape in block.items()})
     shapes.update({"norm.weight": (d,), "norm.bias": (d,)})
     if k:
-        shapes.update({"head.weight": (k, d), "head.bias": (k,)})
+        shapes.update({"head.weight": (k, config.head_width), "head.bias": (k,)})
+    if k and config.classifier == "cls_distillation_mean":
+        shapes.update({"dist_head.weight": (k, d), "dist_head.bias": (k,)})
     return shapes
 
 
@@ -212,6 +277,17 @@ class MLP(nn.Module):
         return self.fc2(self.act(self.fc1(x)))
 
 
+class LayerScale(nn.Module):
+    """DINOv2's LayerScale: a residual branch's output scaled channel by channel, λ ⊙ x."""
+
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.gamma = nn.Parameter(torch.ones(dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.gamma
+
+
 class Block(nn.Module):
     def __init__(self, config: ViTConfig) -> None:
         super().__init__()
@@ -219,10 +295,12 @@ class Block(nn.Module):
         self.attn = Attention(config)
         self.norm2 = nn.LayerNorm(config.dim, eps=config.layer_norm_eps)
         self.mlp = MLP(config)
+        self.ls1 = LayerScale(config.dim) if config.layer_scale else nn.Identity()
+        self.ls2 = LayerScale(config.dim) if config.layer_scale else nn.Identity()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x + self.attn(self.norm1(x))  # capture records this as the input of norm2
-        return x + self.mlp(self.norm2(x))
+        x = x + self.ls1(self.attn(self.norm1(x)))  # capture records this as the input of norm2
+        return x + self.ls2(self.mlp(self.norm2(x)))
 
 
 class ViT(nn.Module):
@@ -231,12 +309,16 @@ class ViT(nn.Module):
         self.config = config
         self.patch_embed = nn.Linear(config.patch_dim, config.dim)  # E, stored as (d, p')
         self.cls_token = nn.Parameter(torch.zeros(config.dim))
-        self.pos_embed = nn.Parameter(torch.zeros(config.num_patches + 1, config.dim))
+        # The learned vectors of the special tokens after CLS (a distillation token, registers), if any.
+        self.extra_tokens = nn.Parameter(torch.zeros(config.num_special - 1, config.dim)) if config.num_special > 1 else None
+        self.pos_embed = nn.Parameter(torch.zeros(config.num_tokens, config.dim))
         self.with_cls = nn.Identity()
         self.blocks = nn.ModuleList(Block(config) for _ in range(config.depth))
         self.norm = nn.LayerNorm(config.dim, eps=config.layer_norm_eps)
         # A self-supervised checkpoint (DINO, a plain ViTModel) has no class head: it ends at y.
-        self.head = nn.Linear(config.dim, config.num_labels) if config.num_labels else None
+        k = config.num_labels
+        self.head = nn.Linear(config.head_width, k) if k else None
+        self.dist_head = nn.Linear(config.dim, k) if k and config.classifier == "cls_distillation_mean" else None
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -245,8 +327,10 @@ class ViT(nn.Module):
         # before it can tell one patch position from another.
         with torch.no_grad():
             self.pos_embed.zero_()
-            self.pos_embed[1:] = sincos_2d(self.config.grid, self.config.dim)
+            self.pos_embed[self.config.num_special :] = sincos_2d(self.config.grid, self.config.dim)
         nn.init.trunc_normal_(self.cls_token, std=0.02)
+        if self.extra_tokens is not None:
+            nn.init.trunc_normal_(self.extra_tokens, std=0.02)
         for module in self.modules():
             if isinstance(module, nn.Linear):
                 nn.init.trunc_normal_(module.weight, std=0.02)
@@ -258,17 +342,29 @@ class ViT(nn.Module):
         nn.init.trunc_normal_(self.patch_embed.weight, std=1 / math.sqrt(self.config.patch_dim))
 
     def features(self, pixels: torch.Tensor) -> torch.Tensor:
-        """(B, c, H, W) -> the final token matrix (B, n+1, d), before the final LayerNorm."""
+        """(B, c, H, W) -> the final token matrix (B, N, d), before the final LayerNorm."""
         flat = patchify(pixels, self.config.patch_size)  # recorded as the input of patch_embed
         embedded = self.patch_embed(flat)
-        cls = self.cls_token.expand(embedded.shape[0], 1, -1)
-        x = self.with_cls(torch.cat([cls, embedded], dim=1))
+        batch = embedded.shape[0]
+        special = [self.cls_token.expand(batch, 1, -1)]
+        if self.extra_tokens is not None:
+            special.append(self.extra_tokens.expand(batch, -1, -1))
+        x = self.with_cls(torch.cat([*special, embedded], dim=1))  # [CLS; other special tokens; patches]
         x = x + self.pos_embed  # capture records these tokens as the first block's input
         for block in self.blocks:
             x = block(x)
         return x
 
+    def classify(self, y: torch.Tensor) -> torch.Tensor:
+        """Final tokens Y (B, N, d), after the final LayerNorm -> logits (B, k), as `config.classifier` says."""
+        if self.config.classifier == "cls_patch_mean":
+            return self.head(torch.cat([y[:, 0], y[:, self.config.num_special :].mean(dim=1)], dim=-1))
+        logits = self.head(y[:, 0])
+        if self.dist_head is not None:  # DeiT: the distillation token's own head, averaged with CLS's
+            logits = (logits + self.dist_head(y[:, self.config.special_tokens.index("distillation")])) / 2
+        return logits
+
     def forward(self, pixels: torch.Tensor) -> torch.Tensor:
         """(B, c, H, W) normalised pixels -> logits (B, k), or y, the CLS output (B, d), without a class head."""
-        y = self.norm(self.features(pixels))[:, 0]
-        return y if self.head is None else self.head(y)
+        y = self.norm(self.features(pixels))
+        return y[:, 0] if self.head is None else self.classify(y)

@@ -107,7 +107,7 @@ def load_file_model(path: str | Path) -> ViT:
 def load_bytes_model(data: bytes) -> ViT:
     """A model from the bytes of a file written by `save` (an upload, say), within the token limit."""
     model = _own_model(bytes(data))
-    _check_tokens(model.config.image_size, model.config.patch_size)
+    _check_tokens(model.config.image_size, model.config.patch_size, model.config.num_special)
     return model
 
 
@@ -403,9 +403,9 @@ def _load_folder(folder: Path, architecture: str | None) -> ViT:
         raise CheckpointError("The folder has no config.json.")
     config = _json_file(config_path)
     preprocessor_path = folder / "preprocessor_config.json"
-    if preprocessor_path.exists():  # transformers keeps the normalisation there, not in config.json
+    if preprocessor_path.exists():  # transformers keeps the normalisation (and the crop) there, not in config.json
         preprocessor = _json_file(preprocessor_path)
-        config = {**{k: preprocessor[k] for k in ("image_mean", "image_std") if k in preprocessor}, **config}
+        config = {**{k: preprocessor[k] for k in ("image_mean", "image_std", "crop_size") if k in preprocessor}, **config}
     weights_path = next((folder / n for n in SAFETENSORS_FILES + PICKLE_FILES if (folder / n).exists()), None)
     if weights_path is None:
         raise CheckpointError("The folder has no model.safetensors or pytorch_model.bin.")
@@ -430,8 +430,8 @@ def load(source: str | Path | bytes, *, architecture: str | None = None,
     `source` is a folder (Hugging Face config.json + model.safetensors or pytorch_model.bin, or a
     timm hub folder), a .safetensors or .pth file (timm's or vitviz's own), or the bytes of one.
     `architecture` names a timm model when nothing else does. `image_size` (H, W) runs the model at
-    another input size, with bicubically resampled position embeddings. Files, their tensors and the
-    model's input are bounded by `vitviz.limits`.
+    another input size, with bicubically resampled position embeddings; without it a DINOv2 runs at the
+    size its preprocessor crops to. Files, their tensors and the model's input are bounded by `vitviz.limits`.
     """
     if isinstance(source, (bytes, bytearray)):
         model = _load_file(bytes(source), architecture)
@@ -445,9 +445,18 @@ def load(source: str | Path | bytes, *, architecture: str | None = None,
             model = _load_file(path, architecture)
         else:
             raise CheckpointError("vitviz reads folders, .safetensors files and .pth/.bin files.")
+    image_size = image_size or _crop_size(model.config)
     model = resize(model, image_size) if image_size else model
-    _check_tokens(model.config.image_size, model.config.patch_size)
+    _check_tokens(model.config.image_size, model.config.patch_size, model.config.num_special)
     return model
+
+
+def _crop_size(config: ViTConfig) -> tuple[int, int] | None:
+    """The size a DINOv2's preprocessor crops to (`convert.from_hf` notes it in `extra`), if it is a pair of sizes."""
+    crop = config.extra.get("crop_size")
+    if isinstance(crop, (list, tuple)) and len(crop) == 2 and all(is_whole(side) and side >= 1 for side in crop):
+        return (int(crop[0]), int(crop[1]))
+    return None
 
 
 # --- a visitor's path: only inside the deployer's models directory ---------------------------------------------------
@@ -489,10 +498,10 @@ def _inside(root: Path, name: str) -> Path:
 # --- the input size ----------------------------------------------------------------------------------------------------
 
 
-def _check_tokens(image_size: tuple[int, int], patch_size: int) -> None:
+def _check_tokens(image_size: tuple[int, int], patch_size: int, specials: int = 1) -> None:
     """Refuse an input that would make more tokens than the limit: a trace keeps L·h·N² attention weights."""
     height, width = image_size
-    tokens, limit = (height // patch_size) * (width // patch_size) + 1, limits.max_tokens()
+    tokens, limit = (height // patch_size) * (width // patch_size) + specials, limits.max_tokens()
     if tokens > limit:
         raise CheckpointError(f"At {height} × {width} pixels this model reads {tokens:,} tokens, more than this app's "
                               f"limit of {limit:,} per image: choose a smaller input size.")
@@ -508,11 +517,12 @@ def resize(model: ViT, image_size: tuple[int, int]) -> ViT:
     p = model.config.patch_size
     if image_size[0] % p or image_size[1] % p or min(image_size) < p:
         raise CheckpointError(f"The input size must be a multiple of the patch size {p}.")
-    _check_tokens(image_size, p)
+    _check_tokens(image_size, p, model.config.num_special)
     config = dataclasses.replace(model.config, image_size=image_size, extra=dict(model.config.extra))
     resized = ViT(config)
     state = {k: v for k, v in model.state_dict().items() if k != "pos_embed"}
-    state["pos_embed"] = convert.resample_positions(model.pos_embed.detach(), model.config.grid, config.grid)
+    state["pos_embed"] = convert.resample_positions(model.pos_embed.detach(), model.config.grid, config.grid,
+                                                    specials=config.num_special, antialias=config.position_antialias)
     resized.load_state_dict(state)
     return resized.eval()
 

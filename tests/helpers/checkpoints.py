@@ -17,6 +17,56 @@ TINY = dict(image_size=32, patch_size=8, hidden_size=32, num_hidden_layers=2, nu
 VIT_B_SHAPED = dict(image_size=224, patch_size=16, hidden_size=48, num_hidden_layers=2, num_attention_heads=12,
                     intermediate_size=96, num_labels=1000)
 IMAGENET_NORMALISATION = {"image_mean": [0.485, 0.456, 0.406], "image_std": [0.229, 0.224, 0.225]}
+# DINOv2 on the Hub: trained at 518 pixels in 14-pixel patches, run at the 224 its preprocessor crops to
+DINOV2_SHAPED = dict(image_size=518, patch_size=14, hidden_size=48, num_hidden_layers=2, num_attention_heads=3,
+                     mlp_ratio=2)
+DINOV2_PREPROCESSOR = {**IMAGENET_NORMALISATION, "crop_size": {"height": 224, "width": 224}, "do_center_crop": True,
+                       "size": {"shortest_edge": 256}}
+
+
+def randomised(model, seed: int):
+    """`model` in eval mode with every weight moved randomly: transformers initialises some parts to zero or one."""
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for parameter in model.parameters():
+            parameter.add_(torch.randn(parameter.shape, generator=generator) * 0.05)
+    return model.eval()
+
+
+def _labelled(values: dict) -> dict:
+    labels = values.get("num_labels", 0)
+    return {**values, "id2label": {i: f"thing {i}" for i in range(labels)},
+            "label2id": {f"thing {i}": i for i in range(labels)}} if labels else values
+
+
+def hf_dinov2(values: dict, seed: int = 0, *, registers: bool = False, loud_patches: tuple[int, ...] = ()):
+    """A transformers DINOv2 (with registers if asked; a classifier when `values` has num_labels), weights random.
+
+    `loud_patches` (indices in the grid of the trained size) get a long vector added to their position
+    embeddings, so their tokens' norms stand out in every layer: made-to-order high-norm tokens.
+    """
+    import transformers
+
+    torch.manual_seed(seed)
+    family = (transformers.Dinov2WithRegistersConfig, transformers.Dinov2WithRegistersModel,
+              transformers.Dinov2WithRegistersForImageClassification) if registers else \
+        (transformers.Dinov2Config, transformers.Dinov2Model, transformers.Dinov2ForImageClassification)
+    config = family[0](**_labelled(values), attn_implementation="eager")
+    model = randomised((family[2] if values.get("num_labels") else family[1])(config), seed)
+    if loud_patches:
+        direction = torch.randn(config.hidden_size, generator=torch.Generator().manual_seed(seed))
+        with torch.no_grad():
+            model.base_model.embeddings.position_embeddings[0, [1 + i for i in loud_patches]] += 40 * direction / direction.norm()
+    return model
+
+
+def hf_deit_distilled(values: dict, seed: int = 0):
+    """A transformers DeiTForImageClassificationWithTeacher: CLS and distillation tokens, two heads."""
+    import transformers
+
+    torch.manual_seed(seed)
+    config = transformers.DeiTConfig(**_labelled(values), attn_implementation="eager")
+    return randomised(transformers.DeiTForImageClassificationWithTeacher(config), seed)
 
 
 def hf_vit(values: dict, seed: int = 0, *, headless: bool = False):
@@ -89,6 +139,10 @@ def hub_repos() -> tuple[dict[str, Repo], dict[str, object]]:
     timm_like = hf_vit(dict(image_size=32, patch_size=16, hidden_size=48, num_hidden_layers=2, num_attention_heads=3,
                             intermediate_size=96, num_labels=1000, layer_norm_eps=1e-6), seed=13)
     slow = hf_vit({**TINY, "num_labels": 3, "hidden_size": 64, "intermediate_size": 256}, seed=14)
+    distilled = hf_deit_distilled({**VIT_B_SHAPED, "num_attention_heads": 6}, seed=15)
+    # high-norm tokens to find at 224 pixels: a loud block in the 37×37 positions survives their resampling
+    dinov2 = hf_dinov2(DINOV2_SHAPED, seed=16, loud_patches=tuple(37 * row + col for row in (20, 21, 22) for col in (9, 10, 11)))
+    registers = hf_dinov2(DINOV2_SHAPED, seed=17, registers=True)
     saved = _saved(classifier)
     junk = torch.randint(0, 256, (64 * 1024,), dtype=torch.uint8).numpy().tobytes()  # what must never be fetched
     timm_config = {"architecture": "vit_tiny_patch16_224", "num_classes": 1000, "global_pool": "token",
@@ -115,8 +169,15 @@ def hub_repos() -> tuple[dict[str, Repo], dict[str, object]]:
         "someone/sharded": Repo({"config.json": saved["config.json"], "model.safetensors.index.json": b"{}",
                                  "model-00001-of-00002.safetensors": junk, "model-00002-of-00002.safetensors": junk}),
         "someone/slow": Repo(_saved(slow), seconds_per_chunk=0.01),
+        "facebook/deit-small-distilled-patch16-224": Repo({
+            **_saved(distilled), "preprocessor_config.json": _json({**IMAGENET_NORMALISATION,
+                                                                    "crop_size": {"height": 224, "width": 224}})}),
+        "facebook/dinov2-small": Repo({**_saved(dinov2), "preprocessor_config.json": _json(DINOV2_PREPROCESSOR)}),
+        "facebook/dinov2-with-registers-small": Repo({**_saved(registers),
+                                                      "preprocessor_config.json": _json(DINOV2_PREPROCESSOR)}),
     }
     models = {"google/vit-base-patch16-224": classifier, "facebook/deit-tiny-patch16-224": deit,
               "facebook/dino-vits16": dino, "timm/vit_tiny_patch16_224.augreg_in21k_ft_in1k": timm_like,
-              "someone/slow": slow}
+              "someone/slow": slow, "facebook/deit-small-distilled-patch16-224": distilled,
+              "facebook/dinov2-small": dinov2, "facebook/dinov2-with-registers-small": registers}
     return repos, models

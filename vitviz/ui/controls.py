@@ -2,7 +2,10 @@
 
 `View` is the one store of what the reader has selected. Its values live in `st.session_state`
 under a "keep_" key, apart from any widget, because Streamlit drops a widget's state when a
-page that does not draw it runs.
+page that does not draw it runs. `links` puts them in the page's URL and takes them from a link.
+
+Drawn into a file rather than the browser (`drawing.live()` is False, the story download), a widget
+is a line of text with the reader's choice, taken from the canvas's kept values.
 """
 
 from __future__ import annotations
@@ -14,7 +17,8 @@ import streamlit as st
 from streamlit_image_coordinates import streamlit_image_coordinates
 
 from vitviz import figures
-from vitviz.ui import state
+from vitviz.ui import drawing, state
+from vitviz.ui.i18n import _
 from vitviz.ui.text import plain
 
 UPLOAD_TYPES = ["png", "jpg", "jpeg", "webp", "gif", "bmp", "tif", "tiff"]
@@ -26,26 +30,29 @@ class View:
 
     layer: int = 0  # 0-based; shown as "Layer 1 of L"
     head: int = 0  # 0-based; shown as "Head 1 of h"
-    query: int = 0  # token index: 0 is CLS, 1 + i is patch i
+    query: int = 0  # token index: 0 is CLS, then any other special tokens (s in all); s + i is patch i
     colorscale: str = "Viridis"
 
 
 def current_view(config) -> View:
-    """The kept selections, clamped to the model in use (a smaller model may follow a larger one)."""
+    """The kept selections. One beyond the model in use (a smaller model may follow a larger one) is back at
+    its default, as the sidebar's widgets show it (`persistent`)."""
     kept = st.session_state
+
+    def fitting(store: str, count: int) -> int:
+        value = kept.get(f"keep_{store}", 0)
+        return value if 0 <= value < count else 0
+
     return View(
-        layer=min(kept.get("keep_layer", 0), config.depth - 1),
-        head=min(kept.get("keep_head", 0), config.heads - 1),
-        query=min(kept.get("keep_query", 0), config.num_patches),
+        layer=fitting("layer", config.depth),
+        head=fitting("head", config.heads),
+        query=fitting("query", config.num_tokens),
         colorscale=kept.get("keep_colorscale", "Viridis"),
     )
 
 
 def _kept(store: str, default):
-    key = f"keep_{store}"
-    if key not in st.session_state:
-        st.session_state[key] = default
-    return st.session_state[key]
+    return drawing.current().kept(store, default)
 
 
 READERS = "rerun_only"  # {kept value: keys of the fragments that read it}, set by a page that has such fragments
@@ -84,8 +91,32 @@ def persistent(widget, key: str, default, *, store: str | None = None, **kwargs)
         value = default
     if "max_value" in kwargs and value > kwargs["max_value"]:
         value = default
+    if not drawing.live():
+        shown = kwargs.get("format_func", str)(value)
+        drawing.markdown(f"{plain(kwargs.get('label', store))}: **{plain(shown)}**")
+        return value
     st.session_state[key] = value
     return widget(key=key, on_change=_keep, args=(key, store), **kwargs)
+
+
+def kept_tabs(labels: list[str], key: str) -> list:
+    """st.tabs that opens on the kept tab `key` (the first one at first) and keeps the reader's switch."""
+    value = st.session_state.get(f"keep_{key}", labels[0])  # kept (and in links) once the reader switches
+    st.session_state[key] = value if value in labels else labels[0]
+    return st.tabs(labels, key=key, on_change=_keep, args=(key, key))
+
+
+def patch_slider(patches: int, step_key: str) -> int:
+    """A patch index picked with a slider; the choice is shared by every step that shows one patch."""
+    return persistent(
+        st.slider,
+        f"patch_{step_key}",
+        min(patches - 1, patches // 2 + 3),
+        store="patch",
+        label=_("Patch"),
+        min_value=0,
+        max_value=patches - 1,
+    )
 
 
 def image_picker(container=None, preview_width: int | str = "stretch") -> None:
@@ -141,11 +172,12 @@ def colour_scale() -> str:
                        options=list(figures.COLOUR_SCALES))
 
 
-def token_label(index: int, grid: tuple[int, int]) -> str:
-    if index == 0:
-        return "CLS"
-    row, col = divmod(index - 1, grid[1])
-    return f"patch {index - 1} (row {row + 1}, col {col + 1})"
+def token_label(index: int, grid: tuple[int, int], specials: tuple[str, ...] = ("CLS",)) -> str:
+    """Token `index`'s name: a special token's (`specials`, in order), or the patch's with its row and column."""
+    if index < len(specials):
+        return specials[index]
+    row, col = divmod(index - len(specials), grid[1])
+    return f"patch {index - len(specials)} (row {row + 1}, col {col + 1})"
 
 
 def _patch_at(click: dict, grid: tuple[int, int], cell: int) -> int:
@@ -179,23 +211,36 @@ def _set_query(query: int) -> None:
     _rerun_readers("query")
 
 
-def _query_clicked(key: str, grid: tuple[int, int], cell: int) -> None:
+def _query_clicked(key: str, grid: tuple[int, int], cell: int, specials: int) -> None:
     click = st.session_state.get(key)
     if click:
-        _set_query(1 + _patch_at(click, grid, cell))
+        _set_query(specials + _patch_at(click, grid, cell))
 
 
 def query_picker(traced: state.Traced, *, key: str) -> int:
-    """Pick the query token by clicking a patch on the image; CLS by default."""
+    """Pick the query token by clicking a patch on the image, or a special token (CLS, …) by its button; CLS by default."""
     grid, patch = traced.trace.grid, traced.config.patch_size
+    specials = traced.trace.special_labels
     query = _kept("query", 0)
-    if query > grid[0] * grid[1]:
+    if query >= len(specials) + grid[0] * grid[1]:
         query = 0
     factor = figures.enlargement(traced.display, 448)  # a 14×14 grid needs cells big enough to click
-    picture = figures.draw_grid(traced.display, patch, factor, highlight=query - 1 if query else None)
-    st.caption("Click a patch to make it the query; the button switches back to CLS.")
-    _clickable(picture, key=key, on_click=lambda: _query_clicked(key, grid, patch * factor))
-    left, right = st.columns([2, 1])
-    left.markdown(f"Query: **{token_label(query, grid)}**")
-    right.button("Use CLS", key=f"{key}_cls", disabled=query == 0, on_click=_set_query, args=(0,))
+    picture = figures.draw_grid(traced.display, patch, factor,
+                                highlight=query - len(specials) if query >= len(specials) else None)
+    if not drawing.live():
+        drawing.image(picture, caption=f"The query: {token_label(query, grid, specials)}", width=picture.shape[1])
+        return query
+    st.caption("Click a patch to make it the query; the button switches back to CLS." if len(specials) == 1 else
+               "Click a patch to make it the query, or pick one of the special tokens with its button.")
+    _clickable(picture, key=key, on_click=lambda: _query_clicked(key, grid, patch * factor, len(specials)))
+    if len(specials) == 1:
+        left, right = st.columns([2, 1])
+        buttons = [(right, "Use CLS")]
+    else:
+        short = [label.replace("register ", "reg. ") if len(specials) > 3 else label for label in specials]
+        left, buttons = st.container(), list(zip(st.columns(len(specials)), short, strict=True))
+    left.markdown(f"Query: **{token_label(query, grid, specials)}**")
+    for index, (column, label) in enumerate(buttons):
+        column.button(label, key=f"{key}_cls" if index == 0 else f"{key}_special_{index}", disabled=query == index,
+                      width="stretch" if len(specials) > 1 else "content", on_click=_set_query, args=(index,))
     return query

@@ -1,37 +1,132 @@
-"""Small Streamlit helpers every step and page draws with: figures, image grids, the patch and query pickers."""
+"""Where a step draws: the page in the browser, or a file (the story download).
+
+Steps draw only through the functions here: `markdown`, `caption`, `info`, `text`, `latex`, `image`,
+`show_figure`, `image_grid` and `columns`, never through `st.*` directly. They write to the
+current canvas: the Streamlit page by default, or, inside `drawing_into(canvas)`, any other
+object with the same methods (`story_file.HtmlCanvas` collects HTML). `columns()` returns one
+canvas per column, and `with column:` draws into it, as with Streamlit's own columns.
+
+Widgets belong to the browser: on another canvas (`live()` is False) the widget helpers in
+`controls` draw the reader's kept choice as a line of text instead, read from `kept()`.
+"""
 
 from __future__ import annotations
+
+import contextlib
+import contextvars
 
 import numpy as np
 import streamlit as st
 
-from vitviz.ui.controls import persistent
-from vitviz.ui.i18n import _
+FIGURE_CONFIG = {"displaylogo": False}  # plotly's toolbar stays, with its "Download plot as a png"
+
+
+class StreamlitCanvas:
+    """Draws into a Streamlit container: `st` itself (whatever container is active) or one column."""
+
+    def __init__(self, target=st) -> None:
+        self.target = target
+
+    def markdown(self, body: str) -> None:
+        self.target.markdown(body)
+
+    def caption(self, body: str) -> None:
+        self.target.caption(body)
+
+    def info(self, body: str) -> None:
+        self.target.info(body)
+
+    def text(self, body: str) -> None:
+        self.target.text(body)
+
+    def latex(self, body: str) -> None:
+        self.target.latex(body)
+
+    def image(self, picture, caption: str | None = None, width: int | str = "stretch") -> None:
+        self.target.image(picture, caption=caption, width=width)
+
+    def figure(self, fig, key: str | None = None) -> None:
+        self.target.plotly_chart(fig, width="stretch", config=FIGURE_CONFIG, key=key)
+
+    def columns(self, spec) -> list[StreamlitCanvas]:
+        return [StreamlitCanvas(column) for column in self.target.columns(spec)]
+
+    def kept(self, store: str, default):
+        """The reader's kept choice `store` (see controls.persistent), set to `default` on first use."""
+        return st.session_state.setdefault(f"keep_{store}", default)
+
+    def __enter__(self) -> StreamlitCanvas:
+        self.target.__enter__()  # a column: Streamlit's own `with column:`
+        return self
+
+    def __exit__(self, *exc_info) -> bool | None:
+        return self.target.__exit__(*exc_info)
+
+
+_BROWSER = StreamlitCanvas()
+_current: contextvars.ContextVar[object | None] = contextvars.ContextVar("vitviz_canvas", default=None)
+
+
+def current():
+    """The canvas steps draw on now: the Streamlit page unless `drawing_into` says otherwise."""
+    return _current.get() or _BROWSER
+
+
+def live() -> bool:
+    """True when drawing to the browser, where widgets can be drawn and clicked."""
+    return _current.get() is None
+
+
+@contextlib.contextmanager
+def drawing_into(canvas):
+    """Make `canvas` current for the block: every step drawn inside writes to it."""
+    token = _current.set(canvas)
+    try:
+        yield canvas
+    finally:
+        _current.reset(token)
 
 
 def to_numpy(tensor) -> np.ndarray:
     return tensor.detach().cpu().numpy()
 
 
+def markdown(body: str) -> None:
+    current().markdown(body)
+
+
+def caption(body: str) -> None:
+    current().caption(body)
+
+
+def info(body: str) -> None:
+    current().info(body)
+
+
+def text(body: str) -> None:
+    """Preformatted text, shown as is (class names from a checkpoint, say)."""
+    current().text(body)
+
+
+def latex(body: str) -> None:
+    """A formula, as st.latex writes it."""
+    current().latex(body)
+
+
+def image(picture, caption: str | None = None, width: int | str = "stretch") -> None:
+    current().image(picture, caption=caption, width=width)
+
+
 def show_figure(fig, key: str | None = None) -> None:
-    st.plotly_chart(fig, width="stretch", config={"displaylogo": False}, key=key)
+    current().figure(fig, key=key)
+
+
+def columns(spec) -> list:
+    return current().columns(spec)
 
 
 def image_grid(items: list[tuple[np.ndarray, str]], per_row: int) -> None:
     """(picture, caption) pairs in rows of `per_row` columns."""
     for start in range(0, len(items), per_row):
-        for column, (picture, caption) in zip(st.columns(per_row), items[start : start + per_row], strict=False):
-            column.image(picture, caption=caption, width="stretch")
-
-
-def patch_slider(patches: int, step_key: str) -> int:
-    """A patch index picked with a slider; the choice is shared by every step that shows one patch."""
-    return persistent(
-        st.slider,
-        f"patch_{step_key}",
-        min(patches - 1, patches // 2 + 3),
-        store="patch",
-        label=_("Patch"),
-        min_value=0,
-        max_value=patches - 1,
-    )
+        for column, (picture, label) in zip(columns(per_row), items[start : start + per_row], strict=False):
+            column.image(picture, caption=label, width="stretch")

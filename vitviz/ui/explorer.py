@@ -9,12 +9,14 @@ import torch
 
 from vitviz import analysis, capture, figures, gradients
 from vitviz.images import denormalise
-from vitviz.ui import controls, navigation, page, paper, state
+from vitviz.ui import attribution, controls, navigation, page, paper, state, token_norms
 from vitviz.ui.drawing import image_grid
+from vitviz.ui.specials import patch_overlay, special_weights
 from vitviz.ui.state import Traced
 from vitviz.ui.text import plain
 
 FUSIONS = ("mean", "max", "min")
+TABS = ("All heads", "Layers × heads", "Attribution", "Occlusion", "Paper Fig. 7", "Faithfulness", "Token norms")  # a link's tab= names one
 OCCLUDED_KEY = "keep_occluded"
 
 
@@ -39,7 +41,8 @@ def show() -> None:
     st.markdown(
         "Click a patch to see where it looks, layer by layer and head by head. The default query is the CLS "
         "token, the one that makes the prediction. Below: every head at once, attention rollout, occlusion, "
-        "and the three analyses of the ViT paper's Figure 7 for this model."
+        "the three analyses of the ViT paper's Figure 7 for this model, a test of which attribution map to "
+        "believe for this image, and the norms of every token."
     )
     controls.image_picker()
     traced = page.load_traced()
@@ -66,16 +69,9 @@ def show() -> None:
     row = head_map(attn, head)[query]
     with right:
         st.image(
-            figures.attention_overlay(
-                traced.display,
-                row[1:].reshape(traced.trace.grid),
-                size=320,
-                opacity=opacity,
-                colorscale=colorscale,
-                outline=query - 1 if query else None,
-            ),
-            caption=f"{head_label(head)}, layer {layer + 1}: attention of {controls.token_label(query, traced.trace.grid)}"
-            f" (CLS gets {row[0]:.3f})",
+            patch_overlay(traced, row, query=query, size=320, opacity=opacity, colorscale=colorscale),
+            caption=f"{head_label(head)}, layer {layer + 1}: attention of {_token(traced, query)}"
+            f" ({special_weights(traced, row)})",
             width="stretch",
         )
     parts = {
@@ -84,26 +80,25 @@ def show() -> None:
         "Attribution": lambda: _attribution(traced, colorscale, opacity),
         "Occlusion": lambda: _occlusion(traced, layer, head, colorscale, opacity),
         "Paper Fig. 7": lambda: paper.fig7(traced),
+        "Faithfulness": lambda: attribution.faithfulness_tab(traced, colorscale, opacity),
+        "Token norms": lambda: token_norms.show(traced, colorscale),
     }
     # Only the open tab is drawn: a hidden tab's figures would cost the server and the browser all the same.
-    for tab, (name, draw) in zip(st.tabs(list(parts), key="explorer_tab", on_change="rerun"), parts.items(), strict=True):
+    for tab, name in zip(controls.kept_tabs(list(TABS), "explorer_tab"), TABS, strict=True):
         if tab.open:
             with tab:
-                page.guarded(name, draw)
+                page.guarded(name, parts[name])
+
+
+def _token(traced: Traced, index: int) -> str:
+    return controls.token_label(index, traced.trace.grid, traced.trace.special_labels)
 
 
 def _all_heads(traced: Traced, layer: int, query: int, colorscale: str, opacity: float) -> None:
     attn = traced.trace.layers[layer].attn.numpy()
     items = [
         (
-            figures.attention_overlay(
-                traced.display,
-                attn[h, query, 1:].reshape(traced.trace.grid),
-                size=200,
-                opacity=opacity,
-                colorscale=colorscale,
-                outline=query - 1 if query else None,
-            ),
+            patch_overlay(traced, attn[h, query], query=query, size=200, opacity=opacity, colorscale=colorscale),
             f"Head {h + 1}",
         )
         for h in range(traced.config.heads)
@@ -114,25 +109,16 @@ def _all_heads(traced: Traced, layer: int, query: int, colorscale: str, opacity:
 def _overview(traced: Traced, query: int, colorscale: str, opacity: float) -> None:
     heads = traced.config.heads
     st.caption(
-        f"Rows are layers, columns heads; each shows the attention of {controls.token_label(query, traced.trace.grid)}."
+        f"Rows are layers, columns heads; each shows the attention of {_token(traced, query)}."
     )
     columns = min(heads, 12)
-    for layer_index, layer in enumerate(traced.trace.layers):
-        attn = layer.attn.numpy()
-        cols = st.columns([1] + [3] * columns)
-        cols[0].markdown(f"**L{layer_index + 1}**")
-        for h in range(columns):
-            cols[h + 1].image(
-                figures.attention_overlay(
-                    traced.display,
-                    attn[h, query, 1:].reshape(traced.trace.grid),
-                    size=96,
-                    opacity=opacity,
-                    colorscale=colorscale,
-                    outline=query - 1 if query else None,
-                ),
-                width="stretch",
-            )
+    tiles = [
+        patch_overlay(traced, layer.attn[h, query].numpy(), query=query, size=96, opacity=opacity, colorscale=colorscale)
+        for layer in traced.trace.layers
+        for h in range(columns)
+    ]
+    st.image(figures.labelled_mosaic(np.stack(tiles), columns, [f"L{i + 1}" for i in range(traced.config.depth)],
+                                     [f"H{h + 1}" for h in range(columns)]), output_format="JPEG")
     if heads > columns:
         st.caption(f"Showing the first {columns} of {heads} heads.")
 
@@ -162,12 +148,10 @@ def _attribution(traced: Traced, colorscale: str, opacity: float) -> None:
         step=0.05,
     )
     attentions = traced.trace.attentions().numpy()
-    rollout = analysis.attention_rollout(attentions, head_fusion=fusion, discard_ratio=discard)[0, 1:]
+    rollout = analysis.attention_rollout(attentions, head_fusion=fusion, discard_ratio=discard)[0]
     left, right = st.columns(2)
     left.image(
-        figures.attention_overlay(
-            traced.display, rollout.reshape(traced.trace.grid), size=320, opacity=opacity, colorscale=colorscale
-        ),
+        patch_overlay(traced, rollout, size=320, opacity=opacity, colorscale=colorscale),
         caption=f"Attention rollout from CLS ({fusion} over heads): how much each patch feeds the CLS token "
         "through all layers",
         width="stretch",
@@ -180,11 +164,9 @@ def _attribution(traced: Traced, colorscale: str, opacity: float) -> None:
         class_column.selectbox, "rollout_class", predicted, label="Class for the gradient", options=labels
     )
     maps, grads = _gradients(traced, labels.index(target))
-    weighted = analysis.gradient_rollout(maps, grads, discard_ratio=discard)[0, 1:]
+    weighted = analysis.gradient_rollout(maps, grads, discard_ratio=discard)[0]
     right.image(
-        figures.attention_overlay(
-            traced.display, weighted.reshape(traced.trace.grid), size=320, opacity=opacity, colorscale=colorscale
-        ),
+        patch_overlay(traced, weighted, size=320, opacity=opacity, colorscale=colorscale),
         caption=f"Gradient-weighted rollout for “{plain(target)}”: attention that raises that class's score",
         width="stretch",
     )
@@ -255,18 +237,17 @@ def _occlusion(traced: Traced, layer: int, head, colorscale: str, opacity: float
             )
         else:
             _occluded_probabilities(traced.labels, traced.trace.probs.numpy(), trace.probs.numpy(), len(hidden))
-    cls_before = head_map(traced.trace.layers[layer].attn.numpy(), head)[0, 1:]
-    cls_after = head_map(trace.layers[layer].attn.numpy(), head)[0, 1:]
+    cls_before = head_map(traced.trace.layers[layer].attn.numpy(), head)[0]
+    cls_after = head_map(trace.layers[layer].attn.numpy(), head)[0]
     before_column, after_column = st.columns(2)
     before_column.image(
-        figures.attention_overlay(
-            traced.display, cls_before.reshape(traced.trace.grid), size=256, opacity=opacity, colorscale=colorscale
-        ),
+        patch_overlay(traced, cls_before, size=256, opacity=opacity, colorscale=colorscale),
         caption=f"CLS attention before, layer {layer + 1}",
         width="stretch",
     )
     after_column.image(
-        figures.attention_overlay(shown, cls_after.reshape(grid), size=256, opacity=opacity, colorscale=colorscale),
+        figures.attention_overlay(shown, analysis.patch_map(cls_after, grid), size=256, opacity=opacity,
+                                  colorscale=colorscale),
         caption=f"CLS attention with the patches hidden, layer {layer + 1}",
         width="stretch",
     )

@@ -20,6 +20,8 @@ log = logging.getLogger("vitviz")
 BUILT_IN = N_("Built-in shapes model")
 PRESETS = N_("Ready-made real models")
 SOURCES = (N_("This session's models"), N_("Local path"), N_("Upload"), N_("Hugging Face Hub"))
+CLASS_HEAD_READS = {"cls": N_("y (the CLS output)"), "cls_distillation_mean": N_("y and y_dist: two heads, logits averaged"),
+                    "cls_patch_mean": N_("[y; the patch tokens' mean]")}
 
 
 def _publish(name: str, loader) -> None:
@@ -79,9 +81,9 @@ def show() -> None:
     navigation.ensure_navigation()
     st.title(_("Model"))
     st.markdown(_("Every page shows the tensors of the model chosen here. Besides the built-in shapes model you can "
-                  "load a Vision Transformer from a Hugging Face folder (config.json with model.safetensors or "
-                  "pytorch_model.bin), a timm checkpoint (name its architecture, e.g. vit_small_patch16_224), a model "
-                  "trained in the Training studio, or a vitviz safetensors file."))
+                  "load a Vision Transformer from a Hugging Face folder (a ViT, DeiT or DINOv2: config.json with "
+                  "model.safetensors or pytorch_model.bin), a timm checkpoint (name its architecture, e.g. "
+                  "vit_small_patch16_224), a model trained in the Training studio, or a vitviz safetensors file."))
     left, right = st.columns([3, 2])
     with left:
         source = st.radio(_("Source"), (PRESETS, BUILT_IN, *SOURCES), format_func=translator(), horizontal=True,
@@ -132,10 +134,14 @@ def describe(model, name: str) -> None:
         _("patch size p"): config.patch_size,
         _("patch grid"): ngettext("{rows} × {columns} = {count} patch", "{rows} × {columns} = {count} patches",
                                   config.num_patches).format(rows=gh, columns=gw, count=config.num_patches),
+        _("special tokens"): ", ".join(config.special_labels) if config.num_special <= 3 else
+        _("CLS and {count} registers").format(count=config.special_tokens.count("register")),
         _("width d"): config.dim,
         _("layers L"): config.depth,
         _("heads h"): f"{config.heads} (d_h = {config.head_dim})",
         _("MLP width"): config.mlp_dim,
+        "LayerScale": _("yes") if config.layer_scale else _("no"),
+        _("class head reads"): _(CLASS_HEAD_READS[config.classifier]) if config.num_labels else _("no class head"),
         _("parameters"): f"{weights.parameter_count(model):,}",
         _("normalisation"): _("mean {mean}, std {std}").format(mean=tuple(round(m, 3) for m in config.mean),
                                                                std=tuple(round(s, 3) for s in config.std)),

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from vitviz.ui import controls, i18n, state, steps
+from vitviz.ui import controls, i18n, links, state, steps
 from vitviz.ui.i18n import _
 
 
@@ -73,7 +73,8 @@ def keep_training_alive() -> None:
 
 def ensure_navigation() -> None:
     """Every page file calls this first, so a fresh server's first deep link behaves like any other visit,
-    so that every rerun of any page tells this session's training run that its tab is open, and to settle the
+    so that every rerun of any page tells this session's training run that its tab is open, so that a
+    session's first page takes its view from the link that opened it (`links.restore`), and to settle the
     session's language and draw its switch at the top of the sidebar (here rather than in app.py: AppTest runs
     a page file without app.py after the first page).
 
@@ -101,3 +102,4 @@ def ensure_navigation() -> None:
         # it stands in a mock runtime, a real server does not.
         if Runtime.exists() and type(Runtime.instance()) is Runtime:
             st.rerun()
+    links.restore()

@@ -9,7 +9,7 @@ import streamlit as st
 
 from vitviz.i18n import N_
 from vitviz.images import ImageError
-from vitviz.ui import controls, navigation, state, steps
+from vitviz.ui import controls, links, navigation, state, steps
 from vitviz.ui.controls import current_view
 from vitviz.ui.i18n import _, say
 
@@ -20,7 +20,8 @@ def sizes(config, grid: tuple[int, int]) -> dict[str, int]:
     """Each shape symbol's value for this model and image."""
     gh, gw = grid
     return {
-        "N": config.num_patches + 1, "n": gh * gw, "p": config.patch_size, "c": config.channels,
+        "N": config.num_special + gh * gw, "n": gh * gw, "s": config.num_special, "p": config.patch_size,
+        "c": config.channels,
         "p'": config.patch_dim, "d": config.dim, "h": config.heads, "d_h": config.head_dim,
         "H": config.image_size[0], "W": config.image_size[1], "L": config.depth, "k": max(1, config.num_labels),
         "mlp": config.mlp_dim,
@@ -31,17 +32,23 @@ _SYMBOL = re.compile(r"n\+1|p'|d_h|mlp|\b[NnpcdhHWLk]\b")
 
 
 def shape_values(shape: str, values: dict[str, int]) -> str:
-    """'(n+1, d)' -> '(65, 96)'."""
+    """'(n+1, d)' -> '(65, 96)'; n+1 stands for every token, N (n+5 with CLS and 4 registers)."""
 
     def value(match: re.Match) -> str:
         symbol = match.group(0)
-        return str(values["n"] + 1) if symbol == "n+1" else str(values.get(symbol, symbol))
+        return str(values["N"]) if symbol == "n+1" else str(values.get(symbol, symbol))
 
     return _SYMBOL.sub(value, shape)
 
 
+def for_model(words: str | None, specials: int) -> str | None:
+    """The guide's n+1 tokens (CLS and n patches) as n+s when the model puts s special tokens in front."""
+    return words if words is None or specials == 1 else words.replace("n+1", f"n+{specials}")
+
+
 def symbols_line(values: dict[str, int]) -> str:
-    order = ["n", "p", "c", "p'", "d", "h", "d_h", "mlp", "L", "k"]
+    order = ["n", "p", "c", "p'", "d", "h", "d_h", "mlp", "L", "k"] if values["s"] == 1 else \
+        ["n", "s", "p", "c", "p'", "d", "h", "d_h", "mlp", "L", "k"]
     return " · ".join(f"{name} = {values[name]}" for name in order)
 
 
@@ -50,6 +57,7 @@ NOTATION = N_("""
 | symbol | meaning |
 |---|---|
 | n, N = n + 1 | patches; tokens (CLS first, at index 0; patch i is token i + 1) |
+| s | special tokens in front of the patches, in models with more than CLS (a distillation token, registers); there N = n + s |
 | p, c, p' = p²c | patch side in pixels; channels; length of a flattened patch |
 | d, h, d_h = d / h | token width; heads; width of one head |
 | mlp, L, k | hidden width of the MLP; number of blocks; number of classes |
@@ -65,15 +73,25 @@ do: token 0 is CLS and patch i, read row by row, is token i + 1.
 """)
 
 
-def header(step: steps.Step, traced: state.Traced | None) -> None:
-    st.title(step.label)
-    st.markdown(step.text_for(traced))
+def header_parts(step: steps.Step, traced: state.Traced | None) -> tuple[str, str | None, str | None]:
+    """A step's words, its shape line and its formula, for the model in use (the page and the story file)."""
+    specials = traced.config.num_special if traced is not None else 1
+    shape = None
     if traced is not None and step.shape:
         values = sizes(traced.config, traced.trace.grid)
-        shape = f"`{step.shape}` = `{shape_values(step.shape, values)}` &nbsp;·&nbsp; {symbols_line(values)}"
-        st.markdown("**" + _("Shape") + "** " + shape)
-    if step.formula:
-        st.latex(step.formula)
+        shape = ("**" + _("Shape") + f"** `{for_model(step.shape, specials)}` = `{shape_values(step.shape, values)}` "
+                 f"&nbsp;·&nbsp; {symbols_line(values)}")
+    return for_model(step.text_for(traced), specials), shape, for_model(step.formula_for(traced), specials)
+
+
+def header(step: steps.Step, traced: state.Traced | None) -> None:
+    text, shape, formula = header_parts(step, traced)
+    st.title(step.label)
+    st.markdown(text)
+    if shape:
+        st.markdown(shape)
+    if formula:
+        st.latex(formula)
         with st.expander(_("Notation")):
             st.markdown(_(NOTATION))
 
@@ -115,9 +133,9 @@ def nav_buttons(step: steps.Step, where: str = "bottom") -> None:
     before, after = steps.neighbours(step.key)
     left, _middle, right = st.columns([1, 2, 1])
     if before and left.button(f"← {before.label}", key=f"prev_{where}", width="stretch"):
-        st.switch_page(before.page)
+        st.switch_page(before.page, query_params=links.query())
     if after and right.button(f"{after.label} →", key=f"next_{where}", width="stretch", type="primary"):
-        st.switch_page(after.page)
+        st.switch_page(after.page, query_params=links.query())
 
 
 def show_step(key: str) -> None:

@@ -10,12 +10,17 @@ import streamlit as st
 
 from vitviz import analysis, background, data, figures
 from vitviz.images import normalise
-from vitviz.ui import state
+from vitviz.ui import drawing, state
+from vitviz.ui.drawing import caption, image, show_figure
 from vitviz.ui.state import Traced
 
-DATASET_IMAGES = 64
+# Fig. 7's mean attention distance over generated images: images are added a batch at a time until every
+# head's average is known to within TOLERANCE of the image's width (95% confidence), at least MIN_IMAGES and at
+# most MAX_IMAGES. A small model runs all 64 in seconds; a ViT-B, whose heads vary little from image to image,
+# stops much earlier with the same answer.
+MIN_IMAGES, MAX_IMAGES = 16, 64
+TOLERANCE = 0.01
 CHUNK = 8  # images per forward pass: keeps (B, L, h, N, N) small even for ViT-B
-
 
 @st.cache_resource(max_entries=8, show_spinner=False)
 def _filter_components(model_key: str, _model) -> tuple[np.ndarray, np.ndarray]:
@@ -27,10 +32,10 @@ def filter_components(traced: Traced) -> None:
     config = traced.config
     components, share = _filter_components(traced.model_key, traced.model)
     tiles = figures.filters_as_images(components, config.patch_size, config.channels)
-    st.image(figures.mosaic(tiles, 7, gap=2, factor=max(1, 40 // config.patch_size)), width=420)
-    st.caption(f"The first {len(components)} principal components of E's {config.dim} filters, each drawn as a "
-               f"{config.patch_size}×{config.patch_size} RGB patch; together they explain {share.sum():.0%} of the "
-               "filters' variance (ViT paper, Fig. 7 left).")
+    image(figures.mosaic(tiles, 7, gap=2, factor=max(1, 40 // config.patch_size)), width=420)
+    caption(f"The first {len(components)} principal components of E's {config.dim} filters, each drawn as a "
+            f"{config.patch_size}×{config.patch_size} RGB patch; together they explain {share.sum():.0%} of the "
+            "filters' variance (ViT paper, Fig. 7 left).")
 
 
 def position_similarity(traced: Traced, vectors: np.ndarray | None = None,
@@ -40,9 +45,9 @@ def position_similarity(traced: Traced, vectors: np.ndarray | None = None,
     vectors = traced.trace.pos_embedding.numpy() if vectors is None else vectors
     similarity = analysis.position_similarity(vectors, grid)
     n = grid[0] * grid[1]
-    st.plotly_chart(figures.similarity_tiles(similarity.reshape(n, n), grid, title=title), width="stretch")
-    st.caption("Tile (r, c) shows how similar the embedding of the patch at row r, column c is to every other "
-               "position (ViT paper, Fig. 7 centre). Nearby positions, rows and columns resemble each other.")
+    show_figure(figures.similarity_tiles(similarity.reshape(n, n), grid, title=title))
+    caption("Tile (r, c) shows how similar the embedding of the patch at row r, column c is to every other "
+            "position (ViT paper, Fig. 7 centre). Nearby positions, rows and columns resemble each other.")
 
 
 @st.cache_resource(max_entries=8, show_spinner=False)
@@ -52,46 +57,63 @@ def _fingerprint(model_key: str, _model) -> str:
 
 
 def _distance_job(traced: Traced) -> background.Job | None:
-    """The mean attention distance over DATASET_IMAGES generated images, computed once per model in the background."""
+    """Every generated image's mean attention distances (images, L, h), computed once per model in the background."""
     model = traced.model
     config = model.config
     if config.image_size[0] != config.image_size[1]:  # the generator draws square images
         return None
     recorder = traced.recorder
+    width = config.image_size[0]
 
     def work(report) -> np.ndarray:
-        images, _ = data.generate(DATASET_IMAGES, state.SCENE_SEED + 2, size=config.image_size[0])
-        total = np.zeros((config.depth, config.heads))
-        for start in range(0, DATASET_IMAGES, CHUNK):
-            maps = recorder.attention_maps(normalise(images[start : start + CHUNK], config)).numpy()
-            total += sum(analysis.mean_attention_distance(m, config.grid, config.patch_size) for m in maps)
-            report(min(start + CHUNK, DATASET_IMAGES), DATASET_IMAGES)
-        return total / DATASET_IMAGES
+        per_image = []
+        for start in range(0, MAX_IMAGES, CHUNK):
+            images, _ = data.generate(CHUNK, state.SCENE_SEED + 2 + start, size=width)
+            maps = recorder.attention_maps(normalise(images, config)).numpy()
+            per_image += [analysis.mean_attention_distance(m, config.grid, config.patch_size) for m in maps]
+            report(len(per_image), MAX_IMAGES)
+            _, halfwidth = analysis.mean_and_halfwidth(np.stack(per_image))
+            if len(per_image) >= MIN_IMAGES and halfwidth.max() <= TOLERANCE * width:
+                break
+        return np.stack(per_image)
 
     fingerprint = _fingerprint(traced.model_key, model)
-    path = background.cache_dir() / "attention-distance" / f"{fingerprint}-{DATASET_IMAGES}.npy"
+    path = background.cache_dir() / "attention-distance" / f"{fingerprint}-up-to-{MAX_IMAGES}.npy"
     return background.start(f"attention-distance:{fingerprint}", work, path)
+
+
+def _distance_panel(traced: Traced, job: background.Job | None) -> None:
+    config = traced.config
+    this_image = analysis.mean_attention_distance(traced.trace.attentions().numpy(), traced.trace.grid,
+                                                  config.patch_size)
+    series = {"this image": this_image}
+    if job is not None and job.result is not None:
+        average, halfwidth = analysis.mean_and_halfwidth(job.result)
+        series[f"{len(job.result)} generated images"] = average
+    show_figure(figures.distance_scatter(series, title="Mean attention distance per head", height=320))
+    caption(f"Each dot is one head: how far, in pixels, its patches look on average (ViT paper, Fig. 7 right). "
+            f"The image is {config.image_size[1]} pixels wide; low dots attend locally, high dots globally.")
+    if job is not None and job.result is not None:
+        caption(f"Averaged over {len(job.result)} generated images, until every head's average was known to "
+                f"within ±{halfwidth.max():.1f} pixels (95% confidence) or {MAX_IMAGES} images were used.")
 
 
 def attention_distance(traced: Traced) -> None:
     """Fig. 7 right: this image's heads, and the same over many images once that is computed (in the background)."""
     job = _distance_job(traced)
+    if not drawing.live():  # a file: what is known now
+        _distance_panel(traced, job)
+        if job is not None and not job.finished:
+            caption("The average over generated images was still being computed when this was made.")
+        return
 
     @st.fragment(run_every=1.0 if job is not None and not job.finished else None)
     def panel() -> None:
-        config = traced.config
-        this_image = analysis.mean_attention_distance(traced.trace.attentions().numpy(), traced.trace.grid,
-                                                      config.patch_size)
-        series = {"this image": this_image}
-        if job is not None and job.result is not None:
-            series[f"{DATASET_IMAGES} generated images"] = job.result
-        st.plotly_chart(figures.distance_scatter(series, title="Mean attention distance per head", height=320),
-                        width="stretch")
-        st.caption(f"Each dot is one head: how far, in pixels, its patches look on average (ViT paper, Fig. 7 right). "
-                   f"The image is {config.image_size[1]} pixels wide; low dots attend locally, high dots globally.")
+        _distance_panel(traced, job)
         if job is not None and not job.finished:
-            st.progress(job.done / job.total, text=f"Averaging over {DATASET_IMAGES} generated images: {job.done} done "
-                        "(once per model, kept for later visits)")
+            st.progress(job.done / job.total, text=f"Averaging over generated images: {job.done} done, up to "
+                        f"{MAX_IMAGES}, stopping once every head's average is known to "
+                        f"±{TOLERANCE * traced.config.image_size[0]:.1f} pixels (once per model, kept for later visits)")
         elif job is not None and job.failed:
             st.caption("The average over many images could not be computed; the server log says why.")
         if job is not None and job.finished and not finished_before:

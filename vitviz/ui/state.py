@@ -101,15 +101,20 @@ def decoded_image(chosen: dict) -> Image.Image:
 PREVIEW_SIDE = 640  # what the browser gets to show the original: a 24-megapixel photo is not sent whole
 
 
-def _make_preview(chosen: dict) -> Image.Image:
-    image = decoded_image(chosen).copy()
+def _make_preview(image: Image.Image) -> Image.Image:
+    image = image.copy()
     image.thumbnail((PREVIEW_SIDE, PREVIEW_SIDE), Image.Resampling.LANCZOS)
     return image
 
 
 def preview(chosen: dict) -> Image.Image:
     """A copy of the chosen image, decoded and no larger than PREVIEW_SIDE, for display."""
-    return image_cache().get(("preview", chosen["key"]), lambda: _make_preview(chosen))
+    return image_cache().get(("preview", chosen["key"]), lambda: _make_preview(decoded_image(chosen)))
+
+
+def preview_of(image_key: str, image: Image.Image) -> Image.Image:
+    """`preview` of an image already decoded (a Traced's), without the session's state."""
+    return image_cache().get(("preview", image_key), lambda: _make_preview(image))
 
 
 TRAINING_KEY = "studio_run"  # session_state: this session's studio.TrainingRun, from the Training studio
@@ -272,6 +277,18 @@ def cached_run(key: tuple, make, message: str | None = None):
 def _trace(image: Image.Image, recorder: capture.Recorder) -> tuple[Prepared, capture.Trace]:
     prepared = prepare(image, recorder.model.config)
     return prepared, recorder.trace(prepared.pixels)
+
+
+def is_sample(chosen: dict) -> bool:
+    """True when the chosen image is one of the samples, unchanged (an upload cannot travel in a link)."""
+    return chosen["name"] in sample_names() and hashlib.sha256(sample_bytes(chosen["name"])).hexdigest() == chosen["key"]
+
+
+def traced_if_ready() -> Traced | None:
+    """`traced()` when this image's trace through this model is cached already (so asking costs nothing)."""
+    if ("trace", current_image()["key"], current_model().key) not in trace_cache():
+        return None
+    return traced()
 
 
 def traced() -> Traced:

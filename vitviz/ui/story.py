@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from vitviz.ui import controls, page, steps
+from vitviz.ui import controls, downloads, page, steps
 from vitviz.ui.state import Traced
 
 
@@ -58,6 +58,7 @@ def show(traced: Traced) -> None:
     uses = frozenset().union(*(step.controls for step in steps.STEPS))
     page.sidebar_controls(uses - {steps.QUERY}, traced)
     st.title("The whole story")
+    downloads.story_button(traced)
     st.caption("The whole guide on one page, a section at a time: open a section to draw its steps. The layer, "
                "head and colour scale in the sidebar, and the query you click, apply to every step below.")
     drawn = []

@@ -11,7 +11,7 @@ from vitviz.i18n import N_
 from vitviz.images import normalise, original_size
 from vitviz.ui import state
 from vitviz.ui.controls import View
-from vitviz.ui.drawing import show_figure, to_numpy
+from vitviz.ui.drawing import caption, columns, image, info, markdown, show_figure, to_numpy
 from vitviz.ui.i18n import _, ngettext
 from vitviz.ui.state import Traced
 from vitviz.ui.steps.step import Section
@@ -58,16 +58,16 @@ def _data_text(traced: Traced) -> str:
 def step_0(traced: Traced, view: View) -> None:
     names = traced.config.labels
     if traced.config.image_size[0] != traced.config.image_size[1] or tuple(names) != data.CLASSES:
-        st.info(_("This model was not trained on the built-in shapes, so there is no dataset preview for it."))
+        info(_("This model was not trained on the built-in shapes, so there is no dataset preview for it."))
         return
     images, labels, predicted = _dataset_preview(traced.model_key, traced.model)
-    st.markdown("**" + _("{count} classes:").format(count=len(names)) + "** " + ", ".join(names))
-    columns = st.columns(8)
+    markdown("**" + _("{count} classes:").format(count=len(names)) + "** " + ", ".join(names))
+    cells = columns(8)
     for i in range(len(labels)):
         mark = "✓" if predicted[i] == labels[i] else _("✗ model says {name}").format(name=names[predicted[i]])
-        columns[i % 8].image(figures.upscale(images[i], 2), caption=f"{names[labels[i]]} {mark}", width="stretch")
+        cells[i % 8].image(figures.upscale(images[i], 2), caption=f"{names[labels[i]]} {mark}", width="stretch")
     right = int((predicted == labels).sum())
-    st.caption(
+    caption(
         _("Captions give the generator's label, and ✓ where the model predicts it ({right} of {count} here).").format(
             right=right, count=len(labels))
     )
@@ -85,9 +85,9 @@ def step_0(traced: Traced, view: View) -> None:
     shape="(1, c, H, W)",
 )
 def step_1(traced: Traced, view: View) -> None:
-    left, right = st.columns(2)
+    left, right = columns(2)
     left.image(
-        state.preview(state.current_image()),
+        state.preview_of(traced.image_key, traced.image),
         caption=_("Your image, {width}×{height} pixels").format(width=original_size(traced.image)[0],
                                                                height=original_size(traced.image)[1]),
         width="stretch",
@@ -101,7 +101,7 @@ def step_1(traced: Traced, view: View) -> None:
     pixels = to_numpy(traced.trace.pixels)
     mean, std = traced.config.mean, traced.config.std
     per_channel = _("{channel}: mean {mean:.3f}, std {std:.3f}")
-    st.markdown(
+    markdown(
         _("Normalisation per channel:") + " "
         + ", ".join(per_channel.format(channel=name, mean=m, std=s) for name, m, s in zip("RGB", mean, std, strict=False))
     )
@@ -119,7 +119,7 @@ def step_1(traced: Traced, view: View) -> None:
     shape="(c, H, W)",
 )
 def step_2(traced: Traced, view: View) -> None:
-    st.image(
+    image(
         figures.upscale(traced.display, figures.enlargement(traced.display, 384)),
         caption=_("The image, with no label attached"),
         width=384,

@@ -9,8 +9,9 @@ import torch
 from vitviz import analysis, figures
 from vitviz.i18n import N_
 from vitviz.ui.controls import View, persistent, query_picker, token_label
-from vitviz.ui.drawing import image_grid, show_figure, to_numpy
+from vitviz.ui.drawing import caption, columns, image, image_grid, latex, markdown, show_figure, to_numpy
 from vitviz.ui.i18n import _
+from vitviz.ui.specials import patch_overlay, special_weights, token_axis, token_heatmap
 from vitviz.ui.state import Traced
 from vitviz.ui.steps.step import HEAD, LAYER, QUERY, Section
 
@@ -21,23 +22,38 @@ def _where(view: View) -> str:
     return _("layer {layer}, head {head}").format(layer=view.layer + 1, head=view.head + 1)
 
 
+def _layer_scale(traced: Traced, view: View, branch: int) -> None:
+    """What LayerScale is, and this layer's factors for one branch (1: attention, 2: the MLP)."""
+    factors = np.abs(to_numpy(getattr(traced.model.blocks[view.layer], f"ls{branch}").gamma))
+    name = "λ₁" if branch == 1 else "λ₂"
+    markdown(_(
+        "This model has **LayerScale** (DINOv2): before a branch's output is added, each of its d channels is "
+        "multiplied by a learned factor, one vector λ₁ for attention and λ₂ for the MLP in every block. Started at "
+        "small values in training, they let a deep model begin close to the identity and open each branch as it "
+        "learns. In layer {layer}, |{name}| ranges from {low:.3g} to {high:.3g} (median {median:.3g})."
+    ).format(layer=view.layer + 1, name=name, low=factors.min(), high=factors.max(), median=np.median(factors)))
+
+
+def _token(traced: Traced, index: int) -> str:
+    return token_label(index, traced.trace.grid, traced.trace.special_labels)
+
+
 def _residual_sum(traced: Traced, view: View, names: tuple[str, str, str], before, update, after, title: str) -> None:
     """A residual step: before + update = after as three heatmaps, then how large each token's update is."""
-    for column, name, tensor in zip(st.columns(3), names, (before, update, after), strict=True):
+    for column, name, tensor in zip(columns(3), names, (before, update, after), strict=True):
         with column:
-            show_figure(figures.heatmap(to_numpy(tensor), title=name, x_title="d", y_title=_("token"), height=300))
+            show_figure(token_heatmap(traced, to_numpy(tensor), title=name, x_title="d", y_title=_("token"), height=300))
     ratio = analysis.update_ratio(to_numpy(before), to_numpy(update))  # (N,)
-    left, right = st.columns(2)
+    left, right = columns(2)
     with left:
         show_figure(
-            figures.lines({_("‖update‖ / ‖input‖"): ratio}, title=title, x_title=_("token (0 = CLS)"),
+            figures.lines({_("‖update‖ / ‖input‖"): ratio}, title=title, x_title=token_axis(traced),
                           y_title=_("ratio"))
         )
+    specials = ", ".join(f"{label}: {value:.3f}" for label, value in zip(traced.trace.special_labels, ratio, strict=False))
     right.image(
-        figures.attention_overlay(
-            traced.display, ratio[1:].reshape(traced.trace.grid), colorscale=view.colorscale, opacity=0.7
-        ),
-        caption=_("The same ratio per patch (CLS: {ratio:.3f})").format(ratio=ratio[0]),
+        patch_overlay(traced, ratio, colorscale=view.colorscale, opacity=0.7),
+        caption=_("The same ratio per patch ({specials})").format(specials=specials),
         width="stretch",
     )
 
@@ -57,10 +73,11 @@ def _residual_sum(traced: Traced, view: View, names: tuple[str, str, str], befor
 def step_10_1(traced: Traced, view: View) -> None:
     layer = traced.trace.layers[view.layer]
     d, dh = traced.config.dim, traced.config.head_dim
-    left, right = st.columns(2)
+    left, right = columns(2)
     with left:
         show_figure(
-            figures.heatmap(
+            token_heatmap(
+                traced,
                 to_numpy(layer.input),
                 title=_("Block input X (layer {layer})").format(layer=view.layer + 1),
                 x_title="d",
@@ -70,31 +87,34 @@ def step_10_1(traced: Traced, view: View) -> None:
         )
     with right:
         show_figure(
-            figures.heatmap(
+            token_heatmap(
+                traced,
                 to_numpy(layer.norm1), title=_("LN(X): each token normalised"), x_title="d", y_title=_("token"),
                 height=300,
             )
         )
     _layer_norm_note(traced, layer)
     qkv = to_numpy(layer.qkv)
-    fig = figures.heatmap(
+    fig = token_heatmap(
+        traced,
         qkv, title=f"LN(X) W_qkv: {qkv.shape[0]}×{qkv.shape[1]} = [Q | K | V]", x_title="3d", y_title=_("token")
     )
     for boundary in (d, 2 * d):
         fig.add_vline(x=boundary - 0.5, line=dict(color="#111", width=2))
     show_figure(fig)
-    st.markdown(_(
+    markdown(_(
         "**What the three are for.** A token's query says what it is looking for, its key what it can be found by, "
         "and its value what it hands over to the tokens that attend to it. All three come from the same normalised "
         "token through different columns of W_qkv, so what makes a token found and what it passes on can differ."
     ))
-    st.markdown(_("**Head {head}'s slices**, columns {first}–{last} of each part:").format(
+    markdown(_("**Head {head}'s slices**, columns {first}–{last} of each part:").format(
         head=view.head + 1, first=view.head * dh, last=(view.head + 1) * dh - 1))
-    cols = st.columns(3)
+    cols = columns(3)
     for col, name in zip(cols, ("q", "k", "v"), strict=True):
         with col:
             show_figure(
-                figures.heatmap(
+                token_heatmap(
+                    traced,
                     to_numpy(getattr(layer, name)[view.head]),
                     title=f"{name.upper()} ({_where(view)})",
                     x_title="d_h",
@@ -106,10 +126,10 @@ def step_10_1(traced: Traced, view: View) -> None:
 
 def _layer_norm_note(traced: Traced, layer) -> None:
     """LayerNorm's formula, once, beside the first figure that shows it, with what it did to this layer's tokens."""
-    st.latex(r"\mathrm{LN}(x) = \gamma \odot \frac{x - \mu}{\sqrt{\sigma^2 + \varepsilon}} + \beta")
+    latex(r"\mathrm{LN}(x) = \gamma \odot \frac{x - \mu}{\sqrt{\sigma^2 + \varepsilon}} + \beta")
     before = np.linalg.norm(to_numpy(layer.input), axis=1)
     after = np.linalg.norm(to_numpy(layer.norm1), axis=1)
-    st.caption(_(
+    caption(_(
         "LayerNorm works on each token alone: μ and σ² are the mean and variance of its own d = {d} "
         "numbers, ε = {eps:g} only keeps the division safe, and γ and β ({d} "
         "learned numbers each) scale and shift every channel afterwards. So every token enters attention at a "
@@ -134,8 +154,10 @@ def _layer_norm_note(traced: Traced, layer) -> None:
 def step_10_2(traced: Traced, view: View) -> None:
     scores = to_numpy(traced.trace.layers[view.layer].scores[view.head])
     show_figure(
-        figures.heatmap(
+        token_heatmap(
+            traced,
             scores,
+            keys=True,
             title=f"Q Kᵀ / √d_h, {_where(view)}: {scores.shape[0]}×{scores.shape[1]}",
             x_title=_("key token"),
             y_title=_("query token"),
@@ -145,10 +167,16 @@ def step_10_2(traced: Traced, view: View) -> None:
         ),
         key="scores",
     )
-    st.caption(_("Hover for values; token 0 is CLS. Scores range from {low:.2f} to {high:.2f}.").format(
-        low=scores.min(), high=scores.max()))
+    labels = traced.trace.special_labels
+    if len(labels) == 1:
+        first = _("token 0 is CLS")
+    else:
+        first = _("the first {count} tokens are {names} and {last}").format(
+            count=len(labels), names=", ".join(labels[:-1]), last=labels[-1])
+    caption(_("Hover for values; {first}. Scores range from {low:.2f} to {high:.2f}.").format(
+        first=first, low=scores.min(), high=scores.max()))
     dh = traced.config.head_dim
-    st.markdown(_(
+    markdown(_(
         "**Why a dot product.** q · k multiplies the two vectors entry by entry and adds the products: it is large "
         "when the query's large entries meet large entries of the same sign in the key, near zero when they have "
         "nothing in common, and negative when they disagree. It equals ‖q‖ ‖k‖ cos θ, so it rewards pointing the "
@@ -171,13 +199,16 @@ def step_10_2(traced: Traced, view: View) -> None:
 def step_10_3(traced: Traced, view: View) -> None:
     layer = traced.trace.layers[view.layer]
     scores, attn = to_numpy(layer.scores[view.head]), to_numpy(layer.attn[view.head])
-    left, right = st.columns(2)
+    left, right = columns(2)
     with left:
-        show_figure(figures.heatmap(scores, title=_("Scores"), x_title=_("key"), y_title=_("query"), height=420))
+        show_figure(token_heatmap(traced, scores, keys=True, title=_("Scores"), x_title=_("key"), y_title=_("query"),
+                                  height=420))
     with right:
         show_figure(
-            figures.heatmap(
+            token_heatmap(
+                traced,
                 attn,
+                keys=True,
                 title=_("softmax(scores), row by row"),
                 x_title=_("key"),
                 y_title=_("query"),
@@ -188,7 +219,7 @@ def step_10_3(traced: Traced, view: View) -> None:
             )
         )
     sums = attn.sum(axis=1)
-    st.markdown(_(
+    markdown(_(
         "Every row sums to one: the sums range from **{low:.6f}** to **{high:.6f}**. "
         "The largest single weight is {largest:.3f}; a uniform row would give {uniform:.4f} each."
     ).format(low=sums.min(), high=sums.max(), largest=attn.max(), uniform=1 / attn.shape[1]))
@@ -207,20 +238,15 @@ def step_10_3(traced: Traced, view: View) -> None:
 )
 def step_10_4(traced: Traced, view: View) -> None:
     layer = traced.trace.layers[view.layer]
-    left, right = st.columns([1, 1])
+    left, right = columns([1, 1])
     with left:
         query = query_picker(traced, key="query_click_10.4")
     row = to_numpy(layer.attn[view.head, query])
     with right:
-        st.image(
-            figures.attention_overlay(
-                traced.display,
-                row[1:].reshape(traced.trace.grid),
-                colorscale=view.colorscale,
-                outline=query - 1 if query else None,
-            ),
-            caption=_("Attention of {token} over the patches ({where}); CLS gets {cls:.3f}").format(
-                token=token_label(query, traced.trace.grid), where=_where(view), cls=row[0]),
+        image(
+            patch_overlay(traced, row, query=query, colorscale=view.colorscale),
+            caption=_("Attention of {token} over the patches ({where}); {specials}").format(
+                token=_token(traced, query), where=_where(view), specials=special_weights(traced, row)),
             width="stretch",
         )
     v = to_numpy(layer.v[view.head])
@@ -228,6 +254,7 @@ def step_10_4(traced: Traced, view: View) -> None:
     show_figure(
         figures.heatmap(
             row[None],
+            special_cols=traced.trace.special_labels,
             title=_("The query's attention row: one weight for each of the {count} tokens' value vectors").format(
                 count=len(row)),
             x_title=_("token"),
@@ -238,16 +265,17 @@ def step_10_4(traced: Traced, view: View) -> None:
         )
     )
     show_figure(
-        figures.heatmap(
+        token_heatmap(
+            traced,
             v, title=_("V for this head: one value vector per token"), x_title="d_h", y_title=_("token"), height=320
         )
     )
     recorded = to_numpy(layer.context[view.head, query])
     show_figure(
         figures.vector_strip(recorded, title=_("Context vector Σ P_ij v_j for {token}").format(
-            token=token_label(query, traced.trace.grid)), x_title=_("index"))
+            token=_token(traced, query)), x_title=_("index"))
     )
-    st.caption(_("Computed here from the row and V, it matches the model's own context to within {gap:.1e}.").format(
+    caption(_("Computed here from the row and V, it matches the model's own context to within {gap:.1e}.").format(
         gap=np.abs(context - recorded).max()))
 
 
@@ -264,9 +292,10 @@ def step_10_4(traced: Traced, view: View) -> None:
 )
 def step_10_5(traced: Traced, view: View) -> None:
     context = to_numpy(traced.trace.layers[view.layer].context[view.head])
-    query = min(view.query, context.shape[0] - 1)
+    query = view.query
     show_figure(
-        figures.heatmap(
+        token_heatmap(
+            traced,
             context,
             title=_("Context P V for every token ({where}): {rows}×{columns}").format(
                 where=_where(view), rows=context.shape[0], columns=context.shape[1]),
@@ -276,8 +305,7 @@ def step_10_5(traced: Traced, view: View) -> None:
             highlight_row=query,
         )
     )
-    st.caption(_("The outlined row is the query chosen on step 10.4: {token}.").format(
-        token=token_label(query, traced.trace.grid)))
+    caption(_("The outlined row is the query chosen on step 10.4: {token}.").format(token=_token(traced, query)))
 
 
 @SECTION.step(
@@ -295,39 +323,34 @@ def step_10_6(traced: Traced, view: View) -> None:
     layer = traced.trace.layers[view.layer]
     query = query_picker(traced, key="query_click_10.6")
     heads = traced.config.heads
-    st.markdown(_("**Every head of layer {layer}**, attention of {token}:").format(
-        layer=view.layer + 1, token=token_label(query, traced.trace.grid)))
+    markdown(_("**Every head of layer {layer}**, attention of {token}:").format(
+        layer=view.layer + 1, token=_token(traced, query)))
     rows = [to_numpy(layer.attn[h, query]) for h in range(heads)]
     shared = persistent(st.toggle, "heads_shared_scale", False, label=_("One colour scale for every head"))
-    head_caption = _("Head {head}: patches {low:.2f}–{high:.2f}, CLS {cls:.2f}")
-    top = max(float(row[1:].max()) for row in rows) if shared else None
+    head_caption = _("Head {head}: patches {low:.2f}–{high:.2f}, {specials}")
+    specials = traced.trace.num_special
+    top = max(float(row[specials:].max()) for row in rows) if shared else None
     image_grid(
         [
             (
-                figures.attention_overlay(
-                    traced.display,
-                    row[1:].reshape(traced.trace.grid),
-                    size=192,
-                    colorscale=view.colorscale,
-                    vmax=top,
-                    outline=query - 1 if query else None,
-                ),
-                head_caption.format(head=h + 1, low=row[1:].min(), high=row[1:].max(), cls=row[0]),
+                patch_overlay(traced, row, query=query, size=192, colorscale=view.colorscale, vmax=top),
+                head_caption.format(head=h + 1, low=row[specials:].min(), high=row[specials:].max(),
+                                    specials=special_weights(traced, row, digits=2)),
             )
             for h, row in enumerate(rows)
         ],
         per_row=min(heads, 4),
     )
     if shared:
-        st.caption(_("Colours run from 0 to {top:.2f}, the largest weight any head gives a patch, in every image.").format(
+        caption(_("Colours run from 0 to {top:.2f}, the largest weight any head gives a patch, in every image.").format(
             top=top))
     else:
-        st.caption(_(
+        caption(_(
             "Each image's colours run from its own lowest to its own highest patch weight (the range under it), so a "
             "head that spreads its weight evenly looks as contrasted as one that picks a single patch; compare the "
             "ranges, or turn on one colour scale for every head."
         ))
-    st.markdown(_why_heads(traced))
+    markdown(_why_heads(traced))
 
 
 def _why_heads(traced: Traced) -> str:
@@ -360,7 +383,8 @@ def step_10_7(traced: Traced, view: View) -> None:
     layer = traced.trace.layers[view.layer]
     concat = to_numpy(layer.concat)
     dh = traced.config.head_dim
-    fig = figures.heatmap(
+    fig = token_heatmap(
+        traced,
         concat, title=_("Heads side by side: {rows}×{columns}").format(rows=concat.shape[0], columns=concat.shape[1]),
         x_title="d", y_title=_("token"),
     )
@@ -368,12 +392,13 @@ def step_10_7(traced: Traced, view: View) -> None:
         fig.add_vline(x=h * dh - 0.5, line=dict(color="#111", width=2))
     show_figure(fig)
     w_o = to_numpy(traced.model.blocks[view.layer].attn.proj.weight).T  # (d_in, d_out): x W_o
-    left, right = st.columns(2)
+    left, right = columns(2)
     with left:
         show_figure(figures.heatmap(w_o, title="W_o (d×d)", x_title=_("out"), y_title=_("in"), height=320))
     with right:
         show_figure(
-            figures.heatmap(
+            token_heatmap(
+                traced,
                 to_numpy(layer.attn_out), title=_("Concatenation × W_o + b_o"), x_title="d", y_title=_("token"),
                 height=320,
             )
@@ -392,25 +417,26 @@ def step_10_7(traced: Traced, view: View) -> None:
 )
 def step_10_8(traced: Traced, view: View) -> None:
     layer = traced.trace.layers[view.layer]
-    left, right = st.columns(2)
+    left, right = columns(2)
     with left:
         show_figure(
-            figures.heatmap(
+            token_heatmap(
+                traced,
                 to_numpy(layer.input), title=_("Input of the attention (before LayerNorm)"), x_title="d",
                 y_title=_("token"),
             )
         )
     with right:
         show_figure(
-            figures.heatmap(to_numpy(layer.attn_out), title=_("Output of the attention"), x_title="d",
-                            y_title=_("token"))
+            token_heatmap(traced, to_numpy(layer.attn_out), title=_("Output of the attention"), x_title="d",
+                          y_title=_("token"))
         )
     inp, out = to_numpy(layer.input), to_numpy(layer.attn_out)
     show_figure(
         figures.lines(
             {_("‖input‖"): np.linalg.norm(inp, axis=1), _("‖attention output‖"): np.linalg.norm(out, axis=1)},
             title=_("Length of each token's vector"),
-            x_title=_("token (0 = CLS)"),
+            x_title=token_axis(traced),
             y_title=_("L2 norm"),
         )
     )
@@ -421,7 +447,7 @@ def step_10_8(traced: Traced, view: View) -> None:
     else:
         verdict = _("In this layer the output rows are less alike than the input rows: mean cosine {output:.2f} "
                     "between two tokens' outputs against {input:.2f} between their inputs.")
-    st.caption(_(
+    caption(_(
         "What to look for: compare rows. Tokens that attended to the same places tend to get similar output rows, and a "
         "column that is strong in every row is something attention adds to every token alike."
     ) + " " + verdict.format(output=alike_out, input=alike_in))
@@ -442,18 +468,21 @@ def _mean_pairwise_cosine(rows: np.ndarray) -> float:
         "The block's input is added back to the attention output. The attention only has to learn a change to"
         " each token, and signals and gradients have a direct path through the network."
     ),
-    formula=r"X' = X + O",
+    formula=lambda traced: r"X' = X + \lambda_1 \odot O" if traced.config.layer_scale else r"X' = X + O",
     shape="(n+1, d)",
     controls=(LAYER,),
 )
 def step_10_9(traced: Traced, view: View) -> None:
     layer = traced.trace.layers[view.layer]
+    scaled = traced.config.layer_scale
+    if scaled:
+        _layer_scale(traced, view, 1)
     _residual_sum(
         traced,
         view,
-        ("X", "+ O", "= X'"),
+        ("X", "+ λ₁ ⊙ O" if scaled else "+ O", "= X'"),
         layer.input,
-        layer.attn_out,
+        layer.attn_update,
         layer.resid,
         _("How much attention changed each token"),
     )
@@ -474,17 +503,18 @@ def step_10_10(traced: Traced, view: View) -> None:
     before, after = to_numpy(layer.input), to_numpy(layer.resid)  # X and X', (N, d)
     turned = analysis.row_cosines(before, after)
     show_figure(
-        figures.heatmap(
+        token_heatmap(
+            traced,
             after, title=f"X' = X + O: {after.shape[0]}×{after.shape[1]}", x_title="d", y_title=_("token"), height=420
         )
     )
-    left, right = st.columns(2)
+    left, right = columns(2)
     with left:
         show_figure(
             figures.lines(
                 {"‖X‖": np.linalg.norm(before, axis=1), "‖X'‖": np.linalg.norm(after, axis=1)},
                 title=_("Length of each token before and after"),
-                x_title=_("token (0 = CLS)"),
+                x_title=token_axis(traced),
                 y_title=_("L2 norm"),
             )
         )
@@ -493,17 +523,17 @@ def step_10_10(traced: Traced, view: View) -> None:
             figures.lines(
                 {"cos(X, X')": turned},
                 title=_("How far attention turned each token (1 = same direction)"),
-                x_title=_("token (0 = CLS)"),
+                x_title=token_axis(traced),
                 y_title=_("cosine"),
             )
         )
     most = int(turned.argmin())
-    st.caption(_(
+    caption(_(
         "What to look for: X' keeps X's pattern, since the residual adds attention's output to it rather than "
         "replacing it, so look for the rows that differ from the block input X (step 10.9 shows both). The cosine "
         "plot finds them: the lower the dot, the more attention turned that token. Here it turned {token} "
         "most (cosine {cosine:.2f}); the median token keeps cosine {median:.2f}."
-    ).format(token=token_label(most, traced.trace.grid), cosine=turned[most], median=np.median(turned)))
+    ).format(token=_token(traced, most), cosine=turned[most], median=np.median(turned)))
 
 
 @SECTION.step(
@@ -521,7 +551,8 @@ def step_10_11(traced: Traced, view: View) -> None:
     layer = traced.trace.layers[view.layer]
     hidden = to_numpy(layer.mlp_hidden)
     show_figure(
-        figures.heatmap(
+        token_heatmap(
+            traced,
             hidden,
             title=f"GELU(LN(X') W_1 + b_1): {hidden.shape[0]}×{hidden.shape[1]}",
             x_title=_("hidden unit"),
@@ -540,14 +571,14 @@ def step_10_11(traced: Traced, view: View) -> None:
     else:
         sizes = _("In this model the MLP (hidden width {width:,}) holds {mlp:,} parameters per block and attention "
                   "{attention:,}, so attention holds more.")
-    st.caption(sizes.format(width=width, mlp=mlp_parameters, attention=attention_parameters) + " " + _(
+    caption(sizes.format(width=width, mlp=mlp_parameters, attention=attention_parameters) + " " + _(
         "The figure shows H; GELU lets small negative values through, so below zero is not the same as off."))
     active = (hidden > 0).mean(axis=1)
     show_figure(
         figures.lines(
             {_("share of hidden units > 0"): active},
             title=_("Share of each token's hidden units above zero (GELU passes small negative values too)"),
-            x_title=_("token (0 = CLS)"),
+            x_title=token_axis(traced),
             y_title=_("share"),
         )
     )
@@ -565,7 +596,7 @@ def _gelu(traced: Traced, view: View) -> None:
         curve, lowest_z, lowest_value = mlp.act(span), float(fine[lowest]), float(mlp.act(fine)[lowest])
         out = mlp.act(z)
     token = token_label(query, traced.trace.grid)
-    left, right = st.columns([3, 2])
+    left, right = columns([3, 2])
     with left:
         show_figure(
             figures.activation_curve(
@@ -580,7 +611,7 @@ def _gelu(traced: Traced, view: View) -> None:
             )
         )
     with right:
-        st.latex(r"\mathrm{GELU}(z) = z\,\Phi(z)")
+        latex(r"\mathrm{GELU}(z) = z\,\Phi(z)")
         gelu = _(
             "**GELU** multiplies z by Φ(z), the chance that a standard normal number is below z. A large positive z "
             "passes almost unchanged, a large negative one becomes almost 0, and in between the curve dips to its "
@@ -592,7 +623,7 @@ def _gelu(traced: Traced, view: View) -> None:
                             "0.5·z·(1 + tanh(√(2/π)·(z + 0.044715·z³))).")
         dots = _("The dots are {token}'s hidden units (the query of steps 10.4 and 10.6): {share:.0%} of them come out "
                  "above zero.").format(token=token, share=float((out > 0).float().mean()))
-        st.markdown(gelu + " " + dots)
+        markdown(gelu + " " + dots)
 
 
 @SECTION.step(
@@ -602,18 +633,21 @@ def _gelu(traced: Traced, view: View) -> None:
         "A second residual adds the MLP's output to its input. The block ends with the same (n+1)×d shape it "
         "started with, ready for the next block."
     ),
-    formula=r"Y = X' + M",
+    formula=lambda traced: r"Y = X' + \lambda_2 \odot M" if traced.config.layer_scale else r"Y = X' + M",
     shape="(n+1, d)",
     controls=(LAYER,),
 )
 def step_10_12(traced: Traced, view: View) -> None:
     layer = traced.trace.layers[view.layer]
+    scaled = traced.config.layer_scale
+    if scaled:
+        _layer_scale(traced, view, 2)
     _residual_sum(
         traced,
         view,
-        ("X'", "+ M", _("= block output")),
+        ("X'", "+ λ₂ ⊙ M" if scaled else "+ M", _("= block output")),
         layer.resid,
-        layer.mlp_out,
+        layer.mlp_update,
         layer.output,
         _("How much the MLP changed each token"),
     )

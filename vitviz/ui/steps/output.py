@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import numpy as np
 import streamlit as st
+import torch
 
 from vitviz import analysis, figures
-from vitviz.ui import paper
+from vitviz.ui import attribution, drawing, paper
 from vitviz.ui.controls import View
-from vitviz.ui.drawing import image_grid, show_figure, to_numpy
+from vitviz.ui.drawing import caption, columns, image_grid, info, markdown, show_figure, text, to_numpy
+from vitviz.ui.specials import patch_overlay
 from vitviz.ui.state import Traced
 from vitviz.ui.steps.step import Section
 from vitviz.ui.text import plain
@@ -29,25 +31,18 @@ SECTION = Section("Output")
 def step_11(traced: Traced, view: View) -> None:
     gh, gw = traced.trace.grid
     depth = len(traced.trace.layers)
-    st.markdown("**What CLS attends to in each layer** (mean over heads):")
+    markdown("**What CLS attends to in each layer** (mean over heads):")
     cls_rows = [to_numpy(layer.attn[:, 0].mean(0)) for layer in traced.trace.layers]
     image_grid(
-        [
-            (
-                figures.attention_overlay(
-                    traced.display, row[1:].reshape(gh, gw), size=160, colorscale=view.colorscale
-                ),
-                f"Layer {i + 1}",
-            )
-            for i, row in enumerate(cls_rows)
-        ],
+        [(patch_overlay(traced, row, size=160, colorscale=view.colorscale), f"Layer {i + 1}")
+         for i, row in enumerate(cls_rows)],
         per_row=min(depth, 6),
     )
     cls = np.stack([to_numpy(layer.output[0]) for layer in traced.trace.layers])
     first = to_numpy(traced.trace.tokens[0])
     all_cls = np.vstack([first[None], cls])
     turns = analysis.cosine_to_next(all_cls)
-    left, right = st.columns(2)
+    left, right = columns(2)
     with left:
         show_figure(
             figures.lines(
@@ -58,7 +53,7 @@ def step_11(traced: Traced, view: View) -> None:
                 y_title="cosine (1 = unchanged)",
             )
         )
-        st.caption(
+        caption(
             "1 means the layer left CLS pointing the same way; the lower the dot, the more the layer turned it. "
             f"Here layer {int(turns.argmin()) + 1} turns it most (cosine {turns.min():.2f})."
         )
@@ -72,18 +67,22 @@ def step_11(traced: Traced, view: View) -> None:
             )
         )
     paper.attention_distance(traced)
-    norm, head = traced.model.norm, traced.model.head
-    if head is None:
-        st.caption("This model has no class head, so there is no prediction to read from each layer's CLS token.")
+    if drawing.live():
+        st.page_link("pages/explorer.py", label="How long each token's vector grows, layer by layer, and the tokens "
+                     "that grow far longer than the rest: the attention explorer's Token norms tab",
+                     icon=":material/bar_chart:")
+    if traced.model.head is None:
+        caption("This model has no class head, so there is no prediction to read from each layer's CLS token.")
         return
-    probs = analysis.logit_lens(
-        cls, to_numpy(norm.weight), to_numpy(norm.bias), norm.eps, to_numpy(head.weight), to_numpy(head.bias)
-    )
+    model = traced.model
+    with torch.no_grad():  # every layer's tokens through the final LayerNorm and the model's own head
+        outputs = torch.stack([layer.output for layer in traced.trace.layers])
+        probs = model.classify(model.norm(outputs)).softmax(-1).numpy()
     labels = traced.labels
     shown = np.argsort(-probs[-1])[:10]  # the final top classes; a 1000-class model stays readable
     fig = figures.heatmap(
         probs[:, shown],
-        title="Prediction read from each layer's CLS (final LayerNorm + head)",
+        title=f"Prediction read from each layer's {_head_reads(traced)} (final LayerNorm + head)",
         x_title="class",
         y_title="layer",
         colorscale=view.colorscale,
@@ -94,20 +93,44 @@ def step_11(traced: Traced, view: View) -> None:
         height=140 + 30 * min(depth, 24),
     )
     show_figure(fig)
-    st.caption(
+    caption(
         f"Each row puts that layer's CLS token through the final LayerNorm and the class head. The head was trained "
         f"only on what layer {depth} hands it, so the earlier rows read vectors it was never fitted to: an early "
         "row that is flat or wrong may mean the reading fails there rather than that the layer knows nothing yet."
     )
 
 
-@SECTION.step(
-    "12",
-    "The CLS output",
-    text=(
+def _head_reads(traced: Traced) -> str:
+    """The final tokens the class head reads, in a few words."""
+    return {"cls": "CLS", "cls_distillation_mean": "CLS and distillation tokens",
+            "cls_patch_mean": "CLS and mean patch token"}[traced.config.classifier]
+
+
+def _by_classifier(words: dict[str, str]):
+    """A step's text or formula for the model in use, which depends on what its class head reads."""
+    return lambda traced: words[traced.config.classifier]
+
+
+_OUTPUT_TEXT = {
+    "cls": (
         "After the last block and a final LayerNorm, only the CLS token's vector is kept. The patch tokens "
         "have done their job by feeding it through attention."
     ),
+    "cls_distillation_mean": (
+        "After the last block and a final LayerNorm, two vectors are kept: the CLS token's and the distillation "
+        "token's, each for a head of its own. The patch tokens have done their job by feeding them through attention."
+    ),
+    "cls_patch_mean": (
+        "After the last block and a final LayerNorm, the CLS token's vector is kept, and beside it the mean of the "
+        "patch tokens' vectors: this model's classifier reads both."
+    ),
+}
+
+
+@SECTION.step(
+    "12",
+    "The CLS output",
+    text=_by_classifier(_OUTPUT_TEXT),
     formula=r"y = \mathrm{LN}(X_L)_0",
     shape="(d,)",
 )
@@ -119,16 +142,45 @@ def step_12(traced: Traced, view: View) -> None:
             to_numpy(traced.trace.cls_output), title=f"After the final LayerNorm: y, 1×{traced.config.dim}"
         )
     )
+    config, final = traced.config, to_numpy(traced.trace.final_tokens)
+    if config.classifier == "cls_distillation_mean":
+        show_figure(figures.vector_strip(final[config.special_tokens.index("distillation")],
+                                         title=f"The distillation token after the final LayerNorm: y_dist, 1×{config.dim}"))
+    if config.classifier == "cls_patch_mean":
+        show_figure(figures.vector_strip(final[config.num_special :].mean(axis=0),
+                                         title=f"The mean of the {config.num_patches} patch tokens after the final "
+                                               f"LayerNorm, 1×{config.dim}"))
+    if "register" in config.special_tokens:
+        caption("The registers' final vectors are not used: they were the model's scratch space, and are dropped.")
+
+
+_PROBABILITIES_TEXT = {
+    "cls": (
+        "A linear layer turns the CLS vector into one score per class (the logits), and a softmax turns the "
+        "scores into probabilities."
+    ),
+    "cls_distillation_mean": (
+        "Two linear layers each turn their token's vector into one score per class: the CLS head and the "
+        "distillation head. The model's logits are the average of the two, and a softmax turns them into probabilities."
+    ),
+    "cls_patch_mean": (
+        "A linear layer turns the CLS vector and the mean patch vector, side by side, into one score per class (the "
+        "logits), and a softmax turns the scores into probabilities."
+    ),
+}
+_PROBABILITIES_FORMULA = {
+    "cls": r"\hat p = \mathrm{softmax}(y\,W_\text{head} + b_\text{head})",
+    "cls_distillation_mean": r"\hat p = \mathrm{softmax}\big(\tfrac12\,[(y\,W_\text{cls} + b_\text{cls})"
+                             r" + (y_\text{dist}\,W_\text{dist} + b_\text{dist})]\big)",
+    "cls_patch_mean": r"\hat p = \mathrm{softmax}([\,y;\ \bar y_\text{patches}\,]\,W_\text{head} + b_\text{head})",
+}
 
 
 @SECTION.step(
     "13",
     "Class probabilities",
-    text=(
-        "A linear layer turns the CLS vector into one score per class (the logits), and a softmax turns the "
-        "scores into probabilities."
-    ),
-    formula=r"\hat p = \mathrm{softmax}(y\,W_\text{head} + b_\text{head})",
+    text=_by_classifier(_PROBABILITIES_TEXT),
+    formula=_by_classifier(_PROBABILITIES_FORMULA),
     shape="(k,)",
 )
 def step_13(traced: Traced, view: View) -> None:
@@ -139,12 +191,14 @@ def step_13(traced: Traced, view: View) -> None:
     labels = traced.labels
     order = np.argsort(-probs)
     top = order[0]
-    st.markdown(f"Prediction: **{plain(labels[top])}** with probability **{probs[top]:.1%}**.")
+    markdown(f"Prediction: **{plain(labels[top])}** with probability **{probs[top]:.1%}**.")
+    if traced.config.classifier == "cls_distillation_mean":
+        _two_heads(traced)
     if len(labels) > 5:  # plain text: class names come from the checkpoint
-        st.text("Top 5:\n" + "\n".join(f"{probs[i]:7.2%}  {labels[i]}" for i in order[:5]))
+        text("Top 5:\n" + "\n".join(f"{probs[i]:7.2%}  {labels[i]}" for i in order[:5]))
     shown = order[: min(10, len(labels))]
     rest = len(labels) - len(shown)
-    left, right = st.columns(2)
+    left, right = columns(2)
     with left:
         show_figure(
             figures.bars(logits[shown], [labels[i] for i in shown], title="Logits (top classes)", value_format=".2f")
@@ -156,11 +210,26 @@ def step_13(traced: Traced, view: View) -> None:
         show_figure(
             figures.bars(values, names, title="Probabilities (softmax of the logits)", value_format=".1%", highlight=0)
         )
+    attribution.which_patches(traced, view.colorscale)
+
+
+def _two_heads(traced: Traced) -> None:
+    """What DeiT's CLS head and distillation head each say alone, before their logits are averaged."""
+    model, final, labels = traced.model, traced.trace.final_tokens, traced.labels
+    with torch.no_grad():
+        alone = {"CLS head": model.head(final[0]),
+                 "distillation head": model.dist_head(final[traced.config.special_tokens.index("distillation")])}
+    said = []
+    for name, logits in alone.items():
+        probs = logits.softmax(-1)
+        best = int(probs.argmax())
+        said.append(f"the {name} alone says **{plain(labels[best])}** ({float(probs[best]):.1%})")
+    markdown("Before averaging, " + ", and ".join(said) + ".")
 
 
 def no_class_head(traced: Traced, *, key: str) -> None:
     """What a model without a class head (DINO, a plain ViTModel) offers instead of probabilities: y."""
-    st.info(
+    info(
         "This model learned without labels (self-supervised), so it has no class head: there are no logits, "
         "probabilities or loss for this image. What it does have is the CLS output y below, a description of "
         "the whole image that other tasks build on."

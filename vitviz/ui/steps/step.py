@@ -17,13 +17,17 @@ class Step:
     section: str  # the section's title, in English
     text: str | Callable  # a few sentences (English, marked with N_), or text(traced) -> str where they depend on the model
     draw: Callable  # draw(traced: state.Traced, view: controls.View) -> None, with Streamlit
-    formula: str | None = None  # LaTeX, shown with st.latex
+    formula: str | Callable | None = None  # LaTeX, shown with st.latex; or formula(traced) -> str
     shape: str = ""  # the step's tensor shape in symbols; the page fills in the values
     controls: frozenset[str] = field(default_factory=frozenset)  # of LAYER, HEAD, QUERY
 
     def text_for(self, traced) -> str:
         """The step's words for the model in use, in the session's language."""
         return self.text(traced) if callable(self.text) else _(self.text)
+
+    def formula_for(self, traced) -> str | None:
+        """The step's formula for the model in use (a DeiT's head, say, is not a ViT's)."""
+        return self.formula(traced) if callable(self.formula) else self.formula
 
     @property
     def label(self) -> str:
@@ -53,7 +57,7 @@ class Section:
         title: str,
         *,
         text: str,
-        formula: str | None = None,
+        formula: str | Callable | None = None,
         shape: str = "",
         controls: tuple[str, ...] = (),
     ) -> Callable[[Callable], Callable]:

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import streamlit as st
-
 from vitviz import analysis, figures
 from vitviz.model import sincos_2d
 from vitviz.ui import paper
-from vitviz.ui.controls import View
-from vitviz.ui.drawing import patch_slider, show_figure, to_numpy
+from vitviz.ui.controls import View, patch_slider
+from vitviz.ui.drawing import caption, columns, image, markdown, show_figure, to_numpy
+from vitviz.ui.i18n import _
+from vitviz.ui.specials import PURPOSES, special_list, token_heatmap
 from vitviz.ui.state import Traced
 from vitviz.ui.steps.step import Section
 
@@ -30,7 +30,7 @@ CLS_INIT_STD = 0.02  # how vitviz.model.ViT.reset_parameters starts the CLS toke
 def step_3(traced: Traced, view: View) -> None:
     p = traced.config.patch_size
     gh, gw = traced.trace.grid
-    left, right = st.columns(2)
+    left, right = columns(2)
     factor = figures.enlargement(traced.display, 320)
     left.image(
         figures.draw_grid(traced.display, p, factor), caption=f"A {gh}×{gw} grid of {p}×{p} patches", width="stretch"
@@ -41,7 +41,7 @@ def step_3(traced: Traced, view: View) -> None:
         caption="The patches pulled apart",
         width="stretch",
     )
-    st.markdown(_why_patches(traced))
+    markdown(_why_patches(traced))
 
 
 def _why_patches(traced: Traced) -> str:
@@ -75,7 +75,7 @@ def step_4(traced: Traced, view: View) -> None:
     n = traced.config.num_patches
     p, ch = traced.config.patch_size, traced.config.channels
     index = patch_slider(n, "4")
-    left, right = st.columns([1, 2])
+    left, right = columns([1, 2])
     factor = figures.enlargement(traced.display, 256)
     left.image(figures.draw_grid(traced.display, p, factor, highlight=index), caption=f"Patch {index}", width="stretch")
     left.image(
@@ -102,7 +102,7 @@ def step_4(traced: Traced, view: View) -> None:
             )
         )
         gw = traced.trace.grid[1]
-        st.caption(
+        caption(
             f"What to look for: each row is one patch, in reading order ({gw} rows make one row of the grid). A patch "
             f"of one flat colour repeats the same {ch} values along its whole row; a patch crossing an edge changes "
             "partway along. Bands of similar rows are runs of similar patches."
@@ -134,13 +134,13 @@ def step_5(traced: Traced, view: View) -> None:
         )
     )
     show_figure(figures.vector_strip(embedding, title=f"x E + b: the patch's embedding, 1×{d}", colorscale="RdBu_r"))
-    st.markdown(f"**E's {d} filters, each drawn as a {p}×{p} RGB patch** (stretched to full contrast):")
+    markdown(f"**E's {d} filters, each drawn as a {p}×{p} RGB patch** (stretched to full contrast):")
     if ch == 3:
-        st.image(
+        image(
             figures.mosaic(figures.filters_as_images(weight, p, ch), min(d, 24), gap=2, factor=max(1, 32 // p)),
             width="stretch",
         )
-    st.markdown("**Their principal components**, the view of the ViT paper's Fig. 7:")
+    markdown("**Their principal components**, the view of the ViT paper's Fig. 7:")
     paper.filter_components(traced)
 
 
@@ -168,18 +168,27 @@ def step_6(traced: Traced, view: View) -> None:
     )
     colours = figures.pca_colours(emb).reshape(gh, gw, 3)
     factor = figures.enlargement(traced.display, 256)
-    left, right = st.columns(2)
+    left, right = columns(2)
     left.image(figures.upscale(traced.display, factor), caption="The image", width="stretch")
     right.image(
         figures.upscale(figures.to_uint8(colours), max(1, 256 // max(gh, gw))),
         caption="First three principal components of the embeddings as R, G, B",
         width="stretch",
     )
-    st.caption(
+    caption(
         "What to look for: patches drawn in similar colours have similar embeddings. Where the object, its edges "
         "and the background come out in different colours, E alone already tells them apart, before any attention. "
         "The colours only compare patches of this image: each component is stretched to its own range."
     )
+
+
+def _special_formula(traced: Traced) -> str:
+    """Z₀ with this model's special tokens: [x_cls; Z], [x_cls; x_dist; Z] or [x_cls; r_1; …; r_4; Z]."""
+    kinds = traced.config.special_tokens
+    registers = kinds.count("register")
+    parts = [r"x_\text{cls}"] + [r"x_\text{dist}"] * ("distillation" in kinds)
+    parts += [r"r_1"] if registers == 1 else [r"r_1", r"\dots", rf"r_{{{registers}}}"] if registers else []
+    return r"Z_0 = [\," + r";\ ".join([*parts, "Z"]) + r"\,]"
 
 
 @SECTION.step(
@@ -189,24 +198,31 @@ def step_6(traced: Traced, view: View) -> None:
         "One extra learned vector, the classification token, is put in front of the patch embeddings. It is "
         "the same vector for every image; its job is to gather what the model needs to decide the class."
     ),
-    formula=r"Z_0 = [\,x_\text{cls};\ Z\,]",
+    formula=_special_formula,
     shape="(n+1, d)",
 )
 def step_7(traced: Traced, view: View) -> None:
-    show_figure(
-        figures.vector_strip(to_numpy(traced.trace.cls_token), title=f"The learned CLS token, 1×{traced.config.dim}")
-    )
+    d, specials = traced.config.dim, traced.trace.special_labels
     with_cls = to_numpy(traced.trace.with_cls)
+    if len(specials) == 1:
+        show_figure(figures.vector_strip(to_numpy(traced.trace.cls_token), title=f"The learned CLS token, 1×{d}"))
+    else:
+        markdown(f"This model puts **{len(specials)} special tokens** in front of the patches, not one "
+                    f"({special_list(traced)}). Each is a learned vector, the same for every image:")
+        markdown("\n".join("- " + _(PURPOSES[kind]) for kind in dict.fromkeys(traced.config.special_tokens)))
+        show_figure(token_heatmap(traced, with_cls[: len(specials)], title=f"The learned special tokens, {len(specials)}×{d}",
+                                  x_title="d", y_title="token", height=100 + 28 * len(specials)))
     show_figure(
-        figures.heatmap(
+        token_heatmap(
+            traced,
             with_cls,
-            title=f"[CLS; patch embeddings]: {with_cls.shape[0]}×{with_cls.shape[1]}, row 0 is CLS",
+            title=f"[{special_list(traced)}; patch embeddings]: {with_cls.shape[0]}×{with_cls.shape[1]}",
             x_title="d",
             y_title="token",
             highlight_row=0,
         )
     )
-    st.markdown(_why_cls(traced))
+    markdown(_why_cls(traced))
 
 
 def _why_cls(traced: Traced) -> str:
@@ -260,27 +276,32 @@ def step_8(traced: Traced, view: View) -> None:
     pos = to_numpy(traced.trace.pos_embedding)
     # How vitviz initialises them; None for a checkpoint, whose start vitviz does not know.
     start = sincos_2d(traced.config.grid, traced.config.dim).numpy() if _trained_by_vitviz(traced) else None
+    s = traced.trace.num_special
     if start is not None:
-        kept = analysis.row_cosines(pos[1:], start)
-        st.markdown(
+        kept = analysis.row_cosines(pos[s:], start)
+        markdown(
             f"After training, each position's vector is still at cosine **{kept.mean():.2f}** (lowest "
             f"{kept.min():.2f}) with its sine-cosine start: training changed them only a little. The similarity "
             "tiles below show mostly the start's pattern; the second set shows what training added."
         )
+    if "register" in traced.config.special_tokens:
+        markdown("The registers get no position: DINOv2 adds position embeddings before it inserts them, so "
+                    "their rows below are zero.")
     show_figure(
-        figures.heatmap(
-            pos, title=f"Position embeddings: {pos.shape[0]}×{pos.shape[1]}", x_title="d", y_title="position"
+        token_heatmap(
+            traced, pos, title=f"Position embeddings: {pos.shape[0]}×{pos.shape[1]}", x_title="d", y_title="position"
         )
     )
     paper.position_similarity(traced)
     if start is not None:
-        paper.position_similarity(traced, pos[1:] - start, "Cosine similarity of what training added (learned − start)")
-    left, right = st.columns(2)
+        paper.position_similarity(traced, pos[s:] - start, "Cosine similarity of what training added (learned − start)")
+    left, right = columns(2)
     with left:
         show_figure(
-            figures.heatmap(
+            token_heatmap(
+                traced,
                 to_numpy(traced.trace.with_cls),
-                title="Before: [CLS; embeddings]",
+                title=f"Before: [{special_list(traced)}; embeddings]",
                 x_title="d",
                 y_title="token",
                 height=300,
@@ -288,7 +309,8 @@ def step_8(traced: Traced, view: View) -> None:
         )
     with right:
         show_figure(
-            figures.heatmap(
+            token_heatmap(
+                traced,
                 to_numpy(traced.trace.tokens),
                 title="After: + position embeddings",
                 x_title="d",
@@ -312,7 +334,8 @@ def step_8(traced: Traced, view: View) -> None:
 def step_9(traced: Traced, view: View) -> None:
     tokens = to_numpy(traced.trace.tokens)
     show_figure(
-        figures.heatmap(
+        token_heatmap(
+            traced,
             tokens,
             title=f"Transformer input: {tokens.shape[0]}×{tokens.shape[1]}",
             x_title="d",

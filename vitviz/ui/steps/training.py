@@ -11,7 +11,7 @@ import streamlit as st
 from vitviz import figures, gradients
 from vitviz.i18n import N_
 from vitviz.ui.controls import View, persistent
-from vitviz.ui.drawing import show_figure
+from vitviz.ui.drawing import caption, columns, markdown, show_figure
 from vitviz.ui.i18n import _
 from vitviz.ui.state import Traced
 from vitviz.ui.steps.output import no_class_head
@@ -96,7 +96,7 @@ def step_14(traced: Traced, view: View) -> None:
         return
     labels = traced.labels
     predicted = int(traced.trace.probs.argmax())
-    left, right = st.columns(2)
+    left, right = columns(2)
     with left:
         label = persistent(
             st.selectbox, "true_label", labels[predicted], label=_("The true label, as you see it"), options=labels
@@ -112,13 +112,13 @@ def step_14(traced: Traced, view: View) -> None:
         )
     index = labels.index(label)
     result = _gradient(traced.image_key, traced.model_key, index, float(lr), traced.model, traced.trace.pixels)
-    st.markdown(
+    markdown(
         _("Cross-entropy against **{label}**: **{loss:.4f}** (the model gives it {probability:.1%}).").format(
             label=plain(label), loss=result.loss, probability=result.probs_before[index])
     )
-    st.caption(_loss_scale(len(labels), result.loss))
+    caption(_loss_scale(len(labels), result.loss))
     per_patch = gradients.per_patch_norm(result.pixel_grad, traced.config.patch_size)
-    left, right = st.columns(2)
+    left, right = columns(2)
     left.image(
         figures.attention_overlay(traced.display, per_patch, colorscale=view.colorscale, opacity=0.7),
         caption=_("Size of ∂L/∂pixels: the L2 norm over each patch"),
@@ -141,19 +141,19 @@ def step_14(traced: Traced, view: View) -> None:
                 value_name=_("gradient norm"),
             )
         )
-    st.markdown(
+    markdown(
         _("**One gradient step.** On a copy of the model, every weight moves against its gradient, "
           "w ← w − {lr:g} · ∂L/∂w, and the same image goes through again: the probability of **{label}** goes from "
           "{before:.1%} to **{after:.1%}**, and the loss from {loss:.4f} to {loss_after:.4f}. The model the pages "
           "show is not changed.").format(lr=lr, label=plain(label), before=result.probs_before[index],
                                          after=result.probs_after[index], loss=result.loss, loss_after=result.loss_after)
     )
-    st.caption(_real_training(traced))
+    caption(_real_training(traced))
     order = np.argsort(-result.probs_before)[: min(10, len(labels))]
     names = [labels[i] for i in order]
     mark = names.index(label) if label in names else None
     top = float(max(result.probs_before.max(), result.probs_after.max())) * 1.05  # one scale for both
-    left, right = st.columns(2)
+    left, right = columns(2)
     for column, probs, title in (
         (left, result.probs_before, _("Probabilities before the step")),
         (right, result.probs_after, _("Probabilities after one step")),

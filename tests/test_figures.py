@@ -1,0 +1,39 @@
+"""Figures stay light: what the browser gets is bounded whatever the model's size, and still true to the data."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import plotly.io
+
+from vitviz import figures
+
+
+def test_a_large_heatmap_is_block_averaged_and_sent_as_float32():
+    matrix = np.random.default_rng(0).normal(size=(197, 3072))
+    fig = figures.heatmap(matrix)
+    z = fig.data[0].z
+    assert z.dtype == np.float32 and z.shape == (99, 154)
+    np.testing.assert_allclose(z[0, 0], matrix[:2, :20].mean(), rtol=1e-5)
+    assert len(plotly.io.to_json(fig)) < 120_000  # about 61,000 values, not 605,000
+    assert "mean of 2×20 blocks" in fig.data[0].hovertemplate
+
+
+def test_channel_histograms_send_counts_not_pixels():
+    pixels = np.random.default_rng(1).normal(size=(3, 224, 224))
+    fig = figures.channel_histograms(pixels)
+    assert [len(trace.y) for trace in fig.data] == [50, 50, 50]
+    assert [int(np.sum(trace.y)) for trace in fig.data] == [224 * 224] * 3  # every pixel counted once
+    assert len(json.dumps(fig.to_plotly_json(), default=str)) < 30_000
+
+
+def test_labelled_mosaic_places_every_tile_below_its_column_label_and_right_of_its_row_label():
+    tiles = np.zeros((6, 10, 10, 3), np.uint8)
+    tiles[4] = 200  # row 1, column 1 of a 2×3 grid
+    picture = figures.labelled_mosaic(tiles, 3, ["L1", "L2"], ["H1", "H2", "H3"], gap=2, margin=20)
+    assert picture.shape == (2 * 12 - 2 + 10, 3 * 12 - 2 + 20, 3)
+    top, left = 10 + 12, 20 + 12
+    assert (picture[top : top + 10, left : left + 10] == 200).all()
+    assert (picture[:10, :12] == 255).all()  # the corner above the row labels stays blank
+    assert (picture[10:, :20] < 255).any() and (picture[:10, 20:] < 255).any()  # the labels are drawn

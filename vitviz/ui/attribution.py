@@ -1,0 +1,174 @@
+"""Which map to believe: the attention explorer's Faithfulness tab, and step 13's short answer.
+
+Scoring runs the model a few hundred times, so it is kept in the trace cache per (image, model, class),
+and a page states how long it will take, from a forward of this model timed here, before it starts one that
+is not quick.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import streamlit as st
+
+from vitviz import faithfulness, figures
+from vitviz.faithfulness import Faithfulness, title
+from vitviz.ui import state
+from vitviz.ui.controls import persistent
+from vitviz.ui.drawing import image_grid, show_figure
+from vitviz.ui.state import Traced
+from vitviz.ui.text import plain
+
+QUICK_SECONDS = 2.0  # the explorer scores without asking when the estimate is at most this
+LOW_PROBABILITY = 0.05  # below this, a class has too little probability for its curves to mean much
+
+
+# Timed again after a minute, so the estimate follows how busy the server is now.
+@st.cache_resource(max_entries=16, ttl=60, show_spinner=False)
+def _forward_seconds(model_key: str, _model, _pixels) -> float:
+    return faithfulness.forward_seconds(_model, _pixels)
+
+
+def estimate(traced: Traced) -> tuple[float, int, float]:
+    """(seconds the score should take at most, forward passes it may need, seconds of one forward here)."""
+    one = _forward_seconds(traced.model_key, traced.model, traced.trace.pixels)
+    return faithfulness.longest_seconds(one, traced.config), faithfulness.most_forwards(traced.config), one
+
+
+def duration(seconds: float) -> str:
+    if seconds < 90:
+        return f"{seconds:.1f} s" if seconds < 10 else f"{seconds:.0f} s"
+    return f"{seconds / 60:.0f} min"
+
+
+def _key(traced: Traced, target: int) -> tuple:
+    return ("faithfulness", traced.image_key, traced.model_key, target)
+
+
+def _make(traced: Traced, target: int, progress=None):
+    return lambda: faithfulness.score(traced.recorder, traced.trace.pixels, target, progress)
+
+
+def cached(traced: Traced, target: int) -> Faithfulness | None:
+    """The score kept for this image, model and class, or None."""
+    cache = state.trace_cache()
+    return cache.get(_key(traced, target), _make(traced, target)) if _key(traced, target) in cache else None
+
+
+def run(traced: Traced, target: int) -> Faithfulness:
+    """Score now, with a progress bar over the curves' forward passes."""
+    bar = st.progress(0.0, text="Computing the six maps…")
+    started = time.perf_counter()
+
+    def progress(done: int, total: int) -> None:
+        left = (time.perf_counter() - started) * (total - done) / done
+        bar.progress(done / total, text=f"Deletion and insertion curves: {done} of {total} images, "
+                                        f"about {duration(left)} left")
+
+    result = state.trace_cache().get(_key(traced, target), _make(traced, target, progress))
+    bar.empty()
+    return result
+
+
+def _overlay(traced: Traced, values: np.ndarray, colorscale: str, opacity: float, size: int) -> np.ndarray:
+    return figures.attention_overlay(traced.display, values, size=size, opacity=opacity, colorscale=colorscale)
+
+
+def faithfulness_tab(traced: Traced, colorscale: str, opacity: float) -> None:
+    if traced.trace.logits is None:
+        st.info("Faithfulness follows one class's probability as patches are removed, and this model has no class "
+                "head, so there is nothing to score.")
+        return
+    st.markdown(
+        "Six ways to say which patches matter for a class. Each is tested on this image: delete the patches it "
+        "ranks first (they take the image's mean colour) and the class's probability should fall fast; start from "
+        "a blurred copy and put them back first, and it should rise fast. A map is only as good as the areas under "
+        "these curves, compared with random orders of the patches."
+    )
+    labels = traced.labels
+    predicted = labels[int(traced.trace.probs.argmax())]
+    target = labels.index(
+        persistent(st.selectbox, "faithfulness_class", predicted, label="Class to explain", options=labels)
+    )
+    result = cached(traced, target)
+    if result is None:
+        seconds, forwards, one = estimate(traced)
+        if seconds > QUICK_SECONDS:
+            slot = st.empty()  # the offer makes way for the result
+            offer = slot.container()
+            offer.markdown(
+                f"Scoring takes one backward pass and up to {forwards} forward passes in batches of "
+                f"{faithfulness.BATCH}: up to about **{duration(seconds)}** for this model (one forward of one "
+                f"image took {one * 1000:.0f} ms here just now)."
+            )
+            if not offer.button("Score the six maps", key="faithfulness_run"):
+                return
+            slot.empty()
+        result = run(traced, target)
+    _draw(traced, result, labels[target], colorscale, opacity)
+
+
+def _draw(traced: Traced, result: Faithfulness, label: str, colorscale: str, opacity: float) -> None:
+    st.markdown(f"**For “{plain(label)}”:** {result.verdict()}")
+    probability = float(result.deletion[0, 0])  # the first deletion step is the image itself
+    if probability < LOW_PROBABILITY:
+        st.caption(f"The model gives “{plain(label)}” {probability:.1%} on this image, so deleting patches has "
+                   "little to lower and the curves say little about the maps.")
+    deletion, insertion = result.deletion_auc, result.insertion_auc
+    image_grid(
+        [
+            (
+                _overlay(traced, result.maps[i], colorscale, opacity, 220),
+                f"{'★ ' if i == result.best else ''}{title(name)}: deletion {deletion[i]:.2f}, insertion "
+                f"{insertion[i]:.2f} ({result.standing(i)})",
+            )
+            for i, name in enumerate(result.methods)
+        ],
+        per_row=3,
+    )
+    best = result.methods[result.best]
+    left, right = st.columns(2)
+    for column, curves, random, what in (
+        (left, result.deletion, result.random_deletion, "Deletion: most relevant patches removed first"),
+        (right, result.insertion, result.random_insertion, "Insertion: most relevant patches put back first"),
+    ):
+        with column:
+            show_figure(figures.perturbation_curves(
+                result.fractions, {title(name): curve for name, curve in zip(result.methods, curves, strict=True)},
+                random.mean(axis=0), title=what, x_title="share of the patches", highlight=title(best),
+                y_title=f"p({label})",
+            ))
+    st.caption(
+        f"Areas under the curves: lower is better for deletion, higher for insertion. Random: the mean of "
+        f"{faithfulness.RANDOM_ORDERS} random orders ({result.random_deletion_auc:.2f} and "
+        f"{result.random_insertion_auc:.2f}); a map beats it when its area is better by more than "
+        f"{faithfulness.MARGIN}. ★ marks the largest insertion minus deletion. The blur has σ = one patch "
+        f"({traced.config.patch_size} pixels); both rollouts average the heads and discard nothing; Grad-CAM reads "
+        f"the last block's LN₁ output. {result.forwards} forward passes took {duration(result.seconds)}."
+    )
+
+
+def which_patches(traced: Traced, colorscale: str) -> None:
+    """Step 13's short version: the predicted class and the most faithful map for it, computed on request."""
+    st.markdown("**Which patches made this prediction?**")
+    target = int(traced.trace.probs.argmax())
+    result = cached(traced, target)
+    if result is None:
+        seconds, forwards, _ = estimate(traced)
+        slot = st.empty()  # the offer makes way for the answer
+        offer = slot.container()
+        offer.caption(
+            "Six attribution maps, each tested by deleting and restoring the patches it ranks first; the one that "
+            f"moves the probability most is shown. It runs the model up to {forwards} times."
+        )
+        if not offer.button(f"Find out (up to about {duration(seconds)})", key="which_patches_run"):
+            return
+        slot.empty()
+        result = run(traced, target)
+    best = result.best
+    left, right = st.columns([1, 2])
+    left.image(_overlay(traced, result.maps[best], colorscale, 0.6, 256), caption=title(result.methods[best]),
+               width="stretch")
+    right.markdown(result.verdict())
+    right.caption("The Attention explorer's Faithfulness tab shows all six maps and their curves, for any class.")
