@@ -74,6 +74,14 @@ def test_defaults_stay_out_of_the_url():
     assert written_query(at) == {"head": "2", "lang": "en"}
 
 
+def test_a_link_keeps_its_language_and_the_url_keeps_it_on_every_run():
+    at = linked_app({"lang": "tr", "head": "2"})
+    assert not problems(at) and not at.toast, (problems(at), toasts(at))
+    assert at.session_state["vitviz_language"] == "tr" and written_query(at) == {"head": "2", "lang": "tr"}
+    at.run()  # the next run leaves it as it is
+    assert at.query_params.get("lang") in ("tr", ["tr"]) and at.session_state["vitviz_language"] == "tr"
+
+
 def test_every_page_renders_a_hostile_link_at_its_defaults():
     at = linked_app(ALL_AT_ONCE)
     assert not problems(at), problems(at)
