@@ -255,11 +255,10 @@ TURKISH_SCREENS = {
 # Turkish, their own words in English) and must render.
 UNWRAPPED_PAGES = [*(f"pages/step_{i}.py" for i in range(3, 10)), "pages/step_11.py", "pages/step_12.py",
                    "pages/step_13.py", "pages/explorer.py", "pages/story.py"]
-# Catalogued words that unwrapped code (vitviz/ui/controls.py: the sidebar's image picker and layer/head
-# pickers) still shows in English; once phase 2 wraps it with the same msgids, this set is empty.
-SHOWN_BY_UNWRAPPED_CODE = {"Upload", "Layer", "Head", "Layer {layer} of {depth}", "Head {head} of {heads}"}
+# Catalogued words that unwrapped code still shows in English; once phase 2 wraps it with the same msgids,
+# this set is empty.
+SHOWN_BY_UNWRAPPED_CODE: set[str] = set()
 UNWRAPPED_SENTENCES = (
-    "Click a patch to make it the query",  # controls.query_picker
     "Loading from this server's disk is off",  # weights.LOCAL_OFF: phase 2 makes it a Message
 )
 
