@@ -103,10 +103,19 @@ def persistent(widget, key: str, default, *, store: str | None = None, **kwargs)
 
 
 def kept_tabs(labels: list[str], key: str) -> list:
-    """st.tabs that opens on the kept tab `key` (the first one at first) and keeps the reader's switch."""
+    """st.tabs that opens on the kept tab `key` (the first one at first) and keeps the reader's switch.
+
+    `labels` are English (marked with N_): the kept value, and a link's name for it; the tabs show them translated.
+    """
+    shown = [_(label) for label in labels]
     value = st.session_state.get(f"keep_{key}", labels[0])  # kept (and in links) once the reader switches
-    st.session_state[key] = value if value in labels else labels[0]
-    return st.tabs(labels, key=key, on_change=_keep, args=(key, key))
+    st.session_state[key] = shown[labels.index(value)] if value in labels else shown[0]
+    return st.tabs(shown, key=key, on_change=_keep_tab, args=(key, dict(zip(shown, labels, strict=True))))
+
+
+def _keep_tab(key: str, english: dict[str, str]) -> None:
+    st.session_state[f"keep_{key}"] = english.get(st.session_state[key], next(iter(english.values())))
+    _rerun_readers(key)
 
 
 def patch_slider(patches: int, step_key: str) -> int:
@@ -142,7 +151,7 @@ def image_picker(container=None, preview_width: int | str = "stretch") -> None:
         error = st.session_state.get(state.ERROR_KEY)
         if error:
             st.error(error)
-        st.caption(_("Model: {name} (change it on the Model page)").format(name=plain(state.current_model().name)))
+        st.caption(_("Model: {name} (change it on the Model page)").format(name=plain(state.current_model().title)))
         chosen = state.current_image()
         try:
             st.image(state.preview(chosen), caption=plain(chosen["name"]), width=preview_width)
