@@ -243,7 +243,7 @@ def show_finished_studio_run(at: AppTest) -> None:
 
 # The screens whose code is wrapped. Phase 2 of #19 adds the rest: tokens (3–9), output (11–13), explorer, story.
 WRAPPED_PAGES = ["pages/welcome.py", "pages/step_0.py", "pages/step_1.py", "pages/step_2.py",
-                 *(f"pages/step_{i}.py" for i in (3, 4, 6, 7, 9, 12)),
+                 *(f"pages/step_{i}.py" for i in range(3, 14) if i != 10),
                  *(f"pages/step_10_{i}.py" for i in range(1, 13)), "pages/step_14.py", "pages/model.py",
                  "pages/training.py", "pages/explorer.py"]
 TURKISH_SCREENS = {
@@ -254,7 +254,7 @@ TURKISH_SCREENS = {
 }
 # Pages whose own text phase 2 wraps: they already run in a Turkish session (titles, labels and navigation in
 # Turkish, their own words in English) and must render.
-UNWRAPPED_PAGES = ["pages/step_5.py", "pages/step_8.py", "pages/step_11.py", "pages/step_13.py", "pages/story.py"]
+UNWRAPPED_PAGES = ["pages/story.py"]
 # Catalogued words that unwrapped code still shows in English; once phase 2 wraps it with the same msgids,
 # this set is empty.
 SHOWN_BY_UNWRAPPED_CODE: set[str] = set()

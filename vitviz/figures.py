@@ -416,7 +416,8 @@ def similarity_tiles(similarity: np.ndarray, grid: tuple[int, int], *, title: st
     return layout(fig, title, height)
 
 
-def distance_scatter(series: dict[str, np.ndarray], *, title: str | None = None, height: int = 320) -> go.Figure:
+def distance_scatter(series: dict[str, np.ndarray], *, title: str | None = None, height: int = 320,
+                     x_title: str = "layer", y_title: str = "mean attention distance (pixels)") -> go.Figure:
     """(L, h) distances per series: one dot per head at its layer, slightly offset per series."""
     fig = go.Figure()
     symbols = ("circle", "diamond", "square")
@@ -426,8 +427,8 @@ def distance_scatter(series: dict[str, np.ndarray], *, title: str | None = None,
         fig.add_scatter(x=xs, y=values.ravel(), mode="markers", name=name, marker=dict(size=8, symbol=symbols[index % 3]),
                         customdata=np.tile(np.arange(1, heads + 1), layers),
                         hovertemplate="head %{customdata}<br>%{y:.1f} px<extra>" + name + "</extra>")
-    fig.update_xaxes(title="layer", dtick=1)
-    fig.update_yaxes(title="mean attention distance (pixels)", rangemode="tozero")
+    fig.update_xaxes(title=x_title, dtick=1)
+    fig.update_yaxes(title=y_title, rangemode="tozero")
     fig.update_layout(legend=dict(orientation="h", y=1.15))
     return layout(fig, title, height)
 
