@@ -13,6 +13,7 @@ process (`vitviz.i18n.translations`): `_` is a dict lookup.
 
 from __future__ import annotations
 
+import contextlib
 import gettext
 from contextvars import ContextVar
 
@@ -42,6 +43,17 @@ def catalogue() -> gettext.NullTranslations:
         current = i18n.translations(language())
         _catalogue.set(current)
     return current
+
+
+@contextlib.contextmanager
+def speaking(catalogue: gettext.NullTranslations):
+    """`_` speaks `catalogue` inside the block: for work that runs outside the page run, on a thread with no
+    session (a deferred download), in the language of the session that asked for it."""
+    token = _catalogue.set(catalogue)
+    try:
+        yield
+    finally:
+        _catalogue.reset(token)
 
 
 def _(message: str) -> str:
