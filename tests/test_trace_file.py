@@ -20,8 +20,8 @@ from vitviz import capture, i18n
 from vitviz.images import load_image, prepare
 from vitviz.model import ViT, ViTConfig
 from vitviz.ui import downloads, state, steps, story_file
-from vitviz.ui.i18n import speaking
 from vitviz.ui.controls import View
+from vitviz.ui.i18n import speaking
 
 ROOT = Path(__file__).resolve().parent.parent
 PHOTO = ROOT / "assets" / "samples" / "cat.jpg"
