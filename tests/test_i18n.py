@@ -235,6 +235,14 @@ def show_model_source(source: str):
     return show
 
 
+def show_explorer_tab(tab: str):
+    def show(at: AppTest) -> None:
+        at.session_state["keep_explorer_tab"] = tab  # as a click on the tab, or a link's tab=, keeps it
+        open_page(at, "pages/explorer.py")
+
+    return show
+
+
 def show_finished_studio_run(at: AppTest) -> None:
     from test_training import train_tiny
 
@@ -251,6 +259,7 @@ TURKISH_SCREENS = {
     **{f"model page, {source}": show_model_source(source)
        for source in ("Built-in shapes model", "This session's models", "Local path", "Upload", "Hugging Face Hub")},
     "training studio after a run": show_finished_studio_run,
+    **{f"explorer, {tab} tab": show_explorer_tab(tab) for tab in ("Occlusion", "Token norms", "Attribution")},
 }
 # Pages whose own text phase 2 wraps: they already run in a Turkish session (titles, labels and navigation in
 # Turkish, their own words in English) and must render.

@@ -28,7 +28,8 @@ def token_heatmap(traced: Traced, matrix: np.ndarray, *, keys: bool = False, **k
     """`figures.heatmap` of a matrix whose rows are the tokens (and whose columns are too, with `keys`):
     the special tokens' rows labelled and set apart from the patches'."""
     labels = traced.trace.special_labels
-    return figures.heatmap(matrix, special_rows=labels, special_cols=labels if keys else (), **kwargs)
+    return figures.heatmap(matrix, special_rows=labels, special_cols=labels if keys else (),
+                           patch_names=(_("patch {index}"), _("patches {first}–{last}")), **kwargs)
 
 
 def special_list(traced: Traced) -> str:

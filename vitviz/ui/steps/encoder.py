@@ -255,6 +255,7 @@ def step_10_4(traced: Traced, view: View) -> None:
         figures.heatmap(
             row[None],
             special_cols=traced.trace.special_labels,
+            patch_names=(_("patch {index}"), _("patches {first}–{last}")),
             title=_("The query's attention row: one weight for each of the {count} tokens' value vectors").format(
                 count=len(row)),
             x_title=_("token"),
