@@ -267,9 +267,7 @@ UNWRAPPED_PAGES: list[str] = []
 # Catalogued words that unwrapped code still shows in English; once phase 2 wraps it with the same msgids,
 # this set is empty.
 SHOWN_BY_UNWRAPPED_CODE: set[str] = set()
-UNWRAPPED_SENTENCES = (
-    "Loading from this server's disk is off",  # weights.LOCAL_OFF: phase 2 makes it a Message
-)
+UNWRAPPED_SENTENCES: tuple[str, ...] = ()
 
 
 def strings(value) -> list[str]:
