@@ -214,29 +214,29 @@ def _check_shapes(shapes: dict) -> None:
     """Refuse what no ViT checkpoint holds, from names and shapes alone (before any tensor data is read): too
     many tensors, names that are not module paths, shapes of another rank, more float32 bytes than the limit."""
     if len(shapes) > limits.max_tensors():
-        raise CheckpointError(f"The checkpoint holds {len(shapes):,} tensors, more than this app's limit of "
-                              f"{limits.max_tensors():,}.")
+        raise CheckpointError(Message("The checkpoint holds {count:,} tensors, more than this app's limit of {limit:,}.",
+                                      count=len(shapes), limit=limits.max_tensors()))
     elements = 0
     for name, shape in shapes.items():
         if not isinstance(name, str) or not TENSOR_NAME.match(name):
-            raise CheckpointError(f"The checkpoint has a tensor name no ViT has: {reprlib.repr(name)}.")
+            raise CheckpointError(Message("The checkpoint has a tensor name no ViT has: {name}.", name=reprlib.repr(name)))
         if not isinstance(shape, (list, tuple)) or not 1 <= len(shape) <= MAX_RANK or \
                 not all(is_whole(n) and n >= 1 for n in shape):
-            raise CheckpointError(f"The checkpoint's tensor {name} has the shape {reprlib.repr(shape)}, which no ViT "
-                                  "tensor has.")
+            raise CheckpointError(Message("The checkpoint's tensor {name} has the shape {shape}, which no ViT tensor has.",
+                                          name=name, shape=reprlib.repr(shape)))
         elements += math.prod(shape)
     limit = limits.max_checkpoint_bytes()
     if elements * 4 > limit:
-        raise CheckpointError(f"The checkpoint's tensors take {_mb(elements * 4)} MB as float32, more than this app's "
-                              f"limit of {_mb(limit)} MB.")
+        raise CheckpointError(Message("The checkpoint's tensors take {size} MB as float32, more than this app's limit of "
+                                      "{limit} MB.", size=_mb(elements * 4), limit=_mb(limit)))
 
 
 def _safetensors_metadata(handle, length: int) -> dict:
     """The metadata of the safetensors file open in `handle`, after its header passed `_check_shapes`."""
     limit = limits.max_header_bytes()
     if length > limit:  # parsing a JSON header costs tens of times its size
-        raise CheckpointError(f"The safetensors header is {length / 1000:,.0f} kB, more than this app's limit of "
-                              f"{limit / 1000:,.0f} kB.")
+        raise CheckpointError(Message("The safetensors header is {size:,.0f} kB, more than this app's limit of "
+                                      "{limit:,.0f} kB.", size=length / 1000, limit=limit / 1000))
     handle.seek(8)
     try:
         header = json.loads(handle.read(length))
@@ -301,8 +301,9 @@ def _check_zip(source: bytes | Path) -> None:
         with _opened(source) as handle:
             directory = _zip_directory_size(handle, size)
             if directory > limits.max_header_bytes():
-                raise CheckpointError(f"The archive's directory is {directory / 1000:,.0f} kB, more than this app's "
-                                      f"limit of {limits.max_header_bytes() / 1000:,.0f} kB.")
+                raise CheckpointError(Message("The archive's directory is {size:,.0f} kB, more than this app's limit of "
+                                              "{limit:,.0f} kB.", size=directory / 1000,
+                                              limit=limits.max_header_bytes() / 1000))
             unpacked = sum(member.file_size for member in zipfile.ZipFile(handle).infolist())
     except CheckpointError:
         raise
@@ -312,8 +313,8 @@ def _check_zip(source: bytes | Path) -> None:
         raise CheckpointError(Message("The checkpoint unpacks to {size} MB, more than this app's limit of {limit} MB.",
                                       size=_mb(unpacked), limit=_mb(limit)))
     if unpacked > ratio * size:
-        raise CheckpointError(f"The checkpoint is compressed {unpacked / size:,.0f} to 1, far tighter than tensors pack, "
-                              "so vitviz does not unpack it.")
+        raise CheckpointError(Message("The checkpoint is compressed {ratio:,.0f} to 1, far tighter than tensors pack, so "
+                                      "vitviz does not unpack it.", ratio=unpacked / size))
 
 
 def _read_pickle(source: bytes | Path) -> tuple[dict[str, torch.Tensor], dict | None]:
@@ -328,9 +329,9 @@ def _read_pickle(source: bytes | Path) -> tuple[dict[str, torch.Tensor], dict | 
         loaded = torch.load(io.BytesIO(source) if isinstance(source, bytes) else str(source),
                             map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many types for bad or hostile pickles; all mean "refused"
-        raise CheckpointError(
+        raise CheckpointError(Message(
             "The checkpoint could not be read safely: it is damaged, or a pickle that needs code to load."
-        ) from exc
+        )) from exc
     if not isinstance(loaded, dict):
         raise CheckpointError(Message("The checkpoint does not hold a dictionary of tensors."))
     state = loaded
@@ -509,8 +510,9 @@ def _check_tokens(image_size: tuple[int, int], patch_size: int, specials: int = 
     height, width = image_size
     tokens, limit = (height // patch_size) * (width // patch_size) + specials, limits.max_tokens()
     if tokens > limit:
-        raise CheckpointError(f"At {height} × {width} pixels this model reads {tokens:,} tokens, more than this app's "
-                              f"limit of {limit:,} per image: choose a smaller input size.")
+        raise CheckpointError(Message("At {height} × {width} pixels this model reads {tokens:,} tokens, more than this "
+                                      "app's limit of {limit:,} per image: choose a smaller input size.", height=height,
+                                      width=width, tokens=tokens, limit=limit))
 
 
 def resize(model: ViT, image_size: tuple[int, int]) -> ViT:
