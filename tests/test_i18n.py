@@ -2,8 +2,9 @@
 the URL, the switch or the browser, library messages are translated where they are shown, and every page whose
 code is wrapped renders in Turkish with no catalogued text left in English.
 
-When a page's code is wrapped, move it from UNWRAPPED_PAGES to WRAPPED_PAGES; when controls.py and weights.py
-are, empty SHOWN_BY_UNWRAPPED_CODE and UNWRAPPED_SENTENCES. The checker then covers every page.
+Every page is wrapped (#19 phase 2). A new page goes into WRAPPED_PAGES once its code is wrapped; until then it
+can wait in UNWRAPPED_PAGES (rendered in Turkish, not checked for English), with catalogued words its code still
+shows in English in SHOWN_BY_UNWRAPPED_CODE and its sentences in UNWRAPPED_SENTENCES.
 """
 
 from __future__ import annotations
@@ -249,7 +250,7 @@ def show_finished_studio_run(at: AppTest) -> None:
     train_tiny(at)
 
 
-# The screens whose code is wrapped. Phase 2 of #19 adds the rest: tokens (3–9), output (11–13), explorer, story.
+# The screens whose code is wrapped: every page, some explorer tabs, the model page's sources, a studio run.
 WRAPPED_PAGES = ["pages/welcome.py", "pages/step_0.py", "pages/step_1.py", "pages/step_2.py",
                  *(f"pages/step_{i}.py" for i in range(3, 14) if i != 10),
                  *(f"pages/step_10_{i}.py" for i in range(1, 13)), "pages/step_14.py", "pages/model.py",
@@ -261,10 +262,9 @@ TURKISH_SCREENS = {
     "training studio after a run": show_finished_studio_run,
     **{f"explorer, {tab} tab": show_explorer_tab(tab) for tab in ("Occlusion", "Token norms", "Attribution")},
 }
-# Pages whose own text phase 2 wraps: they already run in a Turkish session (titles, labels and navigation in
-# Turkish, their own words in English) and must render.
+# Pages whose own text is not wrapped yet (none now): they must still render in a Turkish session.
 UNWRAPPED_PAGES: list[str] = []
-# Catalogued words that unwrapped code still shows in English; once phase 2 wraps it with the same msgids,
+# Catalogued words that unwrapped code still shows in English; once it is wrapped with the same msgids,
 # this set is empty.
 SHOWN_BY_UNWRAPPED_CODE: set[str] = set()
 UNWRAPPED_SENTENCES: tuple[str, ...] = ()
