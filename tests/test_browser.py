@@ -346,7 +346,7 @@ def test_a_model_with_registers_shows_them_and_its_token_norms(hub_checkpoints, 
         settle(page)
         assert "Query: register 3" in page.locator("body").inner_text()
         page.get_by_role("tab", name="Token norms").click()
-        page.wait_for_selector("text=Why look at the norms.", timeout=10_000)
+        page.wait_for_selector("text=The rule for “high-norm”.", timeout=30_000)  # the tab's last words: all drawn
         body = page.locator("body").inner_text()
         assert "This model has 4 registers" in body and "The rule for “high-norm”." in body
         assert_no_traceback(page)

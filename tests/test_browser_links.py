@@ -52,22 +52,24 @@ def test_a_deep_link_on_a_fresh_server_opens_its_view_and_the_url_follows_the_co
     assert page.get_by_text("patch 27 (row 4, col 4)", exact=True).is_visible()  # "Query: patch 27 …"
     assert_no_traceback(page)
     shot(page, "deep_link_step_10_4")
-    page.wait_for_function("location.search === '?image=astronaut&layer=3&head=2&query=27'", timeout=10_000)
+    page.wait_for_function("location.search === '?image=astronaut&layer=3&head=2&query=27&lang=en'", timeout=10_000)
 
     entries = page.evaluate("history.length")
     for layer in ("2", "4", "1"):
         choose(page, "Layer", f"Layer {layer} of 4")
-        wanted = "?image=astronaut&head=2&query=27" if layer == "1" else f"?image=astronaut&layer={layer}&head=2&query=27"
+        wanted = ("?image=astronaut&head=2&query=27&lang=en" if layer == "1"
+                  else f"?image=astronaut&layer={layer}&head=2&query=27&lang=en")
         page.wait_for_function(f"location.search === {wanted!r}", timeout=10_000)
     assert page.evaluate("history.length") == entries, "moving a control adds no history entry"
 
     page.frame_locator("iframe[srcdoc*='Copy link']").locator("#copy").click()
     page.wait_for_timeout(300)
-    assert page.evaluate("navigator.clipboard.readText()") == f"{server}/step_10_4?image=astronaut&head=2&query=27"
+    assert page.evaluate("navigator.clipboard.readText()") == f"{server}/step_10_4?image=astronaut&head=2&query=27&lang=en"
 
     page.get_by_role("button", name="10.5 · Every token's context").click()
+    # The new page's URL arrives with its run; on a busy machine after the first settle.
+    page.wait_for_url(f"{server}/step_10_5?image=astronaut&head=2&query=27&lang=en", timeout=30_000)
     settle(page)
-    assert page.url == f"{server}/step_10_5?image=astronaut&head=2&query=27"
     assert page.get_by_text("The outlined row is the query chosen on step 10.4: patch 27 (row 4, col 4).").is_visible()
 
     with page.expect_download(timeout=60_000) as download:

@@ -61,7 +61,7 @@ def test_a_link_restores_the_view_and_the_url_keeps_it():
     assert kept == {"keep_layer": 2, "keep_head": 1, "keep_query": 28, "keep_patch": 5, "keep_colorscale": "Inferno",
                     "keep_explorer_tab": "Occlusion", "keep_sample_name": "Photo: astronaut"}
     assert written_query(at) == {"image": "astronaut", "layer": "3", "head": "2", "query": "27", "patch": "5",
-                                 "colors": "Inferno", "tab": "Occlusion"}
+                                 "colors": "Inferno", "tab": "Occlusion", "lang": "en"}
     at.switch_page("pages/step_10_4.py")
     at.run()
     assert not problems(at), problems(at)
@@ -71,7 +71,15 @@ def test_a_link_restores_the_view_and_the_url_keeps_it():
 
 def test_defaults_stay_out_of_the_url():
     at = linked_app({"layer": "1", "head": "2", "query": "cls", "colors": "Viridis", "image": "scene-1"})
-    assert written_query(at) == {"head": "2"}
+    assert written_query(at) == {"head": "2", "lang": "en"}
+
+
+def test_a_link_keeps_its_language_and_the_url_keeps_it_on_every_run():
+    at = linked_app({"lang": "tr", "head": "2"})
+    assert not problems(at) and not at.toast, (problems(at), toasts(at))
+    assert at.session_state["vitviz_language"] == "tr" and written_query(at) == {"head": "2", "lang": "tr"}
+    at.run()  # the next run leaves it as it is
+    assert at.query_params.get("lang") in ("tr", ["tr"]) and at.session_state["vitviz_language"] == "tr"
 
 
 def test_every_page_renders_a_hostile_link_at_its_defaults():
@@ -81,7 +89,7 @@ def test_every_page_renders_a_hostile_link_at_its_defaults():
     for name in ("layer", "head", "query", "patch", "colors", "tab", "image", "model"):
         assert f"{name}=" in note, (name, note)
     assert "<script>" not in note and "<img" not in note  # shown as text, escaped for Markdown
-    assert written_query(at) == {}, "nothing hostile goes back into the URL"
+    assert written_query(at) == {"lang": "en"}, "nothing hostile goes back into the URL"
     assert state.MODEL_KEY not in at.session_state, "the built-in model"
     for page in EVERY_PAGE:
         at.switch_page(page)
@@ -114,7 +122,7 @@ def test_an_upload_cannot_travel_and_the_box_says_so():
     at.run()
     assert not at.exception, at.exception
     assert "an upload cannot travel in a link" in " ".join(str(c.value) for c in at.sidebar.caption)
-    assert written_query(at) == {"head": "3"}
+    assert written_query(at) == {"head": "3", "lang": "en"}
 
 
 def test_next_and_previous_keep_the_view():

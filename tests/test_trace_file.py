@@ -16,11 +16,12 @@ import safetensors.torch
 import torch
 from conftest import wait_for_background_work
 
-from vitviz import capture
+from vitviz import capture, i18n
 from vitviz.images import load_image, prepare
 from vitviz.model import ViT, ViTConfig
 from vitviz.ui import downloads, state, steps, story_file
 from vitviz.ui.controls import View
+from vitviz.ui.i18n import speaking
 
 ROOT = Path(__file__).resolve().parent.parent
 PHOTO = ROOT / "assets" / "samples" / "cat.jpg"
@@ -139,3 +140,14 @@ def test_a_story_over_its_budget_leaves_figures_out_and_says_so(headless_model):
     page = story_file.story_html(traced, View(), model_name="m", kept={}, budget=budget)
     assert len(page) <= budget
     assert b"A figure was left out here" in page
+
+
+def test_the_story_file_speaks_the_language_of_the_session_that_asked_for_it(default_model):
+    traced = traced_photo(default_model, "default")
+    turkish = i18n.translations("tr")
+    with speaking(turkish):  # as downloads.story_button's deferred download does, on a thread with no session
+        page = story_file.story_html(traced, View(), model_name="m", kept={}, language="tr").decode()
+    wait_for_background_work()
+    assert '<html lang="tr">' in page and "Written by vitviz" not in page
+    assert f"<h2>{steps.STEPS[0].key} · {turkish.gettext(steps.STEPS[0].title)}</h2>" in page
+    assert turkish.gettext("Attention scores") in page and ">Attention scores<" not in page

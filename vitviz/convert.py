@@ -13,6 +13,7 @@ from pathlib import Path
 
 import torch
 
+from vitviz.i18n import Message
 from vitviz.model import MAX_DEPTH, MAX_DIM, MAX_HEADS, MAX_SIDE, ViTConfig, is_whole
 
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
@@ -72,14 +73,16 @@ def _activation(name: str) -> str:
         return "gelu"
     if name in ("gelu_new", "gelu_pytorch_tanh", "gelu_fast"):
         return "gelu_tanh"
-    raise ConversionError(f"The checkpoint uses the activation {name!r}, which vitviz does not implement.")
+    raise ConversionError(Message("The checkpoint uses the activation {name}, which vitviz does not implement.",
+                                  name=repr(name)))
 
 
 def _whole_number(config: dict, key: str, top: int) -> int:
     """A size from a checkpoint's config, checked before it sizes anything (a loop over 10⁹ layers, say)."""
     value = config.get(key)
     if not is_whole(value) or not 1 <= value <= top:
-        raise ConversionError(f"The config.json's {key} must be a whole number from 1 to {top:,}, not {reprlib.repr(value)}.")
+        raise ConversionError(Message("The config.json's {key} must be a whole number from 1 to {top:,}, not {value}.",
+                                      key=key, top=top, value=reprlib.repr(value)))
     return int(value)
 
 
@@ -165,7 +168,7 @@ def from_hf(state: dict, hf_config: dict) -> tuple[ViTConfig, dict]:
         raise ConversionError("This DINOv2 has a SwiGLU MLP (as the giant model does), which vitviz does not "
                               "implement; the small, base and large DINOv2 models, with a GELU MLP, load.")
     if not all(key in hf_config for key in ("num_hidden_layers", "hidden_size", "num_attention_heads")):
-        raise ConversionError("The config.json lacks num_hidden_layers, hidden_size or num_attention_heads.")
+        raise ConversionError(Message("The config.json lacks num_hidden_layers, hidden_size or num_attention_heads."))
     depth = _whole_number(hf_config, "num_hidden_layers", MAX_DEPTH)
     dim, heads = _whole_number(hf_config, "hidden_size", MAX_DIM), _whole_number(hf_config, "num_attention_heads", MAX_HEADS)
     heads_in_state = [name for name in ("classifier", "cls_classifier", "distillation_classifier")
@@ -275,7 +278,8 @@ def _timm_depth(state: dict) -> int:
     """How many blocks the keys blocks.0. … blocks.N. number, checked before it sizes a loop."""
     numbers = {k.split(".")[1] for k in state if k.startswith("blocks.")}
     if not all(n.isdigit() and int(n) < MAX_DEPTH for n in numbers):
-        raise ConversionError(f"This does not match a timm ViT checkpoint: its blocks are numbered {sorted(numbers)[:6]}.")
+        raise ConversionError(Message("This does not match a timm ViT checkpoint: its blocks are numbered {numbers}.",
+                                      numbers=str(sorted(numbers)[:6])))
     return 1 + max((int(n) for n in numbers), default=-1)
 
 

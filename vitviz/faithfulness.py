@@ -21,6 +21,7 @@ import torch
 
 from vitviz import analysis, gradients
 from vitviz.capture import Recorder
+from vitviz.i18n import N_, Message, plural_message
 from vitviz.model import ViT
 
 RANDOM_ORDERS = 3
@@ -51,6 +52,11 @@ RELEVANCE = {
     "input × gradient": lambda a, n, p: analysis.input_times_gradient(a["pixels"], a["pixel_grad"], p),
 }
 METHODS = tuple(RELEVANCE)
+# The names as pages show them, mid-sentence and at the start of one (`title`): marked for the catalogue, and
+# translated where they are shown (the verdicts name them as Messages).
+SHOWN_NAMES = (N_("raw attention"), N_("Raw attention"), N_("attention rollout"), N_("Attention rollout"),
+               N_("gradient rollout"), N_("Gradient rollout"), N_("Chefer relevance"), N_("Grad-CAM"),
+               N_("input × gradient"), N_("Input × gradient"))
 
 
 def maps_from(found: gradients.ClassGradients, pixels: torch.Tensor, patch: int,
@@ -166,33 +172,53 @@ class Faithfulness:
         """The method whose insertion area exceeds its deletion area the most: both curves at once."""
         return int(np.argmax(self.insertion_auc - self.deletion_auc))
 
-    def standing(self, index: int) -> str:
+    def standing(self, index: int) -> Message:
         """How method `index` compares with random orders, in a few words."""
         deletion, insertion = self.beats_random[index]
         if deletion and insertion:
-            return "better than random"
-        if deletion or insertion:
-            return f"better than random on {'deletion' if deletion else 'insertion'} only"
-        return "no better than random"
+            return Message("better than random")
+        if deletion:
+            return Message("better than random on deletion only")
+        if insertion:
+            return Message("better than random on insertion only")
+        return Message("no better than random")
 
-    def verdict(self) -> str:
+    def verdict(self) -> Message:
         """One sentence for this image, computed from the areas."""
         best, names = self.best, self.methods
-        numbers = (f"deletion {self.deletion_auc[best]:.2f}, insertion {self.insertion_auc[best]:.2f}, against "
-                   f"{self.random_deletion_auc:.2f} and {self.random_insertion_auc:.2f} for a random order")
+        numbers = Message("deletion {deletion:.2f}, insertion {insertion:.2f}, against {random_deletion:.2f} and "
+                          "{random_insertion:.2f} for a random order", deletion=self.deletion_auc[best],
+                          insertion=self.insertion_auc[best], random_deletion=self.random_deletion_auc,
+                          random_insertion=self.random_insertion_auc)
+        name = Message(title(names[best]))  # a name from SHOWN_NAMES
         deletion, insertion = self.beats_random[best]
         if deletion and insertion:
-            sentence = f"{title(names[best])} is the most faithful here ({numbers})"
-        elif deletion or insertion:
-            sentence = (f"{title(names[best])} ranks the patches best here ({numbers}), but only its "
-                        f"{'deletion' if deletion else 'insertion'} curve is clearly better than random")
+            sentence = Message("{name} is the most faithful here ({numbers})", name=name, numbers=numbers)
+        elif deletion:
+            sentence = Message("{name} ranks the patches best here ({numbers}), but only its deletion curve is "
+                               "clearly better than random", name=name, numbers=numbers)
+        elif insertion:
+            sentence = Message("{name} ranks the patches best here ({numbers}), but only its insertion curve is "
+                               "clearly better than random", name=name, numbers=numbers)
         else:
-            return f"No map beats a random order of the patches here: the best, {names[best]}, scores {numbers}."
+            return Message("No map beats a random order of the patches here: the best, {name}, scores {numbers}.",
+                           name=Message(names[best]), numbers=numbers)
         useless = [names[i] for i in range(len(names)) if not self.beats_random[i].any()]
         if useless:
-            listed = useless[0] if len(useless) == 1 else ", ".join(useless[:-1]) + " and " + useless[-1]
-            sentence += f"; {listed} {'is' if len(useless) == 1 else 'are'} no better than random"
-        return sentence + "."
+            sentence = plural_message("{sentence}; {names} is no better than random",
+                                      "{sentence}; {names} are no better than random", len(useless),
+                                      sentence=sentence, names=_listed(useless))
+        return Message("{sentence}.", sentence=sentence)
+
+
+def _listed(names: list[str]) -> Message:
+    """"a", "a and b", "a, b and c", as Messages (names from SHOWN_NAMES)."""
+    listed = Message(names[0])
+    if len(names) == 1:
+        return listed
+    for name in names[1:-1]:
+        listed = Message("{names}, {name}", names=listed, name=Message(name))
+    return Message("{names} and {last}", names=listed, last=Message(names[-1]))
 
 
 def title(name: str) -> str:

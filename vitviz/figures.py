@@ -47,14 +47,20 @@ def shrink(matrix: np.ndarray, limit: int = MAX_CELLS) -> tuple[np.ndarray, int,
     return np.nanmean(blocks, axis=(1, 3)), rs, cs
 
 
-def token_groups(length: int, specials: Sequence[str], limit: int = MAX_CELLS) -> tuple[np.ndarray, list[str]]:
+PATCH_NAMES = ("patch {index}", "patches {first}–{last}")  # a token axis's cells: one patch, a block of them
+
+
+def token_groups(length: int, specials: Sequence[str], limit: int = MAX_CELLS,
+                 patch_names: tuple[str, str] = PATCH_NAMES) -> tuple[np.ndarray, list[str]]:
     """Cells along a token axis: each special token (CLS, distillation, registers) alone, then the patches in
     blocks of equal size so there are at most `limit` cells. Returns (each cell's first token, its label)."""
     count = len(specials)
     patches = length - count
     step = max(1, -(-patches // max(1, limit - count)))
     starts = np.concatenate([np.arange(count), np.arange(count, length, step)]).astype(int)
-    names = [f"patch {i}" if step == 1 else f"patches {i}–{min(i + step, patches) - 1}" for i in range(0, patches, step)]
+    one, block = patch_names
+    names = [one.format(index=i) if step == 1 else block.format(first=i, last=min(i + step, patches) - 1)
+             for i in range(0, patches, step)]
     return starts, [*specials, *names]
 
 
@@ -63,14 +69,15 @@ def _group_means(matrix: np.ndarray, starts: np.ndarray, axis: int) -> np.ndarra
     return np.add.reduceat(matrix, starts, axis=axis) / np.expand_dims(sizes, 1 - axis)
 
 
-def _token_cells(matrix: np.ndarray, special_rows: Sequence[str], special_cols: Sequence[str]):
+def _token_cells(matrix: np.ndarray, special_rows: Sequence[str], special_cols: Sequence[str],
+                 patch_names: tuple[str, str] = PATCH_NAMES):
     """(cells, row starts, row labels or None, col starts, col labels or None): token axes grouped by
     `token_groups`, any other axis block-averaged like `shrink`."""
     axes = []
     for axis, specials in ((0, special_rows), (1, special_cols)):
         length = matrix.shape[axis]
         if specials:
-            starts, names = token_groups(length, specials)
+            starts, names = token_groups(length, specials, patch_names=patch_names)
         else:
             starts, names = np.arange(0, length, max(1, -(-length // MAX_CELLS))), None
         matrix = _group_means(matrix, starts, axis)
@@ -93,18 +100,19 @@ def heatmap(
     highlight_row: int | None = None,
     special_rows: Sequence[str] = (),
     special_cols: Sequence[str] = (),
+    patch_names: tuple[str, str] = PATCH_NAMES,
 ) -> go.Figure:
     """A matrix as a heatmap with hover values; big matrices are block-averaged first.
 
     When rows (or columns) are tokens, `special_rows` (`special_cols`) names the special tokens in front
     (CLS, distillation, registers): they keep a labelled row each, a line sets them apart from the patches,
-    and only the patches are block-averaged.
+    and only the patches are block-averaged; `patch_names` label the patches' cells.
     """
     matrix = np.asarray(matrix, dtype=np.float64)
     if special_rows or special_cols:
         return _token_heatmap(matrix, special_rows, special_cols, title=title, x_title=x_title, y_title=y_title,
                               colorscale=colorscale, centred=centred, height=height, value_name=value_name,
-                              highlight_row=highlight_row)
+                              highlight_row=highlight_row, patch_names=patch_names)
     small, rs, cs = shrink(matrix)
     ys = _labels(y_labels) if (y_labels is not None and rs == 1) else list(range(0, matrix.shape[0], rs))
     xs = _labels(x_labels) if (x_labels is not None and cs == 1) else list(range(0, matrix.shape[1], cs))
@@ -146,8 +154,8 @@ def _token_ticks(names: list[str], specials: int, pixels: float, spacing: int = 
 
 
 def _token_heatmap(matrix: np.ndarray, special_rows: Sequence[str], special_cols: Sequence[str], *, title, x_title,
-                   y_title, colorscale, centred, height, value_name, highlight_row) -> go.Figure:
-    small, row_starts, row_names, col_starts, col_names = _token_cells(matrix, special_rows, special_cols)
+                   y_title, colorscale, centred, height, value_name, highlight_row, patch_names) -> go.Figure:
+    small, row_starts, row_names, col_starts, col_names = _token_cells(matrix, special_rows, special_cols, patch_names)
     ys = _labels(row_names) if row_names else [int(i) for i in row_starts]
     xs = _labels(col_names) if col_names else [int(i) for i in col_starts]
     bound = float(np.abs(small).max()) if centred and small.size else None
@@ -175,9 +183,10 @@ def _token_heatmap(matrix: np.ndarray, special_rows: Sequence[str], special_cols
     return layout(fig, title, height)
 
 
-def vector_strip(values: np.ndarray, *, title: str | None = None, colorscale: str = "RdBu_r", height: int = 130) -> go.Figure:
+def vector_strip(values: np.ndarray, *, title: str | None = None, colorscale: str = "RdBu_r", height: int = 130,
+                 x_title: str = "index") -> go.Figure:
     """One vector as a 1×len strip."""
-    return heatmap(np.asarray(values)[None, :], title=title, colorscale=colorscale, height=height, x_title="index")
+    return heatmap(np.asarray(values)[None, :], title=title, colorscale=colorscale, height=height, x_title=x_title)
 
 
 def channel_bars(flat: np.ndarray, channels: int, *, title: str | None = None, height: int = 240) -> go.Figure:
@@ -194,7 +203,8 @@ def channel_bars(flat: np.ndarray, channels: int, *, title: str | None = None, h
     return layout(fig, title, height)
 
 
-def channel_histograms(pixels: np.ndarray, *, title: str | None = None, height: int = 260) -> go.Figure:
+def channel_histograms(pixels: np.ndarray, *, title: str | None = None, height: int = 260, x_title: str = "value",
+                       y_title: str = "pixels") -> go.Figure:
     """Histogram of each channel's values; pixels (c, H, W)."""
     fig = go.Figure()
     names = ("R", "G", "B")
@@ -204,10 +214,10 @@ def channel_histograms(pixels: np.ndarray, *, title: str | None = None, height: 
     for ch in range(pixels.shape[0]):
         counts, _ = np.histogram(pixels[ch], bins=edges)
         fig.add_bar(x=centres, y=counts, width=width, name=names[ch % 3], marker_color=CHANNEL_COLOURS[ch % 3],
-                    opacity=0.55, hovertemplate="%{x:.2f}: %{y} pixels<extra></extra>")
+                    opacity=0.55, hovertemplate="%{x:.2f}: %{y} " + y_title + "<extra></extra>")
     fig.update_layout(barmode="overlay", bargap=0, legend=dict(orientation="h", y=1.15))
-    fig.update_xaxes(title="value")
-    fig.update_yaxes(title="pixels")
+    fig.update_xaxes(title=x_title)
+    fig.update_yaxes(title=y_title)
     return layout(fig, title, height)
 
 
@@ -430,7 +440,8 @@ def similarity_tiles(similarity: np.ndarray, grid: tuple[int, int], *, title: st
     return layout(fig, title, height)
 
 
-def distance_scatter(series: dict[str, np.ndarray], *, title: str | None = None, height: int = 320) -> go.Figure:
+def distance_scatter(series: dict[str, np.ndarray], *, title: str | None = None, height: int = 320,
+                     x_title: str = "layer", y_title: str = "mean attention distance (pixels)") -> go.Figure:
     """(L, h) distances per series: one dot per head at its layer, slightly offset per series."""
     fig = go.Figure()
     symbols = ("circle", "diamond", "square")
@@ -440,15 +451,15 @@ def distance_scatter(series: dict[str, np.ndarray], *, title: str | None = None,
         fig.add_scatter(x=xs, y=values.ravel(), mode="markers", name=name, marker=dict(size=8, symbol=symbols[index % 3]),
                         customdata=np.tile(np.arange(1, heads + 1), layers),
                         hovertemplate="head %{customdata}<br>%{y:.1f} px<extra>" + name + "</extra>")
-    fig.update_xaxes(title="layer", dtick=1)
-    fig.update_yaxes(title="mean attention distance (pixels)", rangemode="tozero")
+    fig.update_xaxes(title=x_title, dtick=1)
+    fig.update_yaxes(title=y_title, rangemode="tozero")
     fig.update_layout(legend=dict(orientation="h", y=1.15))
     return layout(fig, title, height)
 
 
 def activation_curve(z: np.ndarray, activation: np.ndarray, *, points: tuple[np.ndarray, np.ndarray] | None = None,
-                     name: str = "GELU(z)", points_name: str = "", title: str | None = None,
-                     height: int = 300) -> go.Figure:
+                     name: str = "GELU(z)", points_name: str = "", title: str | None = None, height: int = 300,
+                     x_title: str = "z, the hidden unit's input", y_title: str = "output") -> go.Figure:
     """An activation function drawn as the curve (z, activation), with optional points (z, f(z)) laid on it."""
     fig = go.Figure()
     fig.add_scatter(x=z, y=activation, mode="lines", name=name, line=dict(color="#4f46e5", width=2),
@@ -459,8 +470,8 @@ def activation_curve(z: np.ndarray, activation: np.ndarray, *, points: tuple[np.
                         hovertemplate="z %{x:.2f}<br>%{y:.3f}<extra></extra>")
     fig.add_hline(y=0, line=dict(color="#999", width=1))
     fig.add_vline(x=0, line=dict(color="#999", width=1))
-    fig.update_xaxes(title="z, the hidden unit's input")
-    fig.update_yaxes(title="output")
+    fig.update_xaxes(title=x_title)
+    fig.update_yaxes(title=y_title)
     # Top left inside the axes: an activation stays near 0 there, so nothing is hidden.
     fig.update_layout(legend=dict(x=0.02, y=0.98, xanchor="left", yanchor="top", bgcolor="rgba(255,255,255,0.8)"))
     return layout(fig, title, height)
@@ -477,42 +488,48 @@ def mark_patches(picture: np.ndarray, indices, grid: tuple[int, int], colour=(0,
     return picture
 
 
+# The words norm_histogram and norm_heatmap write on their figures (a page passes them in its reader's language).
+NORM_WORDS = {"patches": "patches", "threshold": "threshold", "norm axis": "L2 norm of the token", "token": "token",
+              "patch {index}": "patch {index}", "layer {layer}": "layer {layer}", "norm": "norm",
+              "high-norm": "high-norm"}
+
+
 def norm_histogram(patch_norms: np.ndarray, threshold: float, specials: dict[str, float], *, title: str | None = None,
-                   height: int = 320) -> go.Figure:
+                   height: int = 320, words: dict[str, str] = NORM_WORDS) -> go.Figure:
     """The patch tokens' norms as a histogram, the outlier threshold as a dashed line, each special token's norm
     as a dotted line with its name."""
-    fig = go.Figure(go.Histogram(x=np.asarray(patch_norms), nbinsx=40, name="patches", marker_color="#4f46e5",
+    fig = go.Figure(go.Histogram(x=np.asarray(patch_norms), nbinsx=40, name=words["patches"], marker_color="#4f46e5",
                                  hovertemplate="norm %{x}<br>%{y} patches<extra></extra>"))
     fig.add_vline(x=threshold, line=dict(color="#dc2626", width=2, dash="dash"),
-                  annotation=dict(text="threshold", font=dict(color="#dc2626")), annotation_position="top")
+                  annotation=dict(text=html.escape(words["threshold"]), font=dict(color="#dc2626")), annotation_position="top")
     for index, (name, norm) in enumerate(specials.items()):
         fig.add_vline(x=norm, line=dict(color="#f59e0b", width=2, dash="dot"),
                       annotation=dict(text=html.escape(name), font=dict(color="#b45309"), textangle=-90),
                       annotation_position="top right" if index % 2 else "bottom right")
-    fig.update_xaxes(title="L2 norm of the token")
-    fig.update_yaxes(title="patches")
+    fig.update_xaxes(title=words["norm axis"])
+    fig.update_yaxes(title=words["patches"])
     fig.update_layout(showlegend=False, bargap=0.05)
     return layout(fig, title, height)
 
 
 def norm_heatmap(norms: np.ndarray, specials: Sequence[str], marked: Sequence[np.ndarray], *, title: str | None = None,
-                 colorscale: str = "Viridis", height: int = 360) -> go.Figure:
+                 colorscale: str = "Viridis", height: int = 360, words: dict[str, str] = NORM_WORDS) -> go.Figure:
     """Token norms (L, N), layers down and tokens across, the special tokens first, every token drawn (a few
     thousand cells: outliers must not be averaged away); `marked[l]` (patch indices) crossed out at layer l."""
     norms = np.asarray(norms, dtype=np.float64)
     count = len(specials)
-    xs = _labels([*specials, *(f"patch {i}" for i in range(norms.shape[1] - count))])
-    ys = [f"layer {i + 1}" for i in range(norms.shape[0])]
-    fig = go.Figure(go.Heatmap(z=norms, x=xs, y=ys, colorscale=colorscale, colorbar=dict(thickness=12, title="norm"),
+    xs = _labels([*specials, *(words["patch {index}"].format(index=i) for i in range(norms.shape[1] - count))])
+    ys = [words["layer {layer}"].format(layer=i + 1) for i in range(norms.shape[0])]
+    fig = go.Figure(go.Heatmap(z=norms, x=xs, y=ys, colorscale=colorscale, colorbar=dict(thickness=12, title=words["norm"]),
                                hovertemplate="%{y}, %{x}<br>norm %{z:.2f}<extra></extra>"))
     points = [(xs[count + int(i)], ys[layer]) for layer, indices in enumerate(marked) for i in indices]
     if points:
-        fig.add_scatter(x=[x for x, _ in points], y=[y for _, y in points], mode="markers", name="high-norm",
+        fig.add_scatter(x=[x for x, _ in points], y=[y for _, y in points], mode="markers", name=words["high-norm"],
                         marker=dict(symbol="x-thin", size=9, line=dict(color="#f43f5e", width=2)),
-                        hovertemplate="%{y}, %{x}: high-norm<extra></extra>")
+                        hovertemplate="%{y}, %{x}: " + words["high-norm"] + "<extra></extra>")
     fig.add_shape(type="line", yref="paper", y0=0, y1=1, x0=count - 0.5, x1=count - 0.5,
                   line=dict(color="rgba(255,255,255,0.9)", width=1, dash="dot"))
     fig.update_yaxes(autorange="reversed", type="category")
-    fig.update_xaxes(type="category", title="token", **_token_ticks(xs, count, 1000, 40))
+    fig.update_xaxes(type="category", title=words["token"], **_token_ticks(xs, count, 1000, 40))
     fig.update_layout(showlegend=False)
     return layout(fig, title, height)

@@ -8,7 +8,8 @@ refused before its weights are fetched. Files go to huggingface_hub's usual cach
 fetched once loads again with no network (or with HF_HUB_OFFLINE=1).
 
 No token is sent unless the caller passes one: the deployer's saved token stays on the server.
-Every failure is a `CheckpointError` whose message is one sentence for the user.
+Every failure is a `CheckpointError` whose message is one sentence for the user (a `vitviz.i18n.Message`,
+shown in the visitor's language by the app).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from vitviz import limits, weights
+from vitviz.i18n import N_, Message, message_of
 from vitviz.model import ViT
 from vitviz.weights import CheckpointError
 
@@ -34,32 +36,33 @@ Progress = Callable[[int, int], None]  # (bytes done, bytes in all)
 class Preset:
     repo_id: str
     title: str
-    teaches: str  # one line: why look at this model
+    teaches: str  # one line: why look at this model (English, marked with N_: the app shows it translated)
     size_mb: int  # approximate download
     has_classifier: bool
 
 
 PRESETS = (
     Preset("google/vit-base-patch16-224", "ViT-B/16",
-           "The model of the ViT paper itself: 12 layers of 12 heads over 196 patches, pretrained on ImageNet-21k, "
-           "then taught the 1,000 ImageNet-1k classes.", 350, True),
+           N_("The model of the ViT paper itself: 12 layers of 12 heads over 196 patches, pretrained on ImageNet-21k, "
+              "then taught the 1,000 ImageNet-1k classes."), 350, True),
     Preset("facebook/deit-tiny-patch16-224", "DeiT-Tiny",
-           "The same design at a sixteenth of the size (3 heads, d = 192), trained on ImageNet-1k alone: "
-           "quick enough on a CPU to try everything.", 22, True),
+           N_("The same design at a sixteenth of the size (3 heads, d = 192), trained on ImageNet-1k alone: "
+              "quick enough on a CPU to try everything."), 22, True),
     Preset("facebook/dino-vits16", "DINO ViT-S/16",
-           "Trained without a single label, so it has no classifier, yet its CLS token's attention outlines "
-           "the objects in a photo.", 87, False),
+           N_("Trained without a single label, so it has no classifier, yet its CLS token's attention outlines "
+              "the objects in a photo."), 87, False),
     Preset("timm/vit_tiny_patch16_224.augreg_in21k_ft_in1k", "ViT-Ti/16 (timm)",
-           "A timm checkpoint: other key names and its own config format, the same arithmetic once mapped.", 23, True),
+           N_("A timm checkpoint: other key names and its own config format, the same arithmetic once mapped."), 23,
+           True),
     Preset("facebook/deit-small-distilled-patch16-224", "DeiT-S distilled",
-           "Two special tokens: CLS, and a distillation token that learned from a teacher network through a head "
-           "of its own; the two heads' predictions are averaged.", 89, True),
+           N_("Two special tokens: CLS, and a distillation token that learned from a teacher network through a head "
+              "of its own; the two heads' predictions are averaged."), 89, True),
     Preset("facebook/dinov2-small", "DINOv2 ViT-S/14",
-           "Self-supervised at scale, with LayerScale and 14-pixel patches: look for the few background patches "
-           "whose vectors grow far longer than the rest (Token norms, in the attention explorer).", 88, False),
+           N_("Self-supervised at scale, with LayerScale and 14-pixel patches: look for the few background patches "
+              "whose vectors grow far longer than the rest (Token norms, in the attention explorer)."), 88, False),
     Preset("facebook/dinov2-with-registers-small", "DINOv2 ViT-S/14 with registers",
-           "The same model given 4 register tokens as scratch space, the fix Darcet et al. proposed for those "
-           "high-norm patches.", 88, False),
+           N_("The same model given 4 register tokens as scratch space, the fix Darcet et al. proposed for those "
+              "high-norm patches."), 88, False),
 )
 
 
@@ -78,7 +81,7 @@ def fetch(repo_id: str, *, max_bytes: int | None = None, progress: Progress | No
     try:
         validate_repo_id(repo_id)
     except (HFValidationError, TypeError) as exc:
-        raise CheckpointError("A Hub model id looks like google/vit-base-patch16-224.") from exc
+        raise CheckpointError(Message("A Hub model id looks like google/vit-base-patch16-224.")) from exc
     limit = limits.max_download_bytes() if max_bytes is None else max_bytes
     token = token or False  # False: huggingface_hub must not fall back to the saved token
     try:
@@ -94,13 +97,14 @@ def fetch(repo_id: str, *, max_bytes: int | None = None, progress: Progress | No
              for s in info.siblings or ()}
     files = _choose(repo_id, sizes)
     if any(sizes[name] is None for name in files):
-        raise CheckpointError(f"The Hub did not say how large {repo_id}'s files are, so vitviz does not download them.")
+        raise CheckpointError(Message("The Hub did not say how large {repo}'s files are, so vitviz does not download "
+                                      "them.", repo=repo_id))
     total = sum(sizes[name] for name in files)
     _check_size(repo_id, total, limit)
     weights_size, checkpoint_limit = sizes[files[-1]], limits.max_checkpoint_bytes()
     if weights_size > checkpoint_limit:  # the loader would refuse it: say so before downloading it
-        raise CheckpointError(f"{repo_id}'s weights are {_mb(weights_size)} MB, more than this app's checkpoint limit "
-                              f"of {_mb(checkpoint_limit)} MB.")
+        raise CheckpointError(Message("{repo}'s weights are {size} MB, more than this app's checkpoint limit of "
+                                      "{limit} MB.", repo=repo_id, size=_mb(weights_size), limit=_mb(checkpoint_limit)))
     return _download(repo_id, [(name, sizes[name]) for name in files], token, progress)
 
 
@@ -111,7 +115,7 @@ def load(repo_id: str, *, max_bytes: int | None = None, progress: Progress | Non
     try:
         return weights.load(folder, image_size=image_size)
     except CheckpointError as exc:
-        raise CheckpointError(f"{repo_id}: {exc}") from exc
+        raise CheckpointError(Message("{repo}: {reason}", repo=repo_id, reason=message_of(exc))) from exc
 
 
 # --- what to fetch --------------------------------------------------------------------------------------
@@ -120,18 +124,22 @@ def load(repo_id: str, *, max_bytes: int | None = None, progress: Progress | Non
 def _choose(repo_id: str, sizes: dict[str, int | None]) -> list[str]:
     """The files to download, config first, weights last."""
     if CONFIG not in sizes:
-        raise CheckpointError(f"{repo_id} has no config.json, so it is not a transformers or timm model vitviz can read.")
+        raise CheckpointError(Message("{repo} has no config.json, so it is not a transformers or timm model vitviz can "
+                                      "read.", repo=repo_id))
     weights_file = next((name for name in WEIGHTS if name in sizes), None)
     if weights_file is None:
-        sharded = any(name.endswith(".index.json") for name in sizes)
-        raise CheckpointError(f"{repo_id} has no model.safetensors or pytorch_model.bin at its top level"
-                              + (" (its weights are split into shards, which vitviz does not read)." if sharded else "."))
+        if any(name.endswith(".index.json") for name in sizes):
+            raise CheckpointError(Message("{repo} has no model.safetensors or pytorch_model.bin at its top level (its "
+                                          "weights are split into shards, which vitviz does not read).", repo=repo_id))
+        raise CheckpointError(Message("{repo} has no model.safetensors or pytorch_model.bin at its top level.",
+                                      repo=repo_id))
     return [CONFIG] + ([PREPROCESSOR] if PREPROCESSOR in sizes else []) + [weights_file]
 
 
 def _check_size(repo_id: str, total: int, limit: int) -> None:
     if total > limit:
-        raise CheckpointError(f"{repo_id} is {_mb(total)} MB, more than this app's limit of {_mb(limit)} MB.")
+        raise CheckpointError(Message("{repo} is {size} MB, more than this app's limit of {limit} MB.", repo=repo_id,
+                                      size=_mb(total), limit=_mb(limit)))
 
 
 def _mb(count: int) -> str:
@@ -142,7 +150,7 @@ def _mb(count: int) -> str:
 
 
 def _download(repo_id: str, files: list[tuple[str, int]], token: str | bool, progress: Progress | None) -> Path:
-    total = sum(size for _, size in files)
+    total = sum(size for _name, size in files)
     reported = 0
 
     def report(done: int) -> None:
@@ -262,9 +270,10 @@ def _unreachable(exc: BaseException) -> bool:
 
 def _gated(repo_id: str, token: str | bool) -> CheckpointError:
     if token:
-        return CheckpointError(f"{repo_id} is a gated model, and the token sent has not been granted access to it.")
-    return CheckpointError(f"{repo_id} is a gated model that needs a Hugging Face account's approval, "
-                           "and this app sends no token.")
+        return CheckpointError(Message("{repo} is a gated model, and the token sent has not been granted access to it.",
+                                       repo=repo_id))
+    return CheckpointError(Message("{repo} is a gated model that needs a Hugging Face account's approval, and this "
+                                   "app sends no token.", repo=repo_id))
 
 
 def _explain(exc: BaseException, repo_id: str, token: str | bool) -> CheckpointError:
@@ -281,21 +290,27 @@ def _explain(exc: BaseException, repo_id: str, token: str | bool) -> CheckpointE
     )
 
     if isinstance(exc, (OfflineModeIsEnabled, LocalEntryNotFoundError, httpx2.TransportError)):
-        return CheckpointError(f"The Hugging Face Hub cannot be reached (no network, or HF_HUB_OFFLINE is set), "
-                               f"and {repo_id} was not downloaded before.")
+        return CheckpointError(Message("The Hugging Face Hub cannot be reached (no network, or HF_HUB_OFFLINE is set), "
+                                       "and {repo} was not downloaded before.", repo=repo_id))
     if isinstance(exc, GatedRepoError):
         return _gated(repo_id, token)
     if isinstance(exc, RepositoryNotFoundError):
-        return CheckpointError(f"The Hugging Face Hub has no public model {repo_id}: check the id (private models "
-                               "need a token, which this app does not send)." if not token else
-                               f"The Hugging Face Hub has no model {repo_id} that the token sent can see.")
+        if token:
+            return CheckpointError(Message("The Hugging Face Hub has no model {repo} that the token sent can see.",
+                                           repo=repo_id))
+        return CheckpointError(Message("The Hugging Face Hub has no public model {repo}: check the id (private models "
+                                       "need a token, which this app does not send).", repo=repo_id))
     if isinstance(exc, RemoteEntryNotFoundError):
-        return CheckpointError(f"The Hub lists a file of {repo_id} that it then could not serve; try again later.")
+        return CheckpointError(Message("The Hub lists a file of {repo} that it then could not serve; try again later.",
+                                       repo=repo_id))
     if isinstance(exc, LocalTokenNotFoundError):
-        return CheckpointError("A Hugging Face token was to be sent, but none is saved (set HF_TOKEN on the server).")
+        return CheckpointError(Message("A Hugging Face token was to be sent, but none is saved (set HF_TOKEN on the "
+                                       "server)."))
     status = getattr(getattr(exc, "response", None), "status_code", None)
     if isinstance(exc, HfHubHTTPError) and status is not None:
-        return CheckpointError(f"The Hugging Face Hub answered HTTP {status} when asked for {repo_id}.")
+        return CheckpointError(Message("The Hugging Face Hub answered HTTP {status} when asked for {repo}.",
+                                       status=status, repo=repo_id))
     if isinstance(exc, OSError):  # a download cut short (size check), a full disk, an unwritable cache
-        return CheckpointError(f"Downloading {repo_id} failed on the way ({type(exc).__name__}); try again.")
-    return CheckpointError(f"Downloading {repo_id} failed ({type(exc).__name__}).")
+        return CheckpointError(Message("Downloading {repo} failed on the way ({error}); try again.", repo=repo_id,
+                                       error=type(exc).__name__))
+    return CheckpointError(Message("Downloading {repo} failed ({error}).", repo=repo_id, error=type(exc).__name__))

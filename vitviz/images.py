@@ -20,6 +20,7 @@ import torch
 from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
 
 from vitviz import allocator, limits
+from vitviz.i18n import Message
 from vitviz.model import ViTConfig
 
 MAX_SIDE = 20_000  # and at most limits.max_image_pixels() pixels in all
@@ -34,7 +35,7 @@ ALLOWED_FORMATS = {"PNG", "JPEG", "WEBP", "GIF", "BMP", "TIFF"}
 
 
 class ImageError(ValueError):
-    """The bytes are not an image vitviz can use; the message is one sentence for the user."""
+    """The bytes are not an image vitviz can use; the message is one sentence for the user (a `vitviz.i18n.Message`)."""
 
 
 def load_image(data: bytes) -> Image.Image:
@@ -43,9 +44,9 @@ def load_image(data: bytes) -> Image.Image:
     `original_size(image)` is the size of the picture in the file, the right way up.
     """
     if not data:
-        raise ImageError("The file is empty.")
+        raise ImageError(Message("The file is empty."))
     if len(data) > MAX_BYTES:
-        raise ImageError(f"The file is larger than {MAX_BYTES // (1024 * 1024)} MB.")
+        raise ImageError(Message("The file is larger than {mb} MB.", mb=MAX_BYTES // (1024 * 1024)))
     max_pixels = limits.max_image_pixels()  # read first: a bad setting is not a damaged file
     try:
         with warnings.catch_warnings():
@@ -66,10 +67,12 @@ def load_image(data: bytes) -> Image.Image:
         raise
     except (UnidentifiedImageError, Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         if isinstance(exc, UnidentifiedImageError):
-            raise ImageError("This file is not an image format vitviz can read (PNG, JPEG, WebP, GIF, BMP or TIFF).") from exc
-        raise ImageError(f"The image has too many pixels (the limit is {max_pixels // 1_000_000} megapixels).") from exc
+            raise ImageError(Message("This file is not an image format vitviz can read (PNG, JPEG, WebP, GIF, BMP or "
+                                     "TIFF).")) from exc
+        raise ImageError(Message("The image has too many pixels (the limit is {megapixels} megapixels).",
+                                 megapixels=max_pixels // 1_000_000)) from exc
     except (OSError, SyntaxError, ValueError, EOFError, MemoryError, IndexError, TypeError, KeyError, ZeroDivisionError) as exc:
-        raise ImageError("The image file is damaged or truncated and cannot be decoded.") from exc
+        raise ImageError(Message("The image file is damaged or truncated and cannot be decoded.")) from exc
 
 
 # Decoding a large image needs all its pixels at once (4 bytes each): one such decode at a time, so
@@ -90,10 +93,10 @@ def _decode(image: Image.Image) -> tuple[bool, Image.Image]:
 def _check_size(size: tuple[int, int], max_pixels: int) -> None:
     width, height = size
     if width < 1 or height < 1:
-        raise ImageError("The image has no pixels.")
+        raise ImageError(Message("The image has no pixels."))
     if width > MAX_SIDE or height > MAX_SIDE or width * height > max_pixels:
-        megapixels = max_pixels // 1_000_000
-        raise ImageError(f"The image is {width}×{height} pixels, more than the {megapixels}-megapixel limit.")
+        raise ImageError(Message("The image is {width}×{height} pixels, more than the {megapixels}-megapixel limit.",
+                                 width=width, height=height, megapixels=max_pixels // 1_000_000))
 
 
 def kept_size(width: int, height: int) -> tuple[int, int]:

@@ -20,12 +20,14 @@ import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
+from vitviz.i18n import Message
+
 SECRETS_FILES = (Path(".streamlit/secrets.toml"), Path("~/.streamlit/secrets.toml"))
 TABLE = "vitviz"
 
 
 class SettingError(ValueError):
-    """A setting that is not of its kind; the message names the variable or file to fix."""
+    """A setting that is not of its kind; the message (a `vitviz.i18n.Message`) names the variable or file to fix."""
 
 
 @dataclass(frozen=True)
@@ -88,9 +90,9 @@ def _secrets_table() -> dict:
         try:
             ours = tomllib.loads(path.read_text(encoding="utf-8")).get(TABLE, {})
         except (tomllib.TOMLDecodeError, OSError, UnicodeDecodeError) as exc:
-            raise SettingError(f"{path} is not a readable TOML file.") from exc
+            raise SettingError(Message("{path} is not a readable TOML file.", path=path)) from exc
         if not isinstance(ours, dict):
-            raise SettingError(f"[{TABLE}] in {path} must be a table of settings.")
+            raise SettingError(Message("[{table}] in {path} must be a table of settings.", table=TABLE, path=path))
         table.update(ours)
     return table
 
@@ -109,8 +111,9 @@ def _convert(setting: Setting, value: object, where: str) -> int | bool | str:
             number = -1
         if number >= 0:
             return number
-    kind = "true or false" if isinstance(setting.default, bool) else "a whole number of at least 0"
-    raise SettingError(f"{where} must be {kind}, not {value!r}.")
+    if isinstance(setting.default, bool):
+        raise SettingError(Message("{where} must be true or false, not {value!r}.", where=where, value=value))
+    raise SettingError(Message("{where} must be a whole number of at least 0, not {value!r}.", where=where, value=value))
 
 
 def get(name: str) -> int | bool | str:
@@ -121,7 +124,8 @@ def get(name: str) -> int | bool | str:
         return _convert(setting, os.environ[variable], variable)
     table = _secrets_table()
     if name in table:
-        return _convert(setting, table[name], f"{name} in the [{TABLE}] table of secrets.toml")
+        return _convert(setting, table[name], Message("{name} in the [{table}] table of secrets.toml", name=name,
+                                                      table=TABLE))
     return setting.default
 
 
@@ -167,7 +171,7 @@ def models_dir() -> Path | None:
         return None
     folder = Path(name).expanduser().resolve()
     if not folder.is_dir():
-        raise SettingError("models_dir (VITVIZ_MODELS_DIR) must name a folder on this server.")
+        raise SettingError(Message("models_dir (VITVIZ_MODELS_DIR) must name a folder on this server."))
     return folder
 def max_image_pixels() -> int:
     """The most pixels an image may have (max_image_megapixels times 10⁶)."""

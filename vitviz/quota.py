@@ -9,13 +9,15 @@ Three limits, set in `vitviz.limits`:
   stops itself. A closed tab stops checking in; garbage collection of its session would come far
   later, or never.
 
-Nothing here imports Streamlit.
+Nothing here imports Streamlit. What it says to a visitor is a `vitviz.i18n.Message`, translated where shown.
 """
 
 from __future__ import annotations
 
 import threading
 import time
+
+from vitviz.i18n import Message, plural_message
 
 
 class ServerBusy(RuntimeError):
@@ -33,11 +35,13 @@ class Places:
         """Take a place, or raise ServerBusy when `limit` runs already train."""
         with self._lock:
             if limit <= 0:
-                raise ServerBusy("Training is turned off on this server.")
+                raise ServerBusy(Message("Training is turned off on this server."))
             if self.taken >= limit:
-                runs = "1 run" if self.taken == 1 else f"{self.taken} runs"
-                raise ServerBusy(f"The server is busy: {runs} in progress, as many as it trains at once. Your run "
-                                 "has not started: try again when one has finished.")
+                raise ServerBusy(plural_message(
+                    "The server is busy: {count} run in progress, as many as it trains at once. Your run has not "
+                    "started: try again when one has finished.",
+                    "The server is busy: {count} runs in progress, as many as it trains at once. Your run has not "
+                    "started: try again when one has finished.", self.taken))
             self.taken += 1
 
     def give_back(self) -> None:
@@ -67,9 +71,9 @@ class Allowance:
     def abandoned(self) -> bool:
         return bool(self.heartbeat_seconds) and time.monotonic() - self.last_seen > self.heartbeat_seconds
 
-    def limit_sentence(self) -> str:
-        return f"Stopped: this run reached the server's limit of {self.cpu_limit:g} CPU-seconds."
+    def limit_sentence(self) -> Message:
+        return Message("Stopped: this run reached the server's limit of {limit:g} CPU-seconds.", limit=self.cpu_limit)
 
-    def silence_sentence(self) -> str:
-        return (f"Stopped: this tab was not heard from for {self.heartbeat_seconds:g} seconds, so the server stopped "
-                "training. Resume carries on from here.")
+    def silence_sentence(self) -> Message:
+        return Message("Stopped: this tab was not heard from for {seconds:g} seconds, so the server stopped training. "
+                       "Resume carries on from here.", seconds=self.heartbeat_seconds)

@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from vitviz import capture, data, limits, quota, train, weights
+from vitviz.i18n import Message, plural_message
 from vitviz.images import normalise
 from vitviz.model import ViT, ViTConfig
 
@@ -58,14 +59,15 @@ class Settings:
     lr: float = 5e-3
     seed: int = 0
 
-    def problem(self) -> str | None:
+    def problem(self) -> Message | None:
         """Why these settings cannot make a model, in one sentence; None if they can."""
         if self.dim % self.heads:
-            return f"The width {self.dim} must split evenly into {self.heads} heads."
+            return Message("The width {dim} must split evenly into {heads} heads.", dim=self.dim, heads=self.heads)
         if self.image_size % self.patch_size:
-            return f"The image size {self.image_size} must be a multiple of the patch size {self.patch_size}."
+            return Message("The image size {size} must be a multiple of the patch size {patch}.", size=self.image_size,
+                           patch=self.patch_size)
         if self.steps < 1 or self.batch_size < 1 or not self.lr > 0:
-            return "Steps, batch size and learning rate must all be positive."
+            return Message("Steps, batch size and learning rate must all be positive.")
         return None
 
     def estimated_cpu_seconds(self) -> float:
@@ -81,14 +83,14 @@ class Settings:
                      + self.image_size**2 * CPU_SECONDS_PER_PIXEL)
         return self.steps * (self.batch_size * per_image + CPU_SECONDS_PER_STEP_AND_LAYER * (self.depth + 1))
 
-    def over_budget(self, cpu_limit: float) -> str | None:
+    def over_budget(self, cpu_limit: float) -> Message | None:
         """Why these settings need more than `cpu_limit` CPU-seconds (0: no limit), in one sentence, or None."""
         needed = self.estimated_cpu_seconds()
         if not cpu_limit or needed <= cpu_limit:
             return None
-        return (f"These settings would need about {cpu_seconds_words(needed)} of computing, more than the "
-                f"{cpu_seconds_words(cpu_limit)} this server gives one run: take fewer steps, a smaller batch, "
-                "smaller images, larger patches or a smaller model.")
+        return Message("These settings would need about {needed} of computing, more than the {limit} this server "
+                       "gives one run: take fewer steps, a smaller batch, smaller images, larger patches or a smaller "
+                       "model.", needed=cpu_seconds_words(needed), limit=cpu_seconds_words(cpu_limit))
 
     def config(self) -> ViTConfig:
         return ViTConfig(
@@ -113,12 +115,13 @@ class Snapshot:
         return (-(p * np.log(p)).sum(-1) / math.log(p.shape[-1])).mean(-1)
 
 
-def cpu_seconds_words(seconds: float) -> str:
-    """'40 CPU-seconds', '12 CPU-minutes', '57 CPU-hours'."""
-    for unit, size in (("hours", 3600), ("minutes", 60)):
-        if seconds >= 2 * size:
-            return f"{seconds / size:.0f} CPU-{unit}"
-    return f"{seconds:.0f} CPU-seconds"
+def cpu_seconds_words(seconds: float) -> Message:
+    """'40 CPU-seconds', '12 CPU-minutes', '57 CPU-hours' (at least two of a larger unit)."""
+    if seconds >= 2 * 3600:
+        return Message("{count} CPU-hours", count=round(seconds / 3600))
+    if seconds >= 2 * 60:
+        return Message("{count} CPU-minutes", count=round(seconds / 60))
+    return plural_message("{count} CPU-second", "{count} CPU-seconds", round(seconds))
 
 
 @dataclass(frozen=True)
@@ -126,8 +129,8 @@ class Finished:
     step: int
     reason: str  # "done", "stopped", "limit" (the run used its CPU-seconds) or "failed"
     confusion: np.ndarray | None = None  # (k, k) rows: true class, columns: predicted
-    error: str | None = None
-    note: str | None = None  # why the server stopped the run, when it did
+    error: Message | None = None
+    note: Message | None = None  # why the server stopped the run, when it did
 
 
 def snapshot_steps(steps: int, count: int = SNAPSHOTS) -> set[int]:
@@ -235,7 +238,8 @@ def _work(model, optimizer, settings: Settings, start: int, probe_pixels, outbox
             matrix = held_out_confusion(model, eval_size)
     except Exception as exc:  # the thread must always report back; the page shows one sentence
         log.exception("vitviz: training failed")
-        reason, error = "failed", f"Training stopped with an error: {str(exc).rstrip('.') or type(exc).__name__}."
+        reason, error = "failed", Message("Training stopped with an error: {error}.",
+                                          error=str(exc).rstrip(".") or type(exc).__name__)
     finally:
         quota.PLACES.give_back()  # before the last record, so its owner may start again on reading it
     outbox.close(Finished(step=step, reason=reason, confusion=matrix, error=error, note=note))

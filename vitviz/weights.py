@@ -30,6 +30,7 @@ from safetensors.torch import load as load_bytes
 from safetensors.torch import load_file, save_file
 
 from vitviz import limits
+from vitviz.i18n import Message, message_of
 from vitviz.model import ViT, ViTConfig, is_whole, parameter_shapes
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
@@ -73,7 +74,8 @@ def _build(state: dict[str, torch.Tensor], config: ViTConfig) -> ViT:
     # model of whatever size it claims (an upload saying dim=100000 must not exhaust memory).
     layers = {k.split(".")[1] for k in state if k.startswith("blocks.")}
     if config.depth != len(layers):
-        raise CheckpointError(f"The checkpoint has {len(layers)} encoder layers, but its configuration says {config.depth}.")
+        raise CheckpointError(Message("The checkpoint has {layers} encoder layers, but its configuration says {depth}.",
+                                      layers=len(layers), depth=config.depth))
     expected = parameter_shapes(config)  # shapes only, no memory
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))
@@ -95,7 +97,7 @@ def _build(state: dict[str, torch.Tensor], config: ViTConfig) -> ViT:
 def _own_model(source: bytes | Path) -> ViT:
     state, metadata = _read_safetensors(source)
     if CONFIG_KEY not in metadata:
-        raise CheckpointError("The safetensors file has no vitviz configuration in its metadata.")
+        raise CheckpointError(Message("The safetensors file has no vitviz configuration in its metadata."))
     return _build(state, _config_from(metadata[CONFIG_KEY]))
 
 
@@ -142,11 +144,11 @@ def copy_model(model: ViT) -> ViT:
 SAFETENSORS_FILES = ("model.safetensors",)
 PICKLE_FILES = ("pytorch_model.bin", "model.pth", "pytorch_model.pth")
 
-NOT_A_CHECKPOINT = "The file is not a checkpoint vitviz reads: a safetensors file, or a .pth or .bin file written by torch.save."
-NOT_SAFETENSORS = "The file is not a safetensors checkpoint."
-LEGACY_PICKLE = ("The file is a pickle in torch's legacy format, which vitviz does not read: save it again with torch.save "
+NOT_A_CHECKPOINT = Message("The file is not a checkpoint vitviz reads: a safetensors file, or a .pth or .bin file written by torch.save.")
+NOT_SAFETENSORS = Message("The file is not a safetensors checkpoint.")
+LEGACY_PICKLE = Message("The file is a pickle in torch's legacy format, which vitviz does not read: save it again with torch.save "
                  "from torch 1.6 or later.")
-DAMAGED_HEADER = "The safetensors header is damaged."
+DAMAGED_HEADER = Message("The safetensors header is damaged.")
 TENSOR_NAME = re.compile(r"[A-Za-z0-9_.-]{1,200}\Z")  # module paths like blocks.0.attn.qkv.weight
 MAX_RANK = 4  # a ViT's tensors have 1 to 4 dimensions: the patch projection, a Conv2d (d, c, p, p), has the most
 
@@ -161,9 +163,9 @@ def _regular_file_size(path: Path) -> int:
     try:
         info = os.stat(path)
     except (OSError, ValueError) as exc:
-        raise CheckpointError(f"{path.name} cannot be read.") from exc
+        raise CheckpointError(Message("{name} cannot be read.", name=path.name)) from exc
     if not stat.S_ISREG(info.st_mode):
-        raise CheckpointError(f"{path.name} is not a regular file.")
+        raise CheckpointError(Message("{name} is not a regular file.", name=path.name))
     return info.st_size
 
 
@@ -172,7 +174,8 @@ def _checked_size(source: bytes | Path) -> int:
     size = len(source) if isinstance(source, bytes) else _regular_file_size(source)
     limit = limits.max_checkpoint_bytes()
     if size > limit:
-        raise CheckpointError(f"The checkpoint is {_mb(size)} MB, more than this app's limit of {_mb(limit)} MB.")
+        raise CheckpointError(Message("The checkpoint is {size} MB, more than this app's limit of {limit} MB.",
+                                      size=_mb(size), limit=_mb(limit)))
     return size
 
 
@@ -199,7 +202,7 @@ def _kind(source: bytes | Path) -> str:
         with _opened(source) as handle:
             head = handle.read(9)
     except OSError as exc:
-        raise CheckpointError("The checkpoint cannot be read.") from exc
+        raise CheckpointError(Message("The checkpoint cannot be read.")) from exc
     if _safetensors_header_length(head, size) is not None:
         return "safetensors"
     if head[:4] == b"PK\x03\x04":
@@ -211,29 +214,29 @@ def _check_shapes(shapes: dict) -> None:
     """Refuse what no ViT checkpoint holds, from names and shapes alone (before any tensor data is read): too
     many tensors, names that are not module paths, shapes of another rank, more float32 bytes than the limit."""
     if len(shapes) > limits.max_tensors():
-        raise CheckpointError(f"The checkpoint holds {len(shapes):,} tensors, more than this app's limit of "
-                              f"{limits.max_tensors():,}.")
+        raise CheckpointError(Message("The checkpoint holds {count:,} tensors, more than this app's limit of {limit:,}.",
+                                      count=len(shapes), limit=limits.max_tensors()))
     elements = 0
     for name, shape in shapes.items():
         if not isinstance(name, str) or not TENSOR_NAME.match(name):
-            raise CheckpointError(f"The checkpoint has a tensor name no ViT has: {reprlib.repr(name)}.")
+            raise CheckpointError(Message("The checkpoint has a tensor name no ViT has: {name}.", name=reprlib.repr(name)))
         if not isinstance(shape, (list, tuple)) or not 1 <= len(shape) <= MAX_RANK or \
                 not all(is_whole(n) and n >= 1 for n in shape):
-            raise CheckpointError(f"The checkpoint's tensor {name} has the shape {reprlib.repr(shape)}, which no ViT "
-                                  "tensor has.")
+            raise CheckpointError(Message("The checkpoint's tensor {name} has the shape {shape}, which no ViT tensor has.",
+                                          name=name, shape=reprlib.repr(shape)))
         elements += math.prod(shape)
     limit = limits.max_checkpoint_bytes()
     if elements * 4 > limit:
-        raise CheckpointError(f"The checkpoint's tensors take {_mb(elements * 4)} MB as float32, more than this app's "
-                              f"limit of {_mb(limit)} MB.")
+        raise CheckpointError(Message("The checkpoint's tensors take {size} MB as float32, more than this app's limit of "
+                                      "{limit} MB.", size=_mb(elements * 4), limit=_mb(limit)))
 
 
 def _safetensors_metadata(handle, length: int) -> dict:
     """The metadata of the safetensors file open in `handle`, after its header passed `_check_shapes`."""
     limit = limits.max_header_bytes()
     if length > limit:  # parsing a JSON header costs tens of times its size
-        raise CheckpointError(f"The safetensors header is {length / 1000:,.0f} kB, more than this app's limit of "
-                              f"{limit / 1000:,.0f} kB.")
+        raise CheckpointError(Message("The safetensors header is {size:,.0f} kB, more than this app's limit of "
+                                      "{limit:,.0f} kB.", size=length / 1000, limit=limit / 1000))
     handle.seek(8)
     try:
         header = json.loads(handle.read(length))
@@ -261,7 +264,7 @@ def _read_safetensors(source: bytes | Path) -> tuple[dict[str, torch.Tensor], di
     except CheckpointError:
         raise
     except (SafetensorError, OSError, ValueError) as exc:
-        raise CheckpointError("The safetensors file is damaged or truncated.") from exc
+        raise CheckpointError(Message("The safetensors file is damaged or truncated.")) from exc
     return state, metadata
 
 
@@ -298,18 +301,20 @@ def _check_zip(source: bytes | Path) -> None:
         with _opened(source) as handle:
             directory = _zip_directory_size(handle, size)
             if directory > limits.max_header_bytes():
-                raise CheckpointError(f"The archive's directory is {directory / 1000:,.0f} kB, more than this app's "
-                                      f"limit of {limits.max_header_bytes() / 1000:,.0f} kB.")
+                raise CheckpointError(Message("The archive's directory is {size:,.0f} kB, more than this app's limit of "
+                                              "{limit:,.0f} kB.", size=directory / 1000,
+                                              limit=limits.max_header_bytes() / 1000))
             unpacked = sum(member.file_size for member in zipfile.ZipFile(handle).infolist())
     except CheckpointError:
         raise
     except (zipfile.BadZipFile, OSError, ValueError, EOFError) as exc:
-        raise CheckpointError("The .pth archive is damaged.") from exc
+        raise CheckpointError(Message("The .pth archive is damaged.")) from exc
     if unpacked > limit:
-        raise CheckpointError(f"The checkpoint unpacks to {_mb(unpacked)} MB, more than this app's limit of {_mb(limit)} MB.")
+        raise CheckpointError(Message("The checkpoint unpacks to {size} MB, more than this app's limit of {limit} MB.",
+                                      size=_mb(unpacked), limit=_mb(limit)))
     if unpacked > ratio * size:
-        raise CheckpointError(f"The checkpoint is compressed {unpacked / size:,.0f} to 1, far tighter than tensors pack, "
-                              "so vitviz does not unpack it.")
+        raise CheckpointError(Message("The checkpoint is compressed {ratio:,.0f} to 1, far tighter than tensors pack, so "
+                                      "vitviz does not unpack it.", ratio=unpacked / size))
 
 
 def _read_pickle(source: bytes | Path) -> tuple[dict[str, torch.Tensor], dict | None]:
@@ -324,11 +329,11 @@ def _read_pickle(source: bytes | Path) -> tuple[dict[str, torch.Tensor], dict | 
         loaded = torch.load(io.BytesIO(source) if isinstance(source, bytes) else str(source),
                             map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many types for bad or hostile pickles; all mean "refused"
-        raise CheckpointError(
+        raise CheckpointError(Message(
             "The checkpoint could not be read safely: it is damaged, or a pickle that needs code to load."
-        ) from exc
+        )) from exc
     if not isinstance(loaded, dict):
-        raise CheckpointError("The checkpoint does not hold a dictionary of tensors.")
+        raise CheckpointError(Message("The checkpoint does not hold a dictionary of tensors."))
     state = loaded
     for key in ("state_dict", "model", "model_state_dict"):
         inner = loaded.get(key)
@@ -362,20 +367,21 @@ def _from_state(state: dict, *, metadata: dict | None = None, hf_config: dict | 
     try:
         if convert.is_hf(state):
             if hf_config is None:
-                raise CheckpointError("A Hugging Face checkpoint needs its config.json: load the folder that holds both.")
+                raise CheckpointError(Message("A Hugging Face checkpoint needs its config.json: load the folder that holds both."))
             config, mapped = convert.from_hf(state, hf_config)
         elif convert.is_timm(state):
             architecture = architecture or (hub_config or {}).get("architecture")
             if not architecture:
-                raise CheckpointError("A timm checkpoint needs its architecture name, e.g. vit_small_patch16_224.")
+                raise CheckpointError(Message("A timm checkpoint needs its architecture name, e.g. vit_small_patch16_224."))
             config, mapped = convert.from_timm(state, architecture, hub_config)
         else:
             sample = sorted(state)[:4]
-            raise CheckpointError(f"The checkpoint's keys (e.g. {sample}) match no ViT layout vitviz knows.")
+            raise CheckpointError(Message("The checkpoint's keys (e.g. {sample}) match no ViT layout vitviz knows.",
+                                          sample=sample))
     except convert.ConversionError as exc:
-        raise CheckpointError(str(exc)) from exc
+        raise CheckpointError(message_of(exc)) from exc
     except (RuntimeError, IndexError) as exc:  # a reshape or concatenation of tensors whose shapes do not fit
-        raise CheckpointError("The checkpoint's tensors do not fit together as a ViT.") from exc
+        raise CheckpointError(Message("The checkpoint's tensors do not fit together as a ViT.")) from exc
     return _build(mapped, config)
 
 
@@ -383,24 +389,25 @@ def _json_file(path: Path) -> dict:
     """A JSON object from a small regular file (config.json, preprocessor_config.json)."""
     size, limit = _regular_file_size(path), limits.max_header_bytes()
     if size > limit:
-        raise CheckpointError(f"{path.name} is {size / 1000:,.0f} kB, more than this app's limit of {limit / 1000:,.0f} kB.")
+        raise CheckpointError(Message("{name} is {size:,.0f} kB, more than this app's limit of {limit:,.0f} kB.",
+                                      name=path.name, size=size / 1000, limit=limit / 1000))
     try:
         text = path.read_bytes()
     except OSError as exc:
-        raise CheckpointError(f"{path.name} cannot be read.") from exc
+        raise CheckpointError(Message("{name} cannot be read.", name=path.name)) from exc
     try:
         values = json.loads(text)
     except (ValueError, RecursionError) as exc:  # bad JSON, bad UTF-8, or nested too deep
-        raise CheckpointError(f"{path.name} is not valid JSON.") from exc
+        raise CheckpointError(Message("{name} is not valid JSON.", name=path.name)) from exc
     if not isinstance(values, dict):
-        raise CheckpointError(f"{path.name} does not hold a JSON object.")
+        raise CheckpointError(Message("{name} does not hold a JSON object.", name=path.name))
     return values
 
 
 def _load_folder(folder: Path, architecture: str | None) -> ViT:
     config_path = folder / "config.json"
     if not config_path.exists():
-        raise CheckpointError("The folder has no config.json.")
+        raise CheckpointError(Message("The folder has no config.json."))
     config = _json_file(config_path)
     preprocessor_path = folder / "preprocessor_config.json"
     if preprocessor_path.exists():  # transformers keeps the normalisation (and the crop) there, not in config.json
@@ -408,7 +415,7 @@ def _load_folder(folder: Path, architecture: str | None) -> ViT:
         config = {**{k: preprocessor[k] for k in ("image_mean", "image_std", "crop_size") if k in preprocessor}, **config}
     weights_path = next((folder / n for n in SAFETENSORS_FILES + PICKLE_FILES if (folder / n).exists()), None)
     if weights_path is None:
-        raise CheckpointError("The folder has no model.safetensors or pytorch_model.bin.")
+        raise CheckpointError(Message("The folder has no model.safetensors or pytorch_model.bin."))
     state, metadata, _ = _read_checkpoint(weights_path)
     is_timm_hub = "architecture" in config and "model_type" not in config
     return _from_state(state, metadata=metadata, hf_config=None if is_timm_hub else config,
@@ -438,13 +445,13 @@ def load(source: str | Path | bytes, *, architecture: str | None = None,
     else:
         path = Path(source).expanduser()
         if not path.exists():
-            raise CheckpointError(f"There is no file or folder at {path}.")
+            raise CheckpointError(Message("There is no file or folder at {path}.", path=str(path)))
         if path.is_dir():
             model = _load_folder(path, architecture)
         elif path.suffix in (".safetensors", ".pth", ".pt", ".bin"):
             model = _load_file(path, architecture)
         else:
-            raise CheckpointError("vitviz reads folders, .safetensors files and .pth/.bin files.")
+            raise CheckpointError(Message("vitviz reads folders, .safetensors files and .pth/.bin files."))
     image_size = image_size or _crop_size(model.config)
     model = resize(model, image_size) if image_size else model
     _check_tokens(model.config.image_size, model.config.patch_size, model.config.num_special)
@@ -461,8 +468,8 @@ def _crop_size(config: ViTConfig) -> tuple[int, int] | None:
 
 # --- a visitor's path: only inside the deployer's models directory ---------------------------------------------------
 
-LOCAL_OFF = "Loading from this server's disk is off: the deployer has not named a models directory."
-NOT_IN_MODELS_DIR = "That is not the name of a model in this server's models directory."
+LOCAL_OFF = Message("Loading from this server's disk is off: the deployer has not named a models directory.")
+NOT_IN_MODELS_DIR = Message("That is not the name of a model in this server's models directory.")
 
 
 def load_from_models_dir(name: str, *, architecture: str | None = None,
@@ -503,8 +510,9 @@ def _check_tokens(image_size: tuple[int, int], patch_size: int, specials: int = 
     height, width = image_size
     tokens, limit = (height // patch_size) * (width // patch_size) + specials, limits.max_tokens()
     if tokens > limit:
-        raise CheckpointError(f"At {height} × {width} pixels this model reads {tokens:,} tokens, more than this app's "
-                              f"limit of {limit:,} per image: choose a smaller input size.")
+        raise CheckpointError(Message("At {height} × {width} pixels this model reads {tokens:,} tokens, more than this "
+                                      "app's limit of {limit:,} per image: choose a smaller input size.", height=height,
+                                      width=width, tokens=tokens, limit=limit))
 
 
 def resize(model: ViT, image_size: tuple[int, int]) -> ViT:
@@ -516,7 +524,7 @@ def resize(model: ViT, image_size: tuple[int, int]) -> ViT:
         return model
     p = model.config.patch_size
     if image_size[0] % p or image_size[1] % p or min(image_size) < p:
-        raise CheckpointError(f"The input size must be a multiple of the patch size {p}.")
+        raise CheckpointError(Message("The input size must be a multiple of the patch size {p}.", p=p))
     _check_tokens(image_size, p, model.config.num_special)
     config = dataclasses.replace(model.config, image_size=image_size, extra=dict(model.config.extra))
     resized = ViT(config)

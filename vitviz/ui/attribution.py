@@ -17,6 +17,7 @@ from vitviz.faithfulness import Faithfulness, title
 from vitviz.ui import state
 from vitviz.ui.controls import persistent
 from vitviz.ui.drawing import image_grid, show_figure
+from vitviz.ui.i18n import _, say
 from vitviz.ui.state import Traced
 from vitviz.ui.text import plain
 
@@ -38,8 +39,14 @@ def estimate(traced: Traced) -> tuple[float, int, float]:
 
 def duration(seconds: float) -> str:
     if seconds < 90:
-        return f"{seconds:.1f} s" if seconds < 10 else f"{seconds:.0f} s"
-    return f"{seconds / 60:.0f} min"
+        return _("{seconds:.1f} s").format(seconds=seconds) if seconds < 10 else _("{seconds:.0f} s").format(
+            seconds=seconds)
+    return _("{minutes:.0f} min").format(minutes=seconds / 60)
+
+
+def shown(name: str) -> str:
+    """A method's name at the start of a sentence, in the session's language."""
+    return _(title(name))
 
 
 def _key(traced: Traced, target: int) -> tuple:
@@ -58,13 +65,13 @@ def cached(traced: Traced, target: int) -> Faithfulness | None:
 
 def run(traced: Traced, target: int) -> Faithfulness:
     """Score now, with a progress bar over the curves' forward passes."""
-    bar = st.progress(0.0, text="Computing the six maps…")
+    bar = st.progress(0.0, text=_("Computing the six maps…"))
     started = time.perf_counter()
 
     def progress(done: int, total: int) -> None:
         left = (time.perf_counter() - started) * (total - done) / done
-        bar.progress(done / total, text=f"Deletion and insertion curves: {done} of {total} images, "
-                                        f"about {duration(left)} left")
+        bar.progress(done / total, text=_("Deletion and insertion curves: {done} of {total} images, about {left} "
+                                          "left").format(done=done, total=total, left=duration(left)))
 
     result = state.trace_cache().get(_key(traced, target), _make(traced, target, progress))
     bar.empty()
@@ -77,19 +84,19 @@ def _overlay(traced: Traced, values: np.ndarray, colorscale: str, opacity: float
 
 def faithfulness_tab(traced: Traced, colorscale: str, opacity: float) -> None:
     if traced.trace.logits is None:
-        st.info("Faithfulness follows one class's probability as patches are removed, and this model has no class "
-                "head, so there is nothing to score.")
+        st.info(_("Faithfulness follows one class's probability as patches are removed, and this model has no "
+                  "class head, so there is nothing to score."))
         return
-    st.markdown(
+    st.markdown(_(
         "Six ways to say which patches matter for a class. Each is tested on this image: delete the patches it "
         "ranks first (they take the image's mean colour) and the class's probability should fall fast; start from "
         "a blurred copy and put them back first, and it should rise fast. A map is only as good as the areas under "
         "these curves, compared with random orders of the patches."
-    )
+    ))
     labels = traced.labels
     predicted = labels[int(traced.trace.probs.argmax())]
     target = labels.index(
-        persistent(st.selectbox, "faithfulness_class", predicted, label="Class to explain", options=labels)
+        persistent(st.selectbox, "faithfulness_class", predicted, label=_("Class to explain"), options=labels)
     )
     result = cached(traced, target)
     if result is None:
@@ -97,12 +104,12 @@ def faithfulness_tab(traced: Traced, colorscale: str, opacity: float) -> None:
         if seconds > QUICK_SECONDS:
             slot = st.empty()  # the offer makes way for the result
             offer = slot.container()
-            offer.markdown(
-                f"Scoring takes one backward pass and up to {forwards} forward passes in batches of "
-                f"{faithfulness.BATCH}: up to about **{duration(seconds)}** for this model (one forward of one "
-                f"image took {one * 1000:.0f} ms here just now)."
-            )
-            if not offer.button("Score the six maps", key="faithfulness_run"):
+            offer.markdown(_(
+                "Scoring takes one backward pass and up to {forwards} forward passes in batches of {batch}: up to "
+                "about **{duration}** for this model (one forward of one image took {milliseconds:.0f} ms here just "
+                "now)."
+            ).format(forwards=forwards, batch=faithfulness.BATCH, duration=duration(seconds), milliseconds=one * 1000))
+            if not offer.button(_("Score the six maps"), key="faithfulness_run"):
                 return
             slot.empty()
         result = run(traced, target)
@@ -110,18 +117,19 @@ def faithfulness_tab(traced: Traced, colorscale: str, opacity: float) -> None:
 
 
 def _draw(traced: Traced, result: Faithfulness, label: str, colorscale: str, opacity: float) -> None:
-    st.markdown(f"**For “{plain(label)}”:** {result.verdict()}")
+    st.markdown(_("**For “{label}”:** {verdict}").format(label=plain(label), verdict=say(result.verdict())))
     probability = float(result.deletion[0, 0])  # the first deletion step is the image itself
     if probability < LOW_PROBABILITY:
-        st.caption(f"The model gives “{plain(label)}” {probability:.1%} on this image, so deleting patches has "
-                   "little to lower and the curves say little about the maps.")
+        st.caption(_("The model gives “{label}” {probability:.1%} on this image, so deleting patches has little to "
+                     "lower and the curves say little about the maps.").format(label=plain(label), probability=probability))
     deletion, insertion = result.deletion_auc, result.insertion_auc
     image_grid(
         [
             (
                 _overlay(traced, result.maps[i], colorscale, opacity, 220),
-                f"{'★ ' if i == result.best else ''}{title(name)}: deletion {deletion[i]:.2f}, insertion "
-                f"{insertion[i]:.2f} ({result.standing(i)})",
+                ("★ " if i == result.best else "") + _("{name}: deletion {deletion:.2f}, insertion {insertion:.2f} "
+                                                       "({standing})").format(
+                    name=shown(name), deletion=deletion[i], insertion=insertion[i], standing=say(result.standing(i))),
             )
             for i, name in enumerate(result.methods)
         ],
@@ -130,45 +138,47 @@ def _draw(traced: Traced, result: Faithfulness, label: str, colorscale: str, opa
     best = result.methods[result.best]
     left, right = st.columns(2)
     for column, curves, random, what in (
-        (left, result.deletion, result.random_deletion, "Deletion: most relevant patches removed first"),
-        (right, result.insertion, result.random_insertion, "Insertion: most relevant patches put back first"),
+        (left, result.deletion, result.random_deletion, _("Deletion: most relevant patches removed first")),
+        (right, result.insertion, result.random_insertion, _("Insertion: most relevant patches put back first")),
     ):
         with column:
             show_figure(figures.perturbation_curves(
-                result.fractions, {title(name): curve for name, curve in zip(result.methods, curves, strict=True)},
-                random.mean(axis=0), title=what, x_title="share of the patches", highlight=title(best),
+                result.fractions, {shown(name): curve for name, curve in zip(result.methods, curves, strict=True)},
+                random.mean(axis=0), title=what, x_title=_("share of the patches"), highlight=shown(best),
                 y_title=f"p({label})",
             ))
-    st.caption(
-        f"Areas under the curves: lower is better for deletion, higher for insertion. Random: the mean of "
-        f"{faithfulness.RANDOM_ORDERS} random orders ({result.random_deletion_auc:.2f} and "
-        f"{result.random_insertion_auc:.2f}); a map beats it when its area is better by more than "
-        f"{faithfulness.MARGIN}. ★ marks the largest insertion minus deletion. The blur has σ = one patch "
-        f"({traced.config.patch_size} pixels); both rollouts average the heads and discard nothing; Grad-CAM reads "
-        f"the last block's LN₁ output. {result.forwards} forward passes took {duration(result.seconds)}."
-    )
+    st.caption(_(
+        "Areas under the curves: lower is better for deletion, higher for insertion. Random: the mean of "
+        "{orders} random orders ({random_deletion:.2f} and {random_insertion:.2f}); a map beats it when its area is "
+        "better by more than {margin}. ★ marks the largest insertion minus deletion. The blur has σ = one patch "
+        "({patch} pixels); both rollouts average the heads and discard nothing; Grad-CAM reads the last block's LN₁ "
+        "output. {forwards} forward passes took {duration}."
+    ).format(orders=faithfulness.RANDOM_ORDERS, random_deletion=result.random_deletion_auc,
+             random_insertion=result.random_insertion_auc, margin=faithfulness.MARGIN, patch=traced.config.patch_size,
+             forwards=result.forwards, duration=duration(result.seconds)))
 
 
 def which_patches(traced: Traced, colorscale: str) -> None:
     """Step 13's short version: the predicted class and the most faithful map for it, computed on request."""
-    st.markdown("**Which patches made this prediction?**")
+    st.markdown("**" + _("Which patches made this prediction?") + "**")
     target = int(traced.trace.probs.argmax())
     result = cached(traced, target)
     if result is None:
-        seconds, forwards, _ = estimate(traced)
+        seconds, forwards, _one = estimate(traced)
         slot = st.empty()  # the offer makes way for the answer
         offer = slot.container()
-        offer.caption(
+        offer.caption(_(
             "Six attribution maps, each tested by deleting and restoring the patches it ranks first; the one that "
-            f"moves the probability most is shown. It runs the model up to {forwards} times."
-        )
-        if not offer.button(f"Find out (up to about {duration(seconds)})", key="which_patches_run"):
+            "moves the probability most is shown. It runs the model up to {forwards} times."
+        ).format(forwards=forwards))
+        if not offer.button(_("Find out (up to about {duration})").format(duration=duration(seconds)),
+                            key="which_patches_run"):
             return
         slot.empty()
         result = run(traced, target)
     best = result.best
     left, right = st.columns([1, 2])
-    left.image(_overlay(traced, result.maps[best], colorscale, 0.6, 256), caption=title(result.methods[best]),
+    left.image(_overlay(traced, result.maps[best], colorscale, 0.6, 256), caption=shown(result.methods[best]),
                width="stretch")
-    right.markdown(result.verdict())
-    right.caption("The Attention explorer's Faithfulness tab shows all six maps and their curves, for any class.")
+    right.markdown(say(result.verdict()))
+    right.caption(_("The Attention explorer's Faithfulness tab shows all six maps and their curves, for any class."))

@@ -17,10 +17,14 @@ import streamlit as st
 from streamlit_image_coordinates import streamlit_image_coordinates
 
 from vitviz import figures
+from vitviz.i18n import N_
 from vitviz.ui import drawing, state
+from vitviz.ui.i18n import _, translator
 from vitviz.ui.text import plain
 
 UPLOAD_TYPES = ["png", "jpg", "jpeg", "webp", "gif", "bmp", "tif", "tiff"]
+# The image sources, by their English names (the kept values, and links' "Sample"); shown translated.
+IMAGE_SOURCES = (N_("Sample"), N_("Upload"), N_("Camera"))
 
 
 @dataclass(frozen=True)
@@ -99,10 +103,19 @@ def persistent(widget, key: str, default, *, store: str | None = None, **kwargs)
 
 
 def kept_tabs(labels: list[str], key: str) -> list:
-    """st.tabs that opens on the kept tab `key` (the first one at first) and keeps the reader's switch."""
+    """st.tabs that opens on the kept tab `key` (the first one at first) and keeps the reader's switch.
+
+    `labels` are English (marked with N_): the kept value, and a link's name for it; the tabs show them translated.
+    """
+    shown = [_(label) for label in labels]
     value = st.session_state.get(f"keep_{key}", labels[0])  # kept (and in links) once the reader switches
-    st.session_state[key] = value if value in labels else labels[0]
-    return st.tabs(labels, key=key, on_change=_keep, args=(key, key))
+    st.session_state[key] = shown[labels.index(value)] if value in labels else shown[0]
+    return st.tabs(shown, key=key, on_change=_keep_tab, args=(key, dict(zip(shown, labels, strict=True))))
+
+
+def _keep_tab(key: str, english: dict[str, str]) -> None:
+    st.session_state[f"keep_{key}"] = english.get(st.session_state[key], next(iter(english.values())))
+    _rerun_readers(key)
 
 
 def patch_slider(patches: int, step_key: str) -> int:
@@ -112,7 +125,7 @@ def patch_slider(patches: int, step_key: str) -> int:
         f"patch_{step_key}",
         min(patches - 1, patches // 2 + 3),
         store="patch",
-        label="Patch",
+        label=_("Patch"),
         min_value=0,
         max_value=patches - 1,
     )
@@ -122,23 +135,23 @@ def image_picker(container=None, preview_width: int | str = "stretch") -> None:
     """Sample / upload / camera. A bad file leaves the previous image in place and says why."""
     box = container or st.sidebar
     with box:
-        source = persistent(st.radio, "image_source", "Sample", label="Image", options=["Sample", "Upload", "Camera"],
-                             horizontal=True)
+        source = persistent(st.radio, "image_source", "Sample", label=_("Image"), options=list(IMAGE_SOURCES),
+                            format_func=translator(), horizontal=True)
         if source == "Sample":
             names = state.sample_names()
-            chosen = persistent(st.selectbox, "sample_name", names[0], label="Sample", options=names)
+            chosen = persistent(st.selectbox, "sample_name", names[0], label=_("Sample"), options=names)
             if state.current_image()["name"] != chosen:
                 state.set_image(chosen, state.sample_bytes(chosen))
         elif source == "Upload":
-            upload = st.file_uploader("Your image", type=UPLOAD_TYPES, key="upload")
+            upload = st.file_uploader(_("Your image"), type=UPLOAD_TYPES, key="upload")
             _take_file(upload)
         else:
-            shot = st.camera_input("Take a photo", key="camera")
+            shot = st.camera_input(_("Take a photo"), key="camera")
             _take_file(shot)
         error = st.session_state.get(state.ERROR_KEY)
         if error:
             st.error(error)
-        st.caption(f"Model: {plain(state.current_model().name)} (change it on the Model page)")
+        st.caption(_("Model: {name} (change it on the Model page)").format(name=plain(state.current_model().title)))
         chosen = state.current_image()
         try:
             st.image(state.preview(chosen), caption=plain(chosen["name"]), width=preview_width)
@@ -157,17 +170,18 @@ def _take_file(upload) -> None:
 
 
 def layer_head(depth: int, heads: int, *, with_head: bool = True) -> tuple[int, int]:
-    layer = persistent(st.sidebar.selectbox, "layer", 0, label="Layer", options=list(range(depth)),
-                        format_func=lambda i: f"Layer {i + 1} of {depth}")
+    layer_of, head_of = _("Layer {layer} of {depth}"), _("Head {head} of {heads}")  # translated now, not in format_func
+    layer = persistent(st.sidebar.selectbox, "layer", 0, label=_("Layer"), options=list(range(depth)),
+                       format_func=lambda i: layer_of.format(layer=i + 1, depth=depth))
     head = 0
     if with_head:
-        head = persistent(st.sidebar.selectbox, "head", 0, label="Head", options=list(range(heads)),
-                           format_func=lambda i: f"Head {i + 1} of {heads}")
+        head = persistent(st.sidebar.selectbox, "head", 0, label=_("Head"), options=list(range(heads)),
+                          format_func=lambda i: head_of.format(head=i + 1, heads=heads))
     return layer, head
 
 
 def colour_scale() -> str:
-    return persistent(st.sidebar.selectbox, "colorscale", "Viridis", label="Colour scale",
+    return persistent(st.sidebar.selectbox, "colorscale", "Viridis", label=_("Colour scale"),
                        options=list(figures.COLOUR_SCALES))
 
 
@@ -176,7 +190,7 @@ def token_label(index: int, grid: tuple[int, int], specials: tuple[str, ...] = (
     if index < len(specials):
         return specials[index]
     row, col = divmod(index - len(specials), grid[1])
-    return f"patch {index - len(specials)} (row {row + 1}, col {col + 1})"
+    return _("patch {patch} (row {row}, col {col})").format(patch=index - len(specials), row=row + 1, col=col + 1)
 
 
 def _patch_at(click: dict, grid: tuple[int, int], cell: int) -> int:
@@ -227,18 +241,18 @@ def query_picker(traced: state.Traced, *, key: str) -> int:
     picture = figures.draw_grid(traced.display, patch, factor,
                                 highlight=query - len(specials) if query >= len(specials) else None)
     if not drawing.live():
-        drawing.image(picture, caption=f"The query: {token_label(query, grid, specials)}", width=picture.shape[1])
+        drawing.image(picture, caption=_("The query: {token}").format(token=token_label(query, grid, specials)), width=picture.shape[1])
         return query
-    st.caption("Click a patch to make it the query; the button switches back to CLS." if len(specials) == 1 else
-               "Click a patch to make it the query, or pick one of the special tokens with its button.")
+    st.caption(_("Click a patch to make it the query; the button switches back to CLS.") if len(specials) == 1 else
+               _("Click a patch to make it the query, or pick one of the special tokens with its button."))
     _clickable(picture, key=key, on_click=lambda: _query_clicked(key, grid, patch * factor, len(specials)))
     if len(specials) == 1:
         left, right = st.columns([2, 1])
-        buttons = [(right, "Use CLS")]
+        buttons = [(right, _("Use CLS"))]
     else:
         short = [label.replace("register ", "reg. ") if len(specials) > 3 else label for label in specials]
         left, buttons = st.container(), list(zip(st.columns(len(specials)), short, strict=True))
-    left.markdown(f"Query: **{token_label(query, grid, specials)}**")
+    left.markdown(_("Query: **{token}**").format(token=token_label(query, grid, specials)))
     for index, (column, label) in enumerate(buttons):
         column.button(label, key=f"{key}_cls" if index == 0 else f"{key}_special_{index}", disabled=query == index,
                       width="stretch" if len(specials) > 1 else "content", on_click=_set_query, args=(index,))

@@ -16,7 +16,8 @@ import zipfile
 import streamlit as st
 
 import vitviz
-from vitviz.ui import controls, state, story_file
+from vitviz.ui import controls, i18n, state, story_file
+from vitviz.ui.i18n import _
 from vitviz.ui.state import Traced
 
 NOTEBOOK_HINT = "from vitviz.capture import Trace; Trace.load('trace.safetensors'), or safetensors.torch.load_file"
@@ -31,13 +32,19 @@ def story_button(traced: Traced) -> None:
     """"Download this story": every step for this image, model and view, as one HTML file."""
     view = controls.current_view(traced.config)
     kept = {key: value for key, value in st.session_state.items() if str(key).startswith("keep_")}
-    model_name = state.current_model().name
+    model_name = state.current_model().title
+    catalogue, language = i18n.catalogue(), i18n.language()  # the download runs later, on a thread with no session
+
+    def story() -> bytes:
+        with i18n.speaking(catalogue):
+            return story_file.story_html(traced, view, model_name=model_name, kept=kept, language=language)
+
     st.download_button(
-        "Download this story", icon=":material/download:", on_click="ignore", mime="text/html",
-        data=lambda: story_file.story_html(traced, view, model_name=model_name, kept=kept),
+        _("Download this story"), icon=":material/download:", on_click="ignore", mime="text/html",
+        data=story,
         file_name=f"vitviz-story-{file_stem(traced.image_name)}.html",
-        help="One HTML file with every step's words, formulas and figures for this image and model; it opens "
-             "in a browser without a network.",
+        help=_("One HTML file with every step's words, formulas and figures for this image and model; it opens "
+               "in a browser without a network."),
     )
 
 
@@ -84,9 +91,9 @@ def numbers_button() -> None:
         return
     model_name = state.current_model().name
     st.sidebar.download_button(
-        "Download the numbers", icon=":material/download:", on_click="ignore", mime="application/zip",
+        _("Download the numbers"), icon=":material/download:", on_click="ignore", mime="application/zip",
         data=lambda: numbers_zip(traced, model_name),
         file_name=f"vitviz-trace-{file_stem(traced.image_name)}.zip",
-        help="Every tensor of this image's forward pass (trace.safetensors) and the model's configuration and "
-             "labels (trace.json). The README shows how to open them in a notebook.",
+        help=_("Every tensor of this image's forward pass (trace.safetensors) and the model's configuration and "
+               "labels (trace.json). The README shows how to open them in a notebook."),
     )

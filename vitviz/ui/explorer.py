@@ -8,15 +8,20 @@ import streamlit as st
 import torch
 
 from vitviz import analysis, capture, figures, gradients
+from vitviz.i18n import N_
 from vitviz.images import denormalise
 from vitviz.ui import attribution, controls, navigation, page, paper, state, token_norms
 from vitviz.ui.drawing import image_grid
+from vitviz.ui.i18n import _, ngettext, translator
 from vitviz.ui.specials import patch_overlay, special_weights
 from vitviz.ui.state import Traced
 from vitviz.ui.text import plain
 
 FUSIONS = ("mean", "max", "min")
-TABS = ("All heads", "Layers × heads", "Attribution", "Occlusion", "Paper Fig. 7", "Faithfulness", "Token norms")  # a link's tab= names one
+FUSION_NAMES = {"mean": N_("mean"), "max": N_("max"), "min": N_("min")}  # shown translated
+# In English, as links' tab= names them; the tabs show them translated (controls.kept_tabs).
+TABS = (N_("All heads"), N_("Layers × heads"), N_("Attribution"), N_("Occlusion"), N_("Paper Fig. 7"),
+        N_("Faithfulness"), N_("Token norms"))
 OCCLUDED_KEY = "keep_occluded"
 
 
@@ -24,8 +29,12 @@ def head_options(heads: int) -> list:
     return list(range(heads)) + [f"all heads: {f}" for f in FUSIONS]
 
 
-def head_label(choice) -> str:
-    return f"Head {choice + 1}" if isinstance(choice, int) else choice.capitalize()
+def head_label(choice, say=None) -> str:
+    """"Head 3", or "All heads: mean"; `say` is the run's translator when Streamlit calls this later."""
+    say = say or _
+    if isinstance(choice, int):
+        return say(N_("Head {head}")).format(head=choice + 1)
+    return say(N_("All heads: {fusion}")).format(fusion=say(FUSION_NAMES[choice.removeprefix("all heads: ")]))
 
 
 def head_map(attn: np.ndarray, choice) -> np.ndarray:
@@ -37,30 +46,31 @@ def head_map(attn: np.ndarray, choice) -> np.ndarray:
 
 def show() -> None:
     navigation.ensure_navigation()
-    st.title("Attention explorer")
-    st.markdown(
+    st.title(_("Attention explorer"))
+    st.markdown(_(
         "Click a patch to see where it looks, layer by layer and head by head. The default query is the CLS "
         "token, the one that makes the prediction. Below: every head at once, attention rollout, occlusion, "
         "the three analyses of the ViT paper's Figure 7 for this model, a test of which attribution map to "
         "believe for this image, and the norms of every token."
-    )
+    ))
     controls.image_picker()
     traced = page.load_traced()
     if traced is None:
         return
     config = traced.config
     colorscale = controls.colour_scale()
-    layer, _ = controls.layer_head(config.depth, config.heads, with_head=False)
+    layer, _head = controls.layer_head(config.depth, config.heads, with_head=False)
+    say = translator()
     head = controls.persistent(
         st.sidebar.selectbox,
         "explorer_head",
         "all heads: mean",
-        label="Heads",
+        label=_("Heads"),
         options=head_options(config.heads),
-        format_func=head_label,
+        format_func=lambda choice: head_label(choice, say),
     )
     opacity = controls.persistent(
-        st.sidebar.slider, "opacity", 0.6, label="Heatmap opacity", min_value=0.0, max_value=1.0, step=0.05
+        st.sidebar.slider, "opacity", 0.6, label=_("Heatmap opacity"), min_value=0.0, max_value=1.0, step=0.05
     )
     left, right = st.columns(2)
     with left:
@@ -70,8 +80,8 @@ def show() -> None:
     with right:
         st.image(
             patch_overlay(traced, row, query=query, size=320, opacity=opacity, colorscale=colorscale),
-            caption=f"{head_label(head)}, layer {layer + 1}: attention of {_token(traced, query)}"
-            f" ({special_weights(traced, row)})",
+            caption=_("{head}, layer {layer}: attention of {token} ({specials})").format(
+                head=head_label(head), layer=layer + 1, token=_token(traced, query), specials=special_weights(traced, row)),
             width="stretch",
         )
     parts = {
@@ -99,7 +109,7 @@ def _all_heads(traced: Traced, layer: int, query: int, colorscale: str, opacity:
     items = [
         (
             patch_overlay(traced, attn[h, query], query=query, size=200, opacity=opacity, colorscale=colorscale),
-            f"Head {h + 1}",
+            _("Head {head}").format(head=h + 1),
         )
         for h in range(traced.config.heads)
     ]
@@ -108,9 +118,7 @@ def _all_heads(traced: Traced, layer: int, query: int, colorscale: str, opacity:
 
 def _overview(traced: Traced, query: int, colorscale: str, opacity: float) -> None:
     heads = traced.config.heads
-    st.caption(
-        f"Rows are layers, columns heads; each shows the attention of {_token(traced, query)}."
-    )
+    st.caption(_("Rows are layers, columns heads; each shows the attention of {token}.").format(token=_token(traced, query)))
     columns = min(heads, 12)
     tiles = [
         patch_overlay(traced, layer.attn[h, query].numpy(), query=query, size=96, opacity=opacity, colorscale=colorscale)
@@ -120,7 +128,7 @@ def _overview(traced: Traced, query: int, colorscale: str, opacity: float) -> No
     st.image(figures.labelled_mosaic(np.stack(tiles), columns, [f"L{i + 1}" for i in range(traced.config.depth)],
                                      [f"H{h + 1}" for h in range(columns)]), output_format="JPEG")
     if heads > columns:
-        st.caption(f"Showing the first {columns} of {heads} heads.")
+        st.caption(_("Showing the first {count} of {heads} heads.").format(count=columns, heads=heads))
 
 
 def _gradients(traced: Traced, target: int) -> tuple[np.ndarray, np.ndarray]:
@@ -129,20 +137,22 @@ def _gradients(traced: Traced, target: int) -> tuple[np.ndarray, np.ndarray]:
         return maps.numpy(), grads.numpy()
 
     # In the trace cache, bounded in bytes: a ViT-B's maps and gradients are 45 MB.
-    return state.cached_run(("gradients", traced.image_key, traced.model_key, target), make, "Computing gradients…")
+    return state.cached_run(("gradients", traced.image_key, traced.model_key, target), make, _("Computing gradients…"))
 
 
 def _attribution(traced: Traced, colorscale: str, opacity: float) -> None:
     labels = traced.labels
+    say = translator()
     fusion_column, discard_column, class_column = st.columns(3)
     fusion = controls.persistent(
-        fusion_column.selectbox, "rollout_fusion", "mean", label="Head fusion", options=list(FUSIONS)
+        fusion_column.selectbox, "rollout_fusion", "mean", label=_("Head fusion"), options=list(FUSIONS),
+        format_func=lambda fusion: say(FUSION_NAMES[fusion]),
     )
     discard = controls.persistent(
         discard_column.slider,
         "rollout_discard",
         0.0,
-        label="Discard the weakest",
+        label=_("Discard the weakest"),
         min_value=0.0,
         max_value=0.95,
         step=0.05,
@@ -152,39 +162,43 @@ def _attribution(traced: Traced, colorscale: str, opacity: float) -> None:
     left, right = st.columns(2)
     left.image(
         patch_overlay(traced, rollout, size=320, opacity=opacity, colorscale=colorscale),
-        caption=f"Attention rollout from CLS ({fusion} over heads): how much each patch feeds the CLS token "
-        "through all layers",
+        caption=_("Attention rollout from CLS ({fusion} over heads): how much each patch feeds the CLS token "
+                  "through all layers").format(fusion=_(FUSION_NAMES[fusion])),
         width="stretch",
     )
     if traced.trace.probs is None:
-        right.info("Gradient rollout follows the gradient of a class score, and this model has no class head.")
+        right.info(_("Gradient rollout follows the gradient of a class score, and this model has no class head."))
         return
     predicted = labels[int(traced.trace.probs.argmax())]
     target = controls.persistent(
-        class_column.selectbox, "rollout_class", predicted, label="Class for the gradient", options=labels
+        class_column.selectbox, "rollout_class", predicted, label=_("Class for the gradient"), options=labels
     )
     maps, grads = _gradients(traced, labels.index(target))
     weighted = analysis.gradient_rollout(maps, grads, discard_ratio=discard)[0]
     right.image(
         patch_overlay(traced, weighted, size=320, opacity=opacity, colorscale=colorscale),
-        caption=f"Gradient-weighted rollout for “{plain(target)}”: attention that raises that class's score",
+        caption=_("Gradient-weighted rollout for “{label}”: attention that raises that class's score").format(
+            label=plain(target)),
         width="stretch",
     )
 
 
 def _occluded_probabilities(labels: list[str], before: np.ndarray, after: np.ndarray, hidden: int) -> None:
     top = int(before.argmax())
-    st.markdown(
-        f"**{hidden}** patches hidden. “{plain(labels[top])}”: {before[top]:.1%} → **{after[top]:.1%}**; "
-        f"the model now says **{plain(labels[int(after.argmax())])}** ({after.max():.1%})."
-    )
+    st.markdown(ngettext(
+        "**{count}** patch hidden. “{label}”: {before:.1%} → **{after:.1%}**; the model now says **{now}** "
+        "({now_probability:.1%}).",
+        "**{count}** patches hidden. “{label}”: {before:.1%} → **{after:.1%}**; the model now says **{now}** "
+        "({now_probability:.1%}).", hidden,
+    ).format(count=hidden, label=plain(labels[top]), before=before[top], after=after[top],
+             now=plain(labels[int(after.argmax())]), now_probability=after.max()))
     order = np.argsort(-before)[: min(8, len(labels))]
     st.plotly_chart(
         figures.lines(
-            {"original": before[order], "occluded": after[order]},
+            {_("original"): before[order], _("occluded"): after[order]},
             x=np.array([labels[i] for i in order]),
-            title="Probabilities",
-            y_title="probability",
+            title=_("Probabilities"),
+            y_title=_("probability"),
             height=260,
         ),
         width="stretch",
@@ -205,7 +219,7 @@ def _occluded_trace(traced: Traced, hidden: tuple[int, ...]) -> capture.Trace:
     return state.cached_run(  # in the trace cache, bounded in bytes: one ViT-B trace is 150 MB
         ("occluded", traced.image_key, traced.model_key, hidden),
         lambda: traced.recorder.trace(occlude(traced.trace.pixels, hidden, config.grid, config.patch_size)),
-        "Running the model on the occluded image…",
+        _("Running the model on the occluded image…"),
     )
 
 
@@ -218,23 +232,25 @@ def _occlusion(traced: Traced, layer: int, head, colorscale: str, opacity: float
     factor = figures.enlargement(shown, 320)
     left, right = st.columns(2)
     with left:
-        st.caption("Click patches to hide or show them; hidden patches take the training data's mean colour.")
+        st.caption(_("Click patches to hide or show them; hidden patches take the training data's mean colour."))
         index = controls.clicked_patch(
             figures.draw_grid(shown, patch, factor), grid, patch * factor, key="occlusion_click"
         )
         if index is not None:
             st.session_state[OCCLUDED_KEY] = tuple(sorted(set(hidden) ^ {index}))
             st.rerun()
-        if st.button("Show every patch", disabled=not hidden, key="occlusion_clear"):
+        if st.button(_("Show every patch"), disabled=not hidden, key="occlusion_clear"):
             st.session_state[OCCLUDED_KEY] = ()
             st.rerun()
     with right:
         if traced.trace.probs is None:
             similarity = float(torch.nn.functional.cosine_similarity(traced.trace.cls_output, trace.cls_output, dim=0))
-            st.markdown(
-                f"**{len(hidden)}** patches hidden. This model has no class head; its CLS output y with the patches "
-                f"hidden has cosine similarity **{similarity:.3f}** with y for the whole image (1 = unchanged)."
-            )
+            st.markdown(ngettext(
+                "**{count}** patch hidden. This model has no class head; its CLS output y with the patch hidden has "
+                "cosine similarity **{similarity:.3f}** with y for the whole image (1 = unchanged).",
+                "**{count}** patches hidden. This model has no class head; its CLS output y with the patches hidden "
+                "has cosine similarity **{similarity:.3f}** with y for the whole image (1 = unchanged).", len(hidden),
+            ).format(count=len(hidden), similarity=similarity))
         else:
             _occluded_probabilities(traced.labels, traced.trace.probs.numpy(), trace.probs.numpy(), len(hidden))
     cls_before = head_map(traced.trace.layers[layer].attn.numpy(), head)[0]
@@ -242,12 +258,12 @@ def _occlusion(traced: Traced, layer: int, head, colorscale: str, opacity: float
     before_column, after_column = st.columns(2)
     before_column.image(
         patch_overlay(traced, cls_before, size=256, opacity=opacity, colorscale=colorscale),
-        caption=f"CLS attention before, layer {layer + 1}",
+        caption=_("CLS attention before, layer {layer}").format(layer=layer + 1),
         width="stretch",
     )
     after_column.image(
         figures.attention_overlay(shown, analysis.patch_map(cls_after, grid), size=256, opacity=opacity,
                                   colorscale=colorscale),
-        caption=f"CLS attention with the patches hidden, layer {layer + 1}",
+        caption=_("CLS attention with the patches hidden, layer {layer}").format(layer=layer + 1),
         width="stretch",
     )

@@ -8,7 +8,10 @@ this view" (app.py, after the page).
 `PARAMS` is the one table of what travels; layers and heads count from 1 and patches from 0, as on
 screen. A selection that `controls.persistent` keeps under "keep_<store>" travels with one line:
 
-    Kept("lang", "lang", one_of("language", ("en", "de")), default="en"),
+    Kept("colors", "colorscale", one_of(N_("no such colour scale"), figures.COLOUR_SCALES), default="Viridis"),
+
+The language (`lang`) always travels, English too: `vitviz.ui.i18n.choose_language` reads it first on every
+run and puts it back into the URL, and the share box's script keeps it there.
 
 A value that does not fit (an unknown sample, head 40 on a 4-head model, a hostile string) is left at
 its default, and one quiet note says so. An uploaded image or a model of the session's own cannot
@@ -23,6 +26,7 @@ over, and the next/prev buttons pass `query()` to st.switch_page.
 
 from __future__ import annotations
 
+import html
 import json
 import re
 from collections.abc import Callable
@@ -32,7 +36,9 @@ from urllib.parse import urlencode
 import streamlit as st
 
 from vitviz import figures, hub
-from vitviz.ui import presets, state
+from vitviz.i18n import LANGUAGES, N_, Message
+from vitviz.ui import i18n, presets, state
+from vitviz.ui.i18n import _, say
 from vitviz.ui.text import plain
 
 RESTORED_KEY = "links_restored"  # session_state: the URL was read (once per session)
@@ -70,17 +76,18 @@ def _config():
 
 def _whole(text: str) -> int:
     if not re.fullmatch(r"[0-9]{1,6}", text):  # ASCII digits only: int() would take "٣" and "1_0"
-        raise ValueError("not a whole number")
+        raise ValueError(Message("not a whole number"))
     return int(text)
 
 
-def counted(what: str, count: Callable[[], int]) -> Callable[[str], int]:
-    """"1" … "count" in the URL, 0 … count − 1 kept (layers and heads count from 1 on screen)."""
+def counted(too_many: str, count: Callable[[], int]) -> Callable[[str], int]:
+    """"1" … "count" in the URL, 0 … count − 1 kept (layers and heads count from 1 on screen); `too_many` says
+    why a larger number does not fit, with the {count} (marked with N_)."""
 
     def parse(text: str) -> int:
         number, top = _whole(text), count()
         if not 1 <= number <= top:
-            raise ValueError(f"this model has {top} {what}")
+            raise ValueError(Message(too_many, count=top))
         return number - 1
 
     return parse
@@ -89,7 +96,8 @@ def counted(what: str, count: Callable[[], int]) -> Callable[[str], int]:
 def patch_number(text: str) -> int:
     number, patches = _whole(text), _config().num_patches
     if number >= patches:
-        raise ValueError(f"this model cuts the image into {patches} patches, 0 to {patches - 1}")
+        raise ValueError(Message("this model cuts the image into {count} patches, 0 to {last}", count=patches,
+                                 last=patches - 1))
     return number
 
 
@@ -102,14 +110,15 @@ def query_text(token: int) -> str:
     return "cls" if token == 0 else str(token - 1)
 
 
-def one_of(what: str, options: Callable[[], tuple[str, ...]] | tuple[str, ...]) -> Callable[[str], str]:
-    """One of `options` (or of what `options()` gives), whatever its case in the URL."""
+def one_of(missing: str, options: Callable[[], tuple[str, ...]] | tuple[str, ...]) -> Callable[[str], str]:
+    """One of `options` (or of what `options()` gives), whatever its case in the URL; `missing` (marked with N_)
+    says that the text is none of them."""
 
     def parse(text: str) -> str:
         names = options() if callable(options) else options
         match = next((name for name in names if name.lower() == text.lower()), None)
         if match is None:
-            raise ValueError(f"no such {what}")
+            raise ValueError(Message(missing))
         return match
 
     return parse
@@ -143,7 +152,7 @@ class Image:
         names = {sample_slug(name): name for name in state.sample_names()}
         name = names.get(text.lower())
         if name is None:
-            raise ValueError("no such sample")
+            raise ValueError(Message("no such sample"))
         st.session_state["keep_image_source"] = "Sample"
         st.session_state["keep_sample_name"] = name
         state.set_image(name, state.sample_bytes(name))
@@ -161,13 +170,13 @@ class Model:
     def apply(self, text: str) -> None:
         preset = next((preset for preset in hub.PRESETS if preset.repo_id.lower() == text.lower()), None)
         if preset is None:
-            raise ValueError("not one of this app's Hub models")
+            raise ValueError(Message("not one of this app's Hub models"))
         if state.current_model().key == presets.hub_key(preset.repo_id):
             return
         if not hub.downloaded(preset.repo_id):
             raise _Waiting(preset)
         if not presets.use_hub_model(preset.repo_id):  # says why in one sentence
-            raise ValueError("it could not be loaded")
+            raise ValueError(Message("it could not be loaded"))
 
 
 class _Waiting(Exception):
@@ -175,15 +184,32 @@ class _Waiting(Exception):
         self.preset = preset
 
 
+class Language:
+    """The session's language, always in the URL (English too), so that a copied link opens in the same language.
+    `i18n.choose_language` has read it before `restore` runs, on every run: the URL wins there."""
+
+    name = i18n.QUERY_KEY
+
+    def read(self) -> str:
+        return i18n.language()
+
+    def apply(self, text: str) -> None:
+        if text not in LANGUAGES:
+            raise ValueError(Message("no such language"))
+
+
 PARAMS = (
     Image(),
     Model(),  # before the rest: they are checked against the model in use
-    Kept("layer", "layer", counted("layers", lambda: _config().depth), default=0, show=lambda i: str(i + 1)),
-    Kept("head", "head", counted("heads", lambda: _config().heads), default=0, show=lambda i: str(i + 1)),
+    Kept("layer", "layer", counted(N_("this model has {count} layers"), lambda: _config().depth), default=0,
+         show=lambda i: str(i + 1)),
+    Kept("head", "head", counted(N_("this model has {count} heads"), lambda: _config().heads), default=0,
+         show=lambda i: str(i + 1)),
     Kept("query", "query", query_token, default=0, show=query_text),
     Kept("patch", "patch", patch_number),
-    Kept("colors", "colorscale", one_of("colour scale", figures.COLOUR_SCALES), default="Viridis"),
-    Kept("tab", "explorer_tab", one_of("tab", _explorer_tabs)),
+    Kept("colors", "colorscale", one_of(N_("no such colour scale"), figures.COLOUR_SCALES), default="Viridis"),
+    Kept("tab", "explorer_tab", one_of(N_("no such tab"), _explorer_tabs)),
+    Language(),
 )
 
 
@@ -202,20 +228,21 @@ def _apply(values: dict[str, str]) -> list[str]:
         text = values[param.name]
         try:
             if len(text) > MAX_TEXT:
-                raise ValueError("too long")
+                raise ValueError(Message("too long"))
             param.apply(text)
         except _Waiting as waiting:
             later = {param.name: values[param.name] for param in PARAMS[index + 1 :] if param.name in values}
             st.session_state[WAITING_KEY] = (waiting.preset.repo_id, later)
             break
         except ValueError as why:
-            misfits.append(f"{param.name}={plain(text[:40])} ({plain(why)})")
+            misfits.append(f"{param.name}={plain(text[:40])} ({plain(say(why))})")
     return misfits
 
 
 def _note(misfits: list[str]) -> None:
     if misfits:
-        st.toast("Part of this link did not fit and was left at its default: " + "; ".join(misfits) + ".",
+        st.toast(_("Part of this link did not fit and was left at its default: {misfits}.").format(
+                 misfits="; ".join(misfits)),
                  icon=":material/link_off:", duration="long")
 
 
@@ -233,11 +260,13 @@ def _offer_waiting_model() -> None:
     repo_id, later = st.session_state[WAITING_KEY]
     preset = next(preset for preset in hub.PRESETS if preset.repo_id == repo_id)
     box = st.container(border=True)
-    box.markdown(f"This link shows **{preset.title}** ({repo_id}), about {preset.size_mb} MB from the Hugging Face "
-                 "Hub, which this server has not downloaded yet. Until then the pages show the built-in model.")
-    left, right, _ = box.columns([2, 2, 3])
-    fetch = left.button(f"Download {preset.title} and open the link", type="primary", key="links_fetch")
-    keep = right.button("Stay with the built-in model", key="links_keep")
+    box.markdown(_("This link shows **{title}** ({repo}), about {size} MB from the Hugging Face Hub, which this server "
+                   "has not downloaded yet. Until then the pages show the built-in model.").format(
+        title=preset.title, repo=repo_id, size=preset.size_mb))
+    left, right, _rest = box.columns([2, 2, 3])
+    fetch = left.button(_("Download {title} and open the link").format(title=preset.title), type="primary",
+                        key="links_fetch")
+    keep = right.button(_("Stay with the built-in model"), key="links_keep")
     if fetch:
         with box:
             loaded = presets.use_hub_model(repo_id)  # a progress bar in MB, or one sentence if it fails
@@ -255,19 +284,22 @@ def share_box() -> None:
         st.iframe(_link_script(urlencode(query())), height=44)
         cannot = []
         if not state.is_sample(state.current_image()):
-            cannot.append("your image (an upload cannot travel in a link: it opens on the first sample)")
+            cannot.append(_("your image (an upload cannot travel in a link: it opens on the first sample)"))
         choice = state.current_model()
         if choice.key != "default" and Model().read() is None:
-            cannot.append(f"your model {plain(choice.name)} (the link opens with the built-in one)")
+            cannot.append(_("your model {name} (the link opens with the built-in one)").format(name=plain(choice.name)))
         if cannot:
-            st.caption("The link keeps everything else but " + " and ".join(cannot) + ".")
+            things = cannot[0] if len(cannot) == 1 else _("{names} and {last}").format(names=cannot[0], last=cannot[1])
+            st.caption(_("The link keeps everything else but {things}.").format(things=things))
 
 
 def _link_script(query_string: str) -> str:
     """A button that copies the page's URL, and a script that keeps the URL's query at `query_string`
     (Streamlit's own `embed` options stay) without adding a history entry."""
     wanted = json.dumps(query_string).replace("</", "<\\/")
-    return _LINK_HTML.replace("WANTED_QUERY", wanted)
+    copied = json.dumps(_("Copied")).replace("</", "<\\/")
+    return (_LINK_HTML.replace("WANTED_QUERY", wanted).replace("COPIED_WORD", copied)
+            .replace("COPY_LABEL", html.escape(_("Copy link to this view"))))
 
 
 _LINK_HTML = """<!DOCTYPE html>
@@ -282,7 +314,7 @@ input { width: 95%; font-size: 0.85rem; padding: 0.4rem; }
 </style></head><body>
 <button id="copy" type="button"><svg width="18" height="18" viewBox="0 0 24 24" aria-hidden="true"><path fill="currentColor"
  d="M3.9 12c0-1.71 1.39-3.1 3.1-3.1h4V7H7c-2.76 0-5 2.24-5 5s2.24 5 5 5h4v-1.9H7c-1.71 0-3.1-1.39-3.1-3.1zM8 13h8v-2H8v2zm9-6h-4v1.9h4c1.71 0 3.1 1.39 3.1 3.1s-1.39 3.1-3.1 3.1h-4V17h4c2.76 0 5-2.24 5-5s-2.24-5-5-5z"/></svg>
-Copy link to this view</button><span id="status" role="status"></span>
+COPY_LABEL</button><span id="status" role="status"></span>
 <input id="fallback" readonly hidden>
 <script>
 const wanted = WANTED_QUERY;
@@ -310,7 +342,7 @@ document.getElementById("copy").addEventListener("click", async () => {
     copied = document.execCommand("copy");
     if (copied) box.hidden = true; else document.getElementById("copy").hidden = true;  // the link, selected
   }
-  document.getElementById("status").textContent = copied ? "Copied" : "";
+  document.getElementById("status").textContent = copied ? COPIED_WORD : "";
 });
 </script></body></html>
 """

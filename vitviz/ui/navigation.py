@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import streamlit as st
 
-from vitviz.ui import controls, links, state, steps
+from vitviz.ui import controls, i18n, links, state, steps
+from vitviz.ui.i18n import _
 
 
 def page_path(key: str) -> str:
@@ -13,18 +14,23 @@ def page_path(key: str) -> str:
 
 
 def configure() -> None:
-    st.set_page_config(page_title="vitviz: a Vision Transformer, step by step", page_icon="🔬", layout="wide")
+    """The session's language (first: everything after speaks it) and the page config, at the start of every run."""
+    i18n.choose_language()
+    st.set_page_config(page_title=_("vitviz: a Vision Transformer, step by step"), page_icon="🔬", layout="wide")
 
 
 def sections() -> dict[str, list]:
-    pages: dict[str, list] = {"": [st.Page("pages/welcome.py", title="Welcome", icon=":material/home:", default=True)]}
+    """The pages by section, titled in the session's language (their URLs stay the same in every language)."""
+    pages: dict[str, list] = {"": [st.Page("pages/welcome.py", title=_("Welcome"), icon=":material/home:",
+                                           default=True)]}
     for step in steps.STEPS:
-        pages.setdefault(step.section, []).append(st.Page(step.page, title=step.label, url_path=step.slug))
-    pages[steps.training.SECTION.title].append(st.Page("pages/training.py", title="Training studio", url_path="training"))
-    pages["Explore"] = [
-        st.Page("pages/explorer.py", title="Attention explorer", url_path="explorer"),
-        st.Page("pages/model.py", title="Model", url_path="model"),
-        st.Page("pages/story.py", title="Story: every step on one page", url_path="story"),
+        pages.setdefault(_(step.section), []).append(st.Page(step.page, title=step.label, url_path=step.slug))
+    pages[_(steps.training.SECTION.title)].append(st.Page("pages/training.py", title=_("Training studio"),
+                                                          url_path="training"))
+    pages[_("Explore")] = [
+        st.Page("pages/explorer.py", title=_("Attention explorer"), url_path="explorer"),
+        st.Page("pages/model.py", title=_("Model"), url_path="model"),
+        st.Page("pages/story.py", title=_("Story: every step on one page"), url_path="story"),
     ]
     return pages
 
@@ -67,8 +73,10 @@ def keep_training_alive() -> None:
 
 def ensure_navigation() -> None:
     """Every page file calls this first, so a fresh server's first deep link behaves like any other visit,
-    so that every rerun of any page tells this session's training run that its tab is open, and so that a
-    session's first page takes its view from the link that opened it (`links.restore`).
+    so that every rerun of any page tells this session's training run that its tab is open, so that a
+    session's first page takes its view from the link that opened it (`links.restore`), and to settle the
+    session's language and draw its switch at the top of the sidebar (here rather than in app.py: AppTest runs
+    a page file without app.py after the first page).
 
     Works around Streamlit's legacy multipage mode (Streamlit 1.67.0, pinned in requirements.txt):
     until some session in the process has run st.navigation, Streamlit treats the pages/ folder
@@ -83,6 +91,8 @@ def ensure_navigation() -> None:
     from streamlit.runtime.pages_manager import PagesManager
 
     _touch_training_run()
+    i18n.choose_language()
+    i18n.language_switch()
     st.session_state.pop(controls.READERS, None)  # a page names its own keyed fragments, after drawing them
     if PagesManager.uses_pages_directory:
         PagesManager.uses_pages_directory = False

@@ -7,9 +7,11 @@ import re
 
 import streamlit as st
 
+from vitviz.i18n import N_
 from vitviz.images import ImageError
 from vitviz.ui import controls, links, navigation, state, steps
 from vitviz.ui.controls import current_view
+from vitviz.ui.i18n import _, say
 
 log = logging.getLogger("vitviz")
 
@@ -51,7 +53,7 @@ def symbols_line(values: dict[str, int]) -> str:
 
 
 # The one notation every step uses; each page shows it under its formula.
-NOTATION = """
+NOTATION = N_("""
 | symbol | meaning |
 |---|---|
 | n, N = n + 1 | patches; tokens (CLS first, at index 0; patch i is token i + 1) |
@@ -68,7 +70,7 @@ NOTATION = """
 Numbering, everywhere: layers, heads and the grid's rows and columns count from 1 ("Layer 1", "Head 1",
 "row 1, col 1"), while tokens, patches and every matrix's rows and columns count from 0, as the figures' axes
 do: token 0 is CLS and patch i, read row by row, is token i + 1.
-"""
+""")
 
 
 def header_parts(step: steps.Step, traced: state.Traced | None) -> tuple[str, str | None, str | None]:
@@ -77,8 +79,8 @@ def header_parts(step: steps.Step, traced: state.Traced | None) -> tuple[str, st
     shape = None
     if traced is not None and step.shape:
         values = sizes(traced.config, traced.trace.grid)
-        shape = (f"**Shape** `{for_model(step.shape, specials)}` = `{shape_values(step.shape, values)}` &nbsp;·&nbsp; "
-                 f"{symbols_line(values)}")
+        shape = ("**" + _("Shape") + f"** `{for_model(step.shape, specials)}` = `{shape_values(step.shape, values)}` "
+                 f"&nbsp;·&nbsp; {symbols_line(values)}")
     return for_model(step.text_for(traced), specials), shape, for_model(step.formula_for(traced), specials)
 
 
@@ -90,8 +92,8 @@ def header(step: steps.Step, traced: state.Traced | None) -> None:
         st.markdown(shape)
     if formula:
         st.latex(formula)
-        with st.expander("Notation"):
-            st.markdown(NOTATION)
+        with st.expander(_("Notation")):
+            st.markdown(_(NOTATION))
 
 
 def sidebar_controls(uses: frozenset[str], traced: state.Traced) -> None:
@@ -108,7 +110,8 @@ def guarded(what: str, draw, *args) -> None:
         draw(*args)
     except Exception:  # an error boundary: the rest of the page must still render
         log.exception("vitviz: rendering %s failed", what)
-        st.warning(f"This part of the page could not be drawn ({what}). The rest of the page is unaffected.")
+        st.warning(_("This part of the page could not be drawn ({what}). The rest of the page is unaffected.").format(
+            what=what))
 
 
 def load_traced() -> state.Traced | None:
@@ -116,19 +119,19 @@ def load_traced() -> state.Traced | None:
     try:
         return state.traced()
     except ImageError as exc:
-        st.error(str(exc))
+        st.error(say(exc))
     return None
 
 
 def body(step: steps.Step, traced: state.Traced) -> None:
     """The step's own content, as both its page and the story page show it."""
     header(step, traced)
-    guarded(f"step {step.key}", step.draw, traced, current_view(traced.config))
+    guarded(_("step {key}").format(key=step.key), step.draw, traced, current_view(traced.config))
 
 
 def nav_buttons(step: steps.Step, where: str = "bottom") -> None:
     before, after = steps.neighbours(step.key)
-    left, _, right = st.columns([1, 2, 1])
+    left, _middle, right = st.columns([1, 2, 1])
     if before and left.button(f"← {before.label}", key=f"prev_{where}", width="stretch"):
         st.switch_page(before.page, query_params=links.query())
     if after and right.button(f"{after.label} →", key=f"next_{where}", width="stretch", type="primary"):

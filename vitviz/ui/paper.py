@@ -12,6 +12,7 @@ from vitviz import analysis, background, data, figures
 from vitviz.images import normalise
 from vitviz.ui import drawing, state
 from vitviz.ui.drawing import caption, image, show_figure
+from vitviz.ui.i18n import _
 from vitviz.ui.state import Traced
 
 # Fig. 7's mean attention distance over generated images: images are added a batch at a time until every
@@ -33,21 +34,21 @@ def filter_components(traced: Traced) -> None:
     components, share = _filter_components(traced.model_key, traced.model)
     tiles = figures.filters_as_images(components, config.patch_size, config.channels)
     image(figures.mosaic(tiles, 7, gap=2, factor=max(1, 40 // config.patch_size)), width=420)
-    caption(f"The first {len(components)} principal components of E's {config.dim} filters, each drawn as a "
-            f"{config.patch_size}×{config.patch_size} RGB patch; together they explain {share.sum():.0%} of the "
-            "filters' variance (ViT paper, Fig. 7 left).")
+    caption(_("The first {count} principal components of E's {d} filters, each drawn as a {p}×{p} RGB patch; "
+              "together they explain {share:.0%} of the filters' variance (ViT paper, Fig. 7 left).").format(
+        count=len(components), d=config.dim, p=config.patch_size, share=share.sum()))
 
 
-def position_similarity(traced: Traced, vectors: np.ndarray | None = None,
-                        title: str = "Cosine similarity of each position's embedding with all others") -> None:
+def position_similarity(traced: Traced, vectors: np.ndarray | None = None, title: str | None = None) -> None:
     """Fig. 7 centre for the model's position embeddings, or for other per-position `vectors` (n, d)."""
+    title = title or _("Cosine similarity of each position's embedding with all others")
     grid = traced.trace.grid
     vectors = traced.trace.pos_embedding.numpy() if vectors is None else vectors
     similarity = analysis.position_similarity(vectors, grid)
     n = grid[0] * grid[1]
     show_figure(figures.similarity_tiles(similarity.reshape(n, n), grid, title=title))
-    caption("Tile (r, c) shows how similar the embedding of the patch at row r, column c is to every other "
-            "position (ViT paper, Fig. 7 centre). Nearby positions, rows and columns resemble each other.")
+    caption(_("Tile (r, c) shows how similar the embedding of the patch at row r, column c is to every other "
+              "position (ViT paper, Fig. 7 centre). Nearby positions, rows and columns resemble each other."))
 
 
 @st.cache_resource(max_entries=8, show_spinner=False)
@@ -86,16 +87,19 @@ def _distance_panel(traced: Traced, job: background.Job | None) -> None:
     config = traced.config
     this_image = analysis.mean_attention_distance(traced.trace.attentions().numpy(), traced.trace.grid,
                                                   config.patch_size)
-    series = {"this image": this_image}
+    series = {_("this image"): this_image}
     if job is not None and job.result is not None:
         average, halfwidth = analysis.mean_and_halfwidth(job.result)
-        series[f"{len(job.result)} generated images"] = average
-    show_figure(figures.distance_scatter(series, title="Mean attention distance per head", height=320))
-    caption(f"Each dot is one head: how far, in pixels, its patches look on average (ViT paper, Fig. 7 right). "
-            f"The image is {config.image_size[1]} pixels wide; low dots attend locally, high dots globally.")
+        series[_("{count} generated images").format(count=len(job.result))] = average
+    show_figure(figures.distance_scatter(series, title=_("Mean attention distance per head"), height=320,
+                                         x_title=_("layer"), y_title=_("mean attention distance (pixels)")))
+    caption(_("Each dot is one head: how far, in pixels, its patches look on average (ViT paper, Fig. 7 right). "
+              "The image is {width} pixels wide; low dots attend locally, high dots globally.").format(
+        width=config.image_size[1]))
     if job is not None and job.result is not None:
-        caption(f"Averaged over {len(job.result)} generated images, until every head's average was known to "
-                f"within ±{halfwidth.max():.1f} pixels (95% confidence) or {MAX_IMAGES} images were used.")
+        caption(_("Averaged over {count} generated images, until every head's average was known to within "
+                  "±{halfwidth:.1f} pixels (at a confidence of 95%) or {most} images were used.").format(
+            count=len(job.result), halfwidth=halfwidth.max(), most=MAX_IMAGES))
 
 
 def attention_distance(traced: Traced) -> None:
@@ -104,18 +108,19 @@ def attention_distance(traced: Traced) -> None:
     if not drawing.live():  # a file: what is known now
         _distance_panel(traced, job)
         if job is not None and not job.finished:
-            caption("The average over generated images was still being computed when this was made.")
+            caption(_("The average over generated images was still being computed when this was made."))
         return
 
     @st.fragment(run_every=1.0 if job is not None and not job.finished else None)
     def panel() -> None:
         _distance_panel(traced, job)
         if job is not None and not job.finished:
-            st.progress(job.done / job.total, text=f"Averaging over generated images: {job.done} done, up to "
-                        f"{MAX_IMAGES}, stopping once every head's average is known to "
-                        f"±{TOLERANCE * traced.config.image_size[0]:.1f} pixels (once per model, kept for later visits)")
+            st.progress(job.done / job.total, text=_(
+                "Averaging over generated images: {done} done, up to {most}, stopping once every head's average is "
+                "known to ±{tolerance:.1f} pixels (once per model, kept for later visits)").format(
+                done=job.done, most=MAX_IMAGES, tolerance=TOLERANCE * traced.config.image_size[0]))
         elif job is not None and job.failed:
-            st.caption("The average over many images could not be computed; the server log says why.")
+            st.caption(_("The average over many images could not be computed; the server log says why."))
         if job is not None and job.finished and not finished_before:
             st.rerun()  # the whole page, so this panel stops refreshing itself
 
@@ -126,13 +131,13 @@ def attention_distance(traced: Traced) -> None:
 def fig7(traced: Traced) -> None:
     left, middle, right = st.columns(3)
     with left:
-        st.markdown("**Embedding filters**")
+        st.markdown("**" + _("Embedding filters") + "**")
         filter_components(traced)
     with middle:
-        st.markdown("**Position embedding similarity**")
+        st.markdown("**" + _("Position embedding similarity") + "**")
         position_similarity(traced)
     with right:
-        st.markdown("**Mean attention distance**")
+        st.markdown("**" + _("Mean attention distance") + "**")
         attention_distance(traced)
 
 

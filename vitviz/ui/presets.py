@@ -11,7 +11,9 @@ import logging
 import streamlit as st
 
 from vitviz import hub, limits, weights
+from vitviz.i18n import Message, message_of
 from vitviz.ui import state
+from vitviz.ui.i18n import _, say
 from vitviz.weights import CheckpointError
 
 log = logging.getLogger("vitviz")
@@ -23,29 +25,31 @@ def hub_key(repo_id: str, image_size: tuple[int, int] | None = None) -> str:
 
 def use_hub_model(repo_id: str, image_size: tuple[int, int] | None = None) -> bool:
     """Download (or find in the cache) and use `repo_id` on every page; one sentence if that fails."""
-    bar = st.progress(0.0, text=f"Asking the Hugging Face Hub for {repo_id}…")
+    bar = st.progress(0.0, text=_("Asking the Hugging Face Hub for {repo}…").format(repo=repo_id))
+    downloading = _("Downloading {repo}: {done:,.1f} of {total:,.1f} MB")
 
     def progress(done: int, total: int) -> None:
-        bar.progress(done / total if total else 1.0, text=f"Downloading {repo_id}: {done / 1e6:,.1f} of {total / 1e6:,.1f} MB")
+        bar.progress(done / total if total else 1.0, text=downloading.format(repo=repo_id, done=done / 1e6,
+                                                                             total=total / 1e6))
 
     def load():
         try:
             return weights.load(folder, image_size=image_size)
         except CheckpointError as exc:
-            raise CheckpointError(f"{repo_id}: {exc}") from exc
+            raise CheckpointError(Message("{repo}: {reason}", repo=repo_id, reason=message_of(exc))) from exc
 
     try:
         folder = hub.fetch(repo_id, progress=progress, token=limits.hub_token())
-        bar.progress(1.0, text=f"Loading {repo_id}…")
+        bar.progress(1.0, text=_("Loading {repo}…").format(repo=repo_id))
         state.use_shared_model(hub_key(repo_id, image_size), repo_id, load)
     except (CheckpointError, limits.SettingError) as exc:
         bar.empty()
-        st.error(str(exc))
+        st.error(say(exc))
         return False
     except Exception:  # a bug or a server fault (a full disk, say): the details go to the server's log
         log.exception("Loading %s failed", repo_id)
         bar.empty()
-        st.error(f"Loading {repo_id} failed unexpectedly; the details are in the server's log.")
+        st.error(_("Loading {name} failed unexpectedly; the details are in the server's log.").format(name=repo_id))
         return False
     bar.empty()
     return True
@@ -56,10 +60,12 @@ def preset_picker(where: str) -> None:
     in_use = state.current_model().key
     for preset in hub.PRESETS:
         text, button = st.columns([4, 1], vertical_alignment="center")
-        head = "" if preset.has_classifier else " · no classifier"
-        text.markdown(f"**{preset.title}** · about {preset.size_mb} MB{head}  \n{preset.teaches}")
+        about = _("about {size} MB").format(size=preset.size_mb)
+        head = "" if preset.has_classifier else " · " + _("no classifier")
+        teaches = _(preset.teaches)
+        text.markdown(f"**{preset.title}** · {about}{head}  \n{teaches}")
         current = in_use == hub_key(preset.repo_id)
-        if button.button("In use" if current else "Use", key=f"preset_{where}_{preset.repo_id}", disabled=current,
+        if button.button(_("In use") if current else _("Use"), key=f"preset_{where}_{preset.repo_id}", disabled=current,
                          width="stretch", help=preset.repo_id):
             if use_hub_model(preset.repo_id):
                 st.rerun()

@@ -6,19 +6,21 @@ from __future__ import annotations
 import numpy as np
 
 from vitviz import analysis, figures
+from vitviz.i18n import N_
+from vitviz.ui.i18n import _
 from vitviz.ui.state import Traced
 
-# What each kind of special token is for, as step 7 says it.
+# What each kind of special token is for, as step 7 says it (in English: shown as _(PURPOSES[kind])).
 PURPOSES = {
-    "cls": "**CLS** (classification token): one learned vector put in front of every image's patches. It has no "
+    "cls": N_("**CLS** (classification token): one learned vector put in front of every image's patches. It has no "
            "pixels of its own; through attention it gathers what the model needs about the whole image, and "
-           "its final vector y is what the class head reads (or, in a model without one, the image's description).",
-    "distillation": "**distillation** (DeiT): a second learned token, trained to reproduce the predictions of a "
+           "its final vector y is what the class head reads (or, in a model without one, the image's description)."),
+    "distillation": N_("**distillation** (DeiT): a second learned token, trained to reproduce the predictions of a "
                     "teacher network (a convolutional network) through a head of its own, while CLS learns the true "
-                    "labels. At test time the two heads' logits are averaged.",
-    "register": "**registers** (DINOv2 with registers): extra learned tokens with no position and no use at the "
+                    "labels. At test time the two heads' logits are averaged."),
+    "register": N_("**registers** (DINOv2 with registers): extra learned tokens with no position and no use at the "
                 "output, where they are dropped. They give the model room for image-wide bookkeeping, which "
-                "models without them do in a few background patches (Darcet et al., 2024).",
+                "models without them do in a few background patches (Darcet et al., 2024)."),
 }
 
 
@@ -26,7 +28,8 @@ def token_heatmap(traced: Traced, matrix: np.ndarray, *, keys: bool = False, **k
     """`figures.heatmap` of a matrix whose rows are the tokens (and whose columns are too, with `keys`):
     the special tokens' rows labelled and set apart from the patches'."""
     labels = traced.trace.special_labels
-    return figures.heatmap(matrix, special_rows=labels, special_cols=labels if keys else (), **kwargs)
+    return figures.heatmap(matrix, special_rows=labels, special_cols=labels if keys else (),
+                           patch_names=(_("patch {index}"), _("patches {first}–{last}")), **kwargs)
 
 
 def special_list(traced: Traced) -> str:
@@ -34,7 +37,9 @@ def special_list(traced: Traced) -> str:
     labels = traced.trace.special_labels
     registers = sum(label.startswith("register") for label in labels)
     others = [label for label in labels if not label.startswith("register")]
-    return "; ".join(others + ([f"{registers} registers" if registers > 1 else "register"] if registers else []))
+    if registers:
+        others.append(_("register") if registers == 1 else _("{count} registers").format(count=registers))
+    return "; ".join(others)
 
 
 def token_axis(traced: Traced) -> str:
@@ -42,20 +47,21 @@ def token_axis(traced: Traced) -> str:
     labels = traced.trace.special_labels
     registers = sum(label.startswith("register") for label in labels)
     if registers > 1:
-        return f"token (0 = CLS, 1–{registers} = registers)"
-    return "token (" + ", ".join(f"{i} = {label}" for i, label in enumerate(labels)) + ")"
+        return _("token (0 = CLS, 1–{last} = registers)").format(last=registers)
+    return _("token ({numbers})").format(numbers=", ".join(f"{i} = {label}" for i, label in enumerate(labels)))
 
 
 def special_weights(traced: Traced, row: np.ndarray, digits: int = 3) -> str:
     """What one attention row gives the special tokens: "CLS gets 0.120", "CLS gets 0.050, the 4 registers 0.400"."""
     labels = traced.trace.special_labels
-    parts = [f"CLS gets {row[0]:.{digits}f}"]
+    parts = [_("CLS gets {weight}").format(weight=f"{row[0]:.{digits}f}")]
     if "distillation" in labels:
-        parts.append(f"distillation {row[labels.index('distillation')]:.{digits}f}")
+        parts.append(_("distillation {weight}").format(weight=f"{row[labels.index('distillation')]:.{digits}f}"))
     registers = [i for i, label in enumerate(labels) if label.startswith("register")]
     if registers:
-        name = "the register" if len(registers) == 1 else f"the {len(registers)} registers"
-        parts.append(f"{name} {row[registers].sum():.{digits}f}")
+        weight = f"{row[registers].sum():.{digits}f}"
+        parts.append(_("the register {weight}").format(weight=weight) if len(registers) == 1 else
+                     _("the {count} registers {weight}").format(count=len(registers), weight=weight))
     return ", ".join(parts)
 
 

@@ -21,8 +21,10 @@ import torch
 from PIL import Image
 
 from vitviz import bytecache, capture, data, limits, studio, weights
+from vitviz.i18n import N_
 from vitviz.images import ImageError, Prepared, load_image, prepare
 from vitviz.model import ViT
+from vitviz.ui.i18n import _, say
 
 SAMPLES_DIR = Path(__file__).resolve().parents[2] / "assets" / "samples"
 SCENE_SEED = 31_337  # the generated sample scenes; not a training seed
@@ -46,7 +48,7 @@ def sample_bytes(name: str) -> bytes:
     """PNG bytes of a generated scene, or the bytes of a shipped photo."""
     if name.startswith("Scene "):
         index = int(name.split(":")[0].split()[1]) - 1
-        images, _ = data.generate(len(data.CLASSES) * 2, SCENE_SEED)
+        images, _labels = data.generate(len(data.CLASSES) * 2, SCENE_SEED)
         buffer = io.BytesIO()
         Image.fromarray(images[index]).save(buffer, format="PNG")
         return buffer.getvalue()
@@ -59,12 +61,13 @@ def _chosen(name: str, payload: bytes) -> dict:
 
 
 def set_image(name: str, payload: bytes) -> bool:
-    """Make `payload` the session's image if it decodes; otherwise keep the old one and record why."""
+    """Make `payload` the session's image if it decodes; otherwise keep the old one and record why (in the
+    session's language)."""
     chosen = _chosen(name, payload)
     try:
         decoded_image(chosen)
     except ImageError as exc:
-        st.session_state[ERROR_KEY] = str(exc)
+        st.session_state[ERROR_KEY] = say(exc)
         return False
     st.session_state[IMAGE_KEY] = chosen
     st.session_state.pop(ERROR_KEY, None)
@@ -124,7 +127,7 @@ def training_run() -> studio.TrainingRun | None:
 MODEL_KEY = "vitviz_model"  # session_state: the ModelChoice this session uses, when not the default
 MODELS_KEY = "vitviz_models"  # session_state: name -> ModelChoice, every model this session loaded or trained
 MAX_SESSION_MODELS = 4  # a session keeps its last few models, so memory stays bounded
-DEFAULT_MODEL_NAME = "built-in shapes model"
+DEFAULT_MODEL_NAME = N_("built-in shapes model")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -132,9 +135,14 @@ class ModelChoice:
     """A model the pages can run, with the Recorder that stays attached to it for its lifetime."""
 
     key: str  # names the model in every cache
-    name: str
+    name: str  # names it in the session's list of models
     model: ViT
     recorder: capture.Recorder
+
+    @property
+    def title(self) -> str:
+        """The name to show: the built-in model's in the session's language, any other as it was given."""
+        return _(self.name) if self.key == "default" else self.name
 
 
 @st.cache_resource(show_spinner=False)
@@ -256,12 +264,13 @@ def trace_cache() -> bytecache.ByteCache:
     return bytecache.ByteCache(limits.trace_cache_bytes(), held_bytes, max_entries=56)
 
 
-def cached_run(key: tuple, make, message: str = "Running the model…"):
-    """`make()`'s result kept in the trace cache under `key`, with a spinner while it is made."""
+def cached_run(key: tuple, make, message: str | None = None):
+    """`make()`'s result kept in the trace cache under `key`, with a spinner (`message`, in the session's
+    language) while it is made."""
     cache = trace_cache()
     if key in cache:
         return cache.get(key, make)
-    with st.spinner(message):
+    with st.spinner(message or _("Running the model…")):
         return cache.get(key, make)
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import streamlit as st
 
 from vitviz.ui import controls, downloads, page, steps
+from vitviz.ui.i18n import _
 from vitviz.ui.state import Traced
 
 
@@ -19,7 +20,7 @@ def fragment_key(step: steps.Step) -> str:
 
 
 def section_key(section: steps.Section) -> str:
-    return "story_section_" + "_".join(section.title.lower().split())
+    return "story_section_" + "_".join(section.title.lower().split())  # from the English title, in any language
 
 
 def _open_next(section: steps.Section) -> None:
@@ -39,8 +40,9 @@ def _draw_step(step: steps.Step, traced: Traced) -> None:
 
 def _draw_section(section: steps.Section, traced: Traced, first: bool) -> list[steps.Step]:
     """The section, inside an expander drawn only while open; returns the steps it drew."""
-    box = st.expander(f"**{section.title}** · steps {section.steps[0].key}–{section.steps[-1].key}",
-                      expanded=first, key=section_key(section), on_change="rerun")
+    box = st.expander(_("**{section}** · steps {first}–{last}").format(
+        section=_(section.title), first=section.steps[0].key, last=section.steps[-1].key),
+        expanded=first, key=section_key(section), on_change="rerun")
     if not box.open:
         return []
     with box:
@@ -48,7 +50,7 @@ def _draw_section(section: steps.Section, traced: Traced, first: bool) -> list[s
             _draw_step(step, traced)
         if section is not steps.SECTIONS[-1]:
             following = steps.SECTIONS[steps.SECTIONS.index(section) + 1]
-            st.button(f"Continue: {following.title} ↓", key=f"{section_key(section)}_next",
+            st.button(_("Continue: {section} ↓").format(section=_(following.title)), key=f"{section_key(section)}_next",
                       on_click=_open_next, args=(section,))
     return list(section.steps)
 
@@ -57,10 +59,10 @@ def show(traced: Traced) -> None:
     """Every section; the shared controls rerun only the drawn steps that read them."""
     uses = frozenset().union(*(step.controls for step in steps.STEPS))
     page.sidebar_controls(uses - {steps.QUERY}, traced)
-    st.title("The whole story")
+    st.title(_("The whole story"))
     downloads.story_button(traced)
-    st.caption("The whole guide on one page, a section at a time: open a section to draw its steps. The layer, "
-               "head and colour scale in the sidebar, and the query you click, apply to every step below.")
+    st.caption(_("The whole guide on one page, a section at a time: open a section to draw its steps. The layer, "
+                 "head and colour scale in the sidebar, and the query you click, apply to every step below."))
     drawn = []
     for number, section in enumerate(steps.SECTIONS):
         drawn += _draw_section(section, traced, first=number == 0)

@@ -28,6 +28,7 @@ import vitviz
 from vitviz import figures
 from vitviz.ui import drawing, page, steps
 from vitviz.ui.controls import View, token_label
+from vitviz.ui.i18n import _, ngettext
 from vitviz.ui.state import Traced
 from vitviz.ui.text import plain
 
@@ -88,7 +89,8 @@ class HtmlCanvas:
         if self.document.take(part):
             self.parts.append(part)
             return True
-        self._add('<p class="caption">A figure was left out here: the file reached its size limit.</p>')
+        self._add('<p class="caption">' + html.escape(_("A figure was left out here: the file reached its size limit."))
+                  + "</p>")
         return False
 
     def markdown(self, body: str) -> None:
@@ -110,7 +112,7 @@ class HtmlCanvas:
         encoded = base64.b64encode(_png(picture)).decode("ascii")
         style = f' style="max-width:{width}px"' if isinstance(width, int) else ""
         label = f"<figcaption>{html.escape(caption)}</figcaption>" if caption else ""
-        alt = html.escape(caption or "a picture", quote=True)
+        alt = html.escape(caption or _("a picture"), quote=True)
         self._add_figure(f'<figure class="figure"{style}><img alt="{alt}" src="data:image/png;base64,{encoded}">'
                          f"{label}</figure>")
 
@@ -177,7 +179,7 @@ def _step_section(step: steps.Step, traced: Traced, view: View, document: _Docum
             step.draw(traced, view)
     except Exception:  # an error boundary, as on the pages: the rest of the story is still written
         log.exception("vitviz: writing step %s into the story failed", step.key)
-        body.caption(f"This part of step {step.key} could not be drawn.")
+        body.caption(_("This part of step {key} could not be drawn.").format(key=step.key))
     return (f'<section id="step-{step.slug}"><h2>{html.escape(step.label)}</h2>\n{head}\n{body.html()}\n'
             f"</section>")
 
@@ -185,27 +187,35 @@ def _step_section(step: steps.Step, traced: Traced, view: View, document: _Docum
 def _about(traced: Traced, view: View, model_name: str) -> str:
     config = traced.config
     grid = traced.trace.grid
+    classes = ngettext("{count:,} class.", "{count:,} classes.", len(traced.labels)).format(count=len(traced.labels)) \
+        if traced.labels else _("no class head.")
     lines = [
-        f"**Image:** {plain(traced.image_name)} · **Model:** {plain(model_name)}: {config.depth} layers of "
-        f"{config.heads} heads, d = {config.dim}, {config.image_size[1]}×{config.image_size[0]} input in "
-        f"{config.patch_size}×{config.patch_size} patches, "
-        + (f"{len(traced.labels):,} classes." if traced.labels else "no class head."),
-        f"**Shown:** layer {view.layer + 1}, head {view.head + 1}, query {token_label(view.query, grid)}, "
-        f"colour scale {plain(view.colorscale)}: the steps inside one encoder layer show this layer and head.",
+        _("**Image:** {image} · **Model:** {model}: {depth} layers of {heads} heads, d = {d}, {width}×{height} input "
+          "in {p}×{p} patches, {classes}").format(
+            image=plain(traced.image_name), model=plain(model_name), depth=config.depth, heads=config.heads,
+            d=config.dim, width=config.image_size[1], height=config.image_size[0], p=config.patch_size,
+            classes=classes),
+        _("**Shown:** layer {layer}, head {head}, query {query}, colour scale {colours}: the steps inside one encoder "
+          "layer show this layer and head.").format(layer=view.layer + 1, head=view.head + 1,
+                                                    query=token_label(view.query, grid, traced.trace.special_labels),
+                                                    colours=plain(view.colorscale)),
     ]
     if traced.trace.probs is not None:
         probs = traced.trace.probs
         top = int(probs.argmax())
-        lines.append(f"**Prediction:** {plain(traced.labels[top])} ({float(probs[top]):.1%}).")
+        lines.append(_("**Prediction:** {label} ({probability:.1%}).").format(label=plain(traced.labels[top]),
+                                                                              probability=float(probs[top])))
     return "".join(_markdown(line) for line in lines)
 
 
-def story_html(traced: Traced, view: View, *, model_name: str, kept: dict, budget: int = MAX_BYTES) -> bytes:
+def story_html(traced: Traced, view: View, *, model_name: str, kept: dict, budget: int = MAX_BYTES,
+               language: str = "en") -> bytes:
     """Every step for `traced` at `view`, as one self-contained HTML file (UTF-8).
 
     `kept` holds the reader's other choices ("keep_*" values, see controls.persistent): the patch of
     steps 4 and 5, step 14's label and learning rate. Needs no Streamlit session, so it can run on
-    the thread of a deferred download.
+    the thread of a deferred download; its words are in the language `_` speaks there (`i18n.speaking`), whose
+    code is `language`.
     """
     shown = {"keep_layer": view.layer, "keep_head": view.head, "keep_query": view.query,
              "keep_colorscale": view.colorscale}  # what `view` says wins over an older kept value
@@ -215,20 +225,23 @@ def story_html(traced: Traced, view: View, *, model_name: str, kept: dict, budge
     made = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
     contents = "".join(f'<li><a href="#step-{step.slug}">{html.escape(step.label)}</a></li>' for step in steps.STEPS)
     page_html = _PAGE.format(
-        title=html.escape(f"vitviz story: {traced.image_name} through {model_name}"),
+        language=html.escape(language, quote=True),
+        title=html.escape(_("vitviz story: {image} through {model}").format(image=traced.image_name, model=model_name)),
         plotly=f"<script>{plotly_js}</script>" if document.charts else "",
         about=_about(traced, view, model_name),
-        version=html.escape(vitviz.__version__),
-        made=made,
+        written=html.escape(_("Written by vitviz {version} on {made}. Every number and figure was computed by the model "
+                              "for this image. The figures are interactive (hover, zoom); the camera in a figure's "
+                              "toolbar saves it as a PNG.").format(version=vitviz.__version__, made=made)),
+        notation_title=html.escape(_("Notation")),
         contents=contents,
-        notation=_markdown(page.NOTATION),
+        notation=_markdown(_(page.NOTATION)),
         sections="\n".join(sections),
     )
     return page_html.encode("utf-8")
 
 
 _PAGE = """<!DOCTYPE html>
-<html lang="en">
+<html lang="{language}">
 <head>
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
@@ -255,11 +268,10 @@ nav ol {{ columns: 3; }}
 </head>
 <body>
 <h1>{title}</h1>
-<p class="caption">Written by vitviz {version} on {made}. Every number and figure was computed by the model for this
-image. The figures are interactive (hover, zoom); the camera in a figure's toolbar saves it as a PNG.</p>
+<p class="caption">{written}</p>
 {about}
 <nav><ol>{contents}</ol></nav>
-<details><summary>Notation</summary>{notation}</details>
+<details><summary>{notation_title}</summary>{notation}</details>
 {sections}
 </body>
 </html>

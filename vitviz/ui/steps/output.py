@@ -7,21 +7,23 @@ import streamlit as st
 import torch
 
 from vitviz import analysis, figures
+from vitviz.i18n import N_
 from vitviz.ui import attribution, drawing, paper
 from vitviz.ui.controls import View
 from vitviz.ui.drawing import caption, columns, image, info, markdown, show_figure, text, to_numpy
+from vitviz.ui.i18n import _
 from vitviz.ui.specials import patch_overlay
 from vitviz.ui.state import Traced
 from vitviz.ui.steps.step import Section
 from vitviz.ui.text import plain
 
-SECTION = Section("Output")
+SECTION = Section(N_("Output"))
 
 
 @SECTION.step(
     "11",
-    "Repeat the block",
-    text=(
+    N_("Repeat the block"),
+    text=N_(
         "The model stacks L such blocks, each with its own weights. Watching the CLS token from block to "
         "block shows the prediction taking shape."
     ),
@@ -31,11 +33,11 @@ SECTION = Section("Output")
 def step_11(traced: Traced, view: View) -> None:
     gh, gw = traced.trace.grid
     depth = len(traced.trace.layers)
-    markdown("**What CLS attends to in each layer** (mean over heads):")
+    markdown(_("**What CLS attends to in each layer** (mean over heads):"))
     cls_rows = [to_numpy(layer.attn[:, 0].mean(0)) for layer in traced.trace.layers]
     tiles = np.stack([patch_overlay(traced, row, size=160, colorscale=view.colorscale) for row in cls_rows])
     per_row = min(depth, 6)
-    image(figures.captioned_mosaic(tiles, per_row, [f"Layer {i + 1}" for i in range(depth)]),
+    image(figures.captioned_mosaic(tiles, per_row, [_("Layer {layer}").format(layer=i + 1) for i in range(depth)]),
           width=min(1100, per_row * (tiles.shape[2] + 6)))
     cls = np.stack([to_numpy(layer.output[0]) for layer in traced.trace.layers])
     first = to_numpy(traced.trace.tokens[0])
@@ -45,33 +47,34 @@ def step_11(traced: Traced, view: View) -> None:
     with left:
         show_figure(
             figures.lines(
-                {"cosine(CLS before, CLS after)": turns},
+                {_("cosine(CLS before, CLS after)"): turns},
                 x=np.arange(1, depth + 1),
-                title="How much each layer turns the CLS token",
-                x_title="layer",
-                y_title="cosine (1 = unchanged)",
+                title=_("How much each layer turns the CLS token"),
+                x_title=_("layer"),
+                y_title=_("cosine (1 = unchanged)"),
             )
         )
-        caption(
+        caption(_(
             "1 means the layer left CLS pointing the same way; the lower the dot, the more the layer turned it. "
-            f"Here layer {int(turns.argmin()) + 1} turns it most (cosine {turns.min():.2f})."
-        )
+            "Here layer {layer} turns it most (cosine {cosine:.2f})."
+        ).format(layer=int(turns.argmin()) + 1, cosine=turns.min()))
     with right:
         show_figure(
             figures.lines(
                 {"‖CLS‖": np.linalg.norm(all_cls, axis=1)},
-                title="Length of the CLS token",
-                x_title="after layer (0 = input)",
-                y_title="L2 norm",
+                title=_("Length of the CLS token"),
+                x_title=_("after layer (0 = input)"),
+                y_title=_("L2 norm"),
             )
         )
     paper.attention_distance(traced)
     if drawing.live():
-        st.page_link("pages/explorer.py", label="How long each token's vector grows, layer by layer, and the tokens "
-                     "that grow far longer than the rest: the attention explorer's Token norms tab",
+        st.page_link("pages/explorer.py", label=_("How long each token's vector grows, layer by layer, and the tokens "
+                                                  "that grow far longer than the rest: the attention explorer's Token "
+                                                  "norms tab"),
                      icon=":material/bar_chart:")
     if traced.model.head is None:
-        caption("This model has no class head, so there is no prediction to read from each layer's CLS token.")
+        caption(_("This model has no class head, so there is no prediction to read from each layer's CLS token."))
         return
     model = traced.model
     with torch.no_grad():  # every layer's tokens through the final LayerNorm and the model's own head
@@ -81,45 +84,48 @@ def step_11(traced: Traced, view: View) -> None:
     shown = np.argsort(-probs[-1])[:10]  # the final top classes; a 1000-class model stays readable
     fig = figures.heatmap(
         probs[:, shown],
-        title=f"Prediction read from each layer's {_head_reads(traced)} (final LayerNorm + head)",
-        x_title="class",
-        y_title="layer",
+        title=_("Prediction read from each layer's {tokens} (final LayerNorm + head)").format(tokens=_head_reads(traced)),
+        x_title=_("class"),
+        y_title=_("layer"),
         colorscale=view.colorscale,
         centred=False,
         x_labels=[labels[i] for i in shown],
-        y_labels=[f"layer {i + 1}" for i in range(depth)],
-        value_name="probability",
+        y_labels=[_("layer {layer}").format(layer=i + 1) for i in range(depth)],
+        value_name=_("probability"),
         height=140 + 30 * min(depth, 24),
     )
     show_figure(fig)
-    caption(
-        f"Each row puts that layer's CLS token through the final LayerNorm and the class head. The head was trained "
-        f"only on what layer {depth} hands it, so the earlier rows read vectors it was never fitted to: an early "
+    caption(_(
+        "Each row puts that layer's CLS token through the final LayerNorm and the class head. The head was trained "
+        "only on what layer {depth} hands it, so the earlier rows read vectors it was never fitted to: an early "
         "row that is flat or wrong may mean the reading fails there rather than that the layer knows nothing yet."
-    )
+    ).format(depth=depth))
 
 
 def _head_reads(traced: Traced) -> str:
     """The final tokens the class head reads, in a few words."""
-    return {"cls": "CLS", "cls_distillation_mean": "CLS and distillation tokens",
-            "cls_patch_mean": "CLS and mean patch token"}[traced.config.classifier]
+    return {"cls": "CLS", "cls_distillation_mean": _("CLS and distillation tokens"),
+            "cls_patch_mean": _("CLS and mean patch token")}[traced.config.classifier]
 
 
-def _by_classifier(words: dict[str, str]):
-    """A step's text or formula for the model in use, which depends on what its class head reads."""
+def _by_classifier(words: dict[str, str], *, translated: bool = True):
+    """A step's text (English, marked with N_; shown translated) or formula for the model in use, which depends on
+    what its class head reads."""
+    if translated:
+        return lambda traced: _(words[traced.config.classifier])
     return lambda traced: words[traced.config.classifier]
 
 
 _OUTPUT_TEXT = {
-    "cls": (
+    "cls": N_(
         "After the last block and a final LayerNorm, only the CLS token's vector is kept. The patch tokens "
         "have done their job by feeding it through attention."
     ),
-    "cls_distillation_mean": (
+    "cls_distillation_mean": N_(
         "After the last block and a final LayerNorm, two vectors are kept: the CLS token's and the distillation "
         "token's, each for a head of its own. The patch tokens have done their job by feeding them through attention."
     ),
-    "cls_patch_mean": (
+    "cls_patch_mean": N_(
         "After the last block and a final LayerNorm, the CLS token's vector is kept, and beside it the mean of the "
         "patch tokens' vectors: this model's classifier reads both."
     ),
@@ -128,41 +134,44 @@ _OUTPUT_TEXT = {
 
 @SECTION.step(
     "12",
-    "The CLS output",
+    N_("The CLS output"),
     text=_by_classifier(_OUTPUT_TEXT),
     formula=r"y = \mathrm{LN}(X_L)_0",
     shape="(d,)",
 )
 def step_12(traced: Traced, view: View) -> None:
     raw = to_numpy(traced.trace.layers[-1].output[0])
-    show_figure(figures.vector_strip(raw, title="CLS after the last block"))
+    show_figure(figures.vector_strip(raw, title=_("CLS after the last block"), x_title=_("index")))
     show_figure(
         figures.vector_strip(
-            to_numpy(traced.trace.cls_output), title=f"After the final LayerNorm: y, 1×{traced.config.dim}"
+            to_numpy(traced.trace.cls_output), title=_("After the final LayerNorm: y, 1×{d}").format(d=traced.config.dim),
+            x_title=_("index"),
         )
     )
     config, final = traced.config, to_numpy(traced.trace.final_tokens)
     if config.classifier == "cls_distillation_mean":
         show_figure(figures.vector_strip(final[config.special_tokens.index("distillation")],
-                                         title=f"The distillation token after the final LayerNorm: y_dist, 1×{config.dim}"))
+                                         title=_("The distillation token after the final LayerNorm: y_dist, 1×{d}").format(
+                                             d=config.dim), x_title=_("index")))
     if config.classifier == "cls_patch_mean":
         show_figure(figures.vector_strip(final[config.num_special :].mean(axis=0),
-                                         title=f"The mean of the {config.num_patches} patch tokens after the final "
-                                               f"LayerNorm, 1×{config.dim}"))
+                                         title=_("The mean of the {count} patch tokens after the final LayerNorm, "
+                                                 "1×{d}").format(count=config.num_patches, d=config.dim),
+                                         x_title=_("index")))
     if "register" in config.special_tokens:
-        caption("The registers' final vectors are not used: they were the model's scratch space, and are dropped.")
+        caption(_("The registers' final vectors are not used: they were the model's scratch space, and are dropped."))
 
 
 _PROBABILITIES_TEXT = {
-    "cls": (
+    "cls": N_(
         "A linear layer turns the CLS vector into one score per class (the logits), and a softmax turns the "
         "scores into probabilities."
     ),
-    "cls_distillation_mean": (
+    "cls_distillation_mean": N_(
         "Two linear layers each turn their token's vector into one score per class: the CLS head and the "
         "distillation head. The model's logits are the average of the two, and a softmax turns them into probabilities."
     ),
-    "cls_patch_mean": (
+    "cls_patch_mean": N_(
         "A linear layer turns the CLS vector and the mean patch vector, side by side, into one score per class (the "
         "logits), and a softmax turns the scores into probabilities."
     ),
@@ -177,9 +186,9 @@ _PROBABILITIES_FORMULA = {
 
 @SECTION.step(
     "13",
-    "Class probabilities",
+    N_("Class probabilities"),
     text=_by_classifier(_PROBABILITIES_TEXT),
-    formula=_by_classifier(_PROBABILITIES_FORMULA),
+    formula=_by_classifier(_PROBABILITIES_FORMULA, translated=False),
     shape="(k,)",
 )
 def step_13(traced: Traced, view: View) -> None:
@@ -190,24 +199,25 @@ def step_13(traced: Traced, view: View) -> None:
     labels = traced.labels
     order = np.argsort(-probs)
     top = order[0]
-    markdown(f"Prediction: **{plain(labels[top])}** with probability **{probs[top]:.1%}**.")
+    markdown(_("Prediction: **{label}** with probability **{probability:.1%}**.").format(label=plain(labels[top]),
+                                                                                       probability=probs[top]))
     if traced.config.classifier == "cls_distillation_mean":
         _two_heads(traced)
     if len(labels) > 5:  # plain text: class names come from the checkpoint
-        text("Top 5:\n" + "\n".join(f"{probs[i]:7.2%}  {labels[i]}" for i in order[:5]))
+        text(_("Top 5:") + "\n" + "\n".join(f"{probs[i]:7.2%}  {labels[i]}" for i in order[:5]))
     shown = order[: min(10, len(labels))]
     rest = len(labels) - len(shown)
     left, right = columns(2)
     with left:
         show_figure(
-            figures.bars(logits[shown], [labels[i] for i in shown], title="Logits (top classes)", value_format=".2f")
+            figures.bars(logits[shown], [labels[i] for i in shown], title=_("Logits (top classes)"), value_format=".2f")
         )
     with right:
         values, names = probs[shown], [labels[i] for i in shown]
         if rest:  # a 1,000-class model: the top ten, and what all the others share
-            values, names = np.append(values, probs[order[len(shown) :]].sum()), [*names, f"the other {rest} classes"]
+            values, names = np.append(values, probs[order[len(shown) :]].sum()), [*names, _("the other {count} classes").format(count=rest)]
         show_figure(
-            figures.bars(values, names, title="Probabilities (softmax of the logits)", value_format=".1%", highlight=0)
+            figures.bars(values, names, title=_("Probabilities (softmax of the logits)"), value_format=".1%", highlight=0)
         )
     attribution.which_patches(traced, view.colorscale)
 
@@ -216,21 +226,24 @@ def _two_heads(traced: Traced) -> None:
     """What DeiT's CLS head and distillation head each say alone, before their logits are averaged."""
     model, final, labels = traced.model, traced.trace.final_tokens, traced.labels
     with torch.no_grad():
-        alone = {"CLS head": model.head(final[0]),
-                 "distillation head": model.dist_head(final[traced.config.special_tokens.index("distillation")])}
+        alone = {_("the CLS head alone says **{label}** ({probability:.1%})"): model.head(final[0]),
+                 _("the distillation head alone says **{label}** ({probability:.1%})"):
+                     model.dist_head(final[traced.config.special_tokens.index("distillation")])}
     said = []
-    for name, logits in alone.items():
+    for words, logits in alone.items():
         probs = logits.softmax(-1)
         best = int(probs.argmax())
-        said.append(f"the {name} alone says **{plain(labels[best])}** ({float(probs[best]):.1%})")
-    markdown("Before averaging, " + ", and ".join(said) + ".")
+        said.append(words.format(label=plain(labels[best]), probability=float(probs[best])))
+    markdown(_("Before averaging, {cls_head}, and {distillation_head}.").format(cls_head=said[0],
+                                                                              distillation_head=said[1]))
 
 
 def no_class_head(traced: Traced, *, key: str) -> None:
     """What a model without a class head (DINO, a plain ViTModel) offers instead of probabilities: y."""
-    info(
+    info(_(
         "This model learned without labels (self-supervised), so it has no class head: there are no logits, "
         "probabilities or loss for this image. What it does have is the CLS output y below, a description of "
         "the whole image that other tasks build on."
-    )
-    show_figure(figures.vector_strip(to_numpy(traced.trace.cls_output), title=f"y, 1×{traced.config.dim}"), key=key)
+    ))
+    show_figure(figures.vector_strip(to_numpy(traced.trace.cls_output), title=f"y, 1×{traced.config.dim}",
+                                        x_title=_("index")), key=key)

@@ -5,23 +5,25 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from vitviz.ui.i18n import _
+
 LAYER, HEAD, QUERY = "layer", "head", "query"  # the shared controls a step can use (see controls.View)
 
 
 @dataclass(frozen=True)
 class Step:
     key: str  # "0" … "14", "10.1" … "10.12"
-    title: str
-    section: str
-    text: str | Callable  # a few sentences, written for vitviz; or text(traced) -> str where they depend on the model
+    title: str  # in English, marked with N_: `label` is what pages show
+    section: str  # the section's title, in English
+    text: str | Callable  # a few sentences (English, marked with N_), or text(traced) -> str where they depend on the model
     draw: Callable  # draw(traced: state.Traced, view: controls.View) -> None, with Streamlit
     formula: str | Callable | None = None  # LaTeX, shown with st.latex; or formula(traced) -> str
     shape: str = ""  # the step's tensor shape in symbols; the page fills in the values
     controls: frozenset[str] = field(default_factory=frozenset)  # of LAYER, HEAD, QUERY
 
     def text_for(self, traced) -> str:
-        """The step's words for the model in use."""
-        return self.text(traced) if callable(self.text) else self.text
+        """The step's words for the model in use, in the session's language."""
+        return self.text(traced) if callable(self.text) else _(self.text)
 
     def formula_for(self, traced) -> str | None:
         """The step's formula for the model in use (a DeiT's head, say, is not a ViT's)."""
@@ -29,7 +31,8 @@ class Step:
 
     @property
     def label(self) -> str:
-        return f"{self.key} · {self.title}"
+        """"10.3 · Softmax", in the session's language."""
+        return self.key + " · " + _(self.title)
 
     @property
     def slug(self) -> str:
@@ -45,7 +48,7 @@ class Section:
     """One part of the guide; its module declares each step once, with `@SECTION.step(...)` on the step's drawing."""
 
     def __init__(self, title: str) -> None:
-        self.title = title
+        self.title = title  # in English, marked with N_; shown as _(title)
         self.steps: list[Step] = []
 
     def step(

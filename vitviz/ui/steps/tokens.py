@@ -3,23 +3,25 @@
 from __future__ import annotations
 
 from vitviz import analysis, figures
+from vitviz.i18n import N_
 from vitviz.model import sincos_2d
 from vitviz.ui import paper
 from vitviz.ui.controls import View, patch_slider
 from vitviz.ui.drawing import caption, columns, image, markdown, show_figure, to_numpy
+from vitviz.ui.i18n import _
 from vitviz.ui.specials import PURPOSES, special_list, token_heatmap
 from vitviz.ui.state import Traced
 from vitviz.ui.steps.step import Section
 
-SECTION = Section("Patches and tokens")
+SECTION = Section(N_("Patches and tokens"))
 
 CLS_INIT_STD = 0.02  # how vitviz.model.ViT.reset_parameters starts the CLS token (tests/test_texts.py checks)
 
 
 @SECTION.step(
     "3",
-    "Cut into patches",
-    text=(
+    N_("Cut into patches"),
+    text=N_(
         "The image is cut into a grid of square, non-overlapping p×p patches. Each patch will become one "
         "token, the way a word becomes one token in a language model."
     ),
@@ -32,12 +34,13 @@ def step_3(traced: Traced, view: View) -> None:
     left, right = columns(2)
     factor = figures.enlargement(traced.display, 320)
     left.image(
-        figures.draw_grid(traced.display, p, factor), caption=f"A {gh}×{gw} grid of {p}×{p} patches", width="stretch"
+        figures.draw_grid(traced.display, p, factor), caption=_("A {rows}×{columns} grid of {p}×{p} patches").format(rows=gh, columns=gw, p=p),
+        width="stretch",
     )
     tiles = to_numpy(traced.trace.patches)
     right.image(
         figures.mosaic(tiles, gw, gap=max(2, factor), factor=factor),
-        caption="The patches pulled apart",
+        caption=_("The patches pulled apart"),
         width="stretch",
     )
     markdown(_why_patches(traced))
@@ -49,21 +52,23 @@ def _why_patches(traced: Traced) -> str:
     gh, gw = traced.trace.grid
     blocks = traced.config.depth * traced.config.heads
     pixels, tokens = h * w, gh * gw + 1  # CLS included with the patches
-    return (
+    return _(
         "**Why patches, not pixels.** Attention scores every token against every token, so its work grows with the "
-        f"square of the number of tokens. One token per pixel of this {w}×{h} input would be {pixels:,} tokens and "
-        f"{pixels**2:,} scores in each head of each layer; as patches it is {tokens:,} tokens (CLS included) and "
-        f"{tokens**2:,} scores, {pixels**2 / tokens**2:,.0f} times fewer. Over this model's "
-        f"{traced.config.depth} layers × {traced.config.heads} heads that is {blocks * pixels**2:,} scores against "
-        f"{blocks * tokens**2:,} per image. A single pixel also says little alone; a patch already holds a bit of "
+        "square of the number of tokens. One token per pixel of this {w}×{h} input would be {pixels:,} tokens and "
+        "{pixel_scores:,} scores in each head of each layer; as patches it is {tokens:,} tokens (CLS included) and "
+        "{token_scores:,} scores, {fewer:,.0f} times fewer. Over this model's "
+        "{depth} layers × {heads} heads that is {all_pixel_scores:,} scores against "
+        "{all_token_scores:,} per image. A single pixel also says little alone; a patch already holds a bit of "
         "edge, colour or texture."
-    )
+    ).format(w=w, h=h, pixels=pixels, pixel_scores=pixels**2, tokens=tokens, token_scores=tokens**2,
+             fewer=pixels**2 / tokens**2, depth=traced.config.depth, heads=traced.config.heads,
+             all_pixel_scores=blocks * pixels**2, all_token_scores=blocks * tokens**2)
 
 
 @SECTION.step(
     "4",
-    "Flatten each patch",
-    text=(
+    N_("Flatten each patch"),
+    text=N_(
         "Each patch is unrolled into one long row of numbers: every pixel's red, green and blue values in "
         "turn, left to right, top to bottom. Stacking the rows gives an n×p' matrix."
     ),
@@ -76,42 +81,45 @@ def step_4(traced: Traced, view: View) -> None:
     index = patch_slider(n, "4")
     left, right = columns([1, 2])
     factor = figures.enlargement(traced.display, 256)
-    left.image(figures.draw_grid(traced.display, p, factor, highlight=index), caption=f"Patch {index}", width="stretch")
+    left.image(figures.draw_grid(traced.display, p, factor, highlight=index), caption=_("Patch {index}").format(index=index),
+               width="stretch")
     left.image(
         figures.upscale(figures.to_uint8(to_numpy(traced.trace.patches[index])), 24),
-        caption="The patch, enlarged",
+        caption=_("The patch, enlarged"),
         width=160,
     )
     flat = to_numpy(traced.trace.flat_patches)
     with right:
         show_figure(
             figures.channel_bars(
-                flat[index], ch, title=f"Patch {index} flattened: 1×{flat.shape[1]}, values R, G, B in turn"
+                flat[index], ch, title=_("Patch {index} flattened: 1×{length}, values R, G, B in turn").format(
+                    index=index, length=flat.shape[1])
             )
         )
         show_figure(
             figures.heatmap(
                 flat,
-                title=f"All patches: {n}×{flat.shape[1]} (patch {index} outlined)",
-                x_title="p' (pixel by pixel, channels last)",
-                y_title="patch",
+                title=_("All patches: {n}×{length} (patch {index} outlined)").format(n=n, length=flat.shape[1],
+                                                                                     index=index),
+                x_title=_("p' (pixel by pixel, channels last)"),
+                y_title=_("patch"),
                 colorscale=view.colorscale,
                 highlight_row=index,
                 centred=False,
             )
         )
         gw = traced.trace.grid[1]
-        caption(
-            f"What to look for: each row is one patch, in reading order ({gw} rows make one row of the grid). A patch "
-            f"of one flat colour repeats the same {ch} values along its whole row; a patch crossing an edge changes "
-            "partway along. Bands of similar rows are runs of similar patches."
-        )
+        caption(_(
+            "What to look for: each row is one patch, in reading order ({columns} rows make one row of the grid). A "
+            "patch of one flat colour repeats the same {channels} values along its whole row; a patch crossing an "
+            "edge changes partway along. Bands of similar rows are runs of similar patches."
+        ).format(columns=gw, channels=ch))
 
 
 @SECTION.step(
     "5",
-    "Embed one patch",
-    text=(
+    N_("Embed one patch"),
+    text=N_(
         "A single learned matrix E maps every flattened patch to a d-dimensional vector. Each of E's d "
         "columns is a filter the size of a patch: the embedding's entries say how strongly the patch matches "
         "each filter."
@@ -126,27 +134,29 @@ def step_5(traced: Traced, view: View) -> None:
     flat = to_numpy(traced.trace.flat_patches)[index]
     weight = to_numpy(traced.model.patch_embed.weight)  # (d, p')
     embedding = to_numpy(traced.trace.patch_embeddings)[index]
-    show_figure(figures.vector_strip(flat, title=f"x: patch {index}, 1×{flat.size}", colorscale=view.colorscale))
+    show_figure(figures.vector_strip(flat, title=_("x: patch {index}, 1×{length}").format(index=index, length=flat.size),
+                                     colorscale=view.colorscale, x_title=_("index")))
     show_figure(
         figures.heatmap(
             weight.T, title=f"E: {weight.shape[1]}×{d}", x_title="d", y_title="p'", colorscale="RdBu_r", height=320
         )
     )
-    show_figure(figures.vector_strip(embedding, title=f"x E + b: the patch's embedding, 1×{d}", colorscale="RdBu_r"))
-    markdown(f"**E's {d} filters, each drawn as a {p}×{p} RGB patch** (stretched to full contrast):")
+    show_figure(figures.vector_strip(embedding, title=_("x E + b: the patch's embedding, 1×{d}").format(d=d),
+                                     colorscale="RdBu_r", x_title=_("index")))
+    markdown(_("**E's {d} filters, each drawn as a {p}×{p} RGB patch** (stretched to full contrast):").format(d=d, p=p))
     if ch == 3:
         image(
             figures.mosaic(figures.filters_as_images(weight, p, ch), min(d, 24), gap=2, factor=max(1, 32 // p)),
             width="stretch",
         )
-    markdown("**Their principal components**, the view of the ViT paper's Fig. 7:")
+    markdown(_("**Their principal components**, the view of the ViT paper's Fig. 7:"))
     paper.filter_components(traced)
 
 
 @SECTION.step(
     "6",
-    "Embed all patches",
-    text=(
+    N_("Embed all patches"),
+    text=N_(
         "The same E is applied to every patch at once, turning the n×p' patch matrix into an n×d matrix of "
         "embeddings. Patches that look alike land close together."
     ),
@@ -159,26 +169,26 @@ def step_6(traced: Traced, view: View) -> None:
     show_figure(
         figures.heatmap(
             emb,
-            title=f"Patch embeddings: {emb.shape[0]}×{emb.shape[1]}",
+            title=_("Patch embeddings: {rows}×{columns}").format(rows=emb.shape[0], columns=emb.shape[1]),
             x_title="d",
-            y_title="patch",
+            y_title=_("patch"),
             colorscale="RdBu_r",
         )
     )
     colours = figures.pca_colours(emb).reshape(gh, gw, 3)
     factor = figures.enlargement(traced.display, 256)
     left, right = columns(2)
-    left.image(figures.upscale(traced.display, factor), caption="The image", width="stretch")
+    left.image(figures.upscale(traced.display, factor), caption=_("The image"), width="stretch")
     right.image(
         figures.upscale(figures.to_uint8(colours), max(1, 256 // max(gh, gw))),
-        caption="First three principal components of the embeddings as R, G, B",
+        caption=_("First three principal components of the embeddings as R, G, B"),
         width="stretch",
     )
-    caption(
+    caption(_(
         "What to look for: patches drawn in similar colours have similar embeddings. Where the object, its edges "
         "and the background come out in different colours, E alone already tells them apart, before any attention. "
         "The colours only compare patches of this image: each component is stretched to its own range."
-    )
+    ))
 
 
 def _special_formula(traced: Traced) -> str:
@@ -192,8 +202,8 @@ def _special_formula(traced: Traced) -> str:
 
 @SECTION.step(
     "7",
-    "Add the CLS token",
-    text=(
+    N_("Add the CLS token"),
+    text=N_(
         "One extra learned vector, the classification token, is put in front of the patch embeddings. It is "
         "the same vector for every image; its job is to gather what the model needs to decide the class."
     ),
@@ -204,20 +214,23 @@ def step_7(traced: Traced, view: View) -> None:
     d, specials = traced.config.dim, traced.trace.special_labels
     with_cls = to_numpy(traced.trace.with_cls)
     if len(specials) == 1:
-        show_figure(figures.vector_strip(to_numpy(traced.trace.cls_token), title=f"The learned CLS token, 1×{d}"))
+        show_figure(figures.vector_strip(to_numpy(traced.trace.cls_token), title=_("The learned CLS token, 1×{d}").format(d=d),
+                                         x_title=_("index")))
     else:
-        markdown(f"This model puts **{len(specials)} special tokens** in front of the patches, not one "
-                    f"({special_list(traced)}). Each is a learned vector, the same for every image:")
-        markdown("\n".join(f"- {PURPOSES[kind]}" for kind in dict.fromkeys(traced.config.special_tokens)))
-        show_figure(token_heatmap(traced, with_cls[: len(specials)], title=f"The learned special tokens, {len(specials)}×{d}",
-                                  x_title="d", y_title="token", height=100 + 28 * len(specials)))
+        markdown(_("This model puts **{count} special tokens** in front of the patches, not one ({names}). Each is a "
+                   "learned vector, the same for every image:").format(count=len(specials), names=special_list(traced)))
+        markdown("\n".join("- " + _(PURPOSES[kind]) for kind in dict.fromkeys(traced.config.special_tokens)))
+        show_figure(token_heatmap(traced, with_cls[: len(specials)],
+                                  title=_("The learned special tokens, {count}×{d}").format(count=len(specials), d=d),
+                                  x_title="d", y_title=_("token"), height=100 + 28 * len(specials)))
     show_figure(
         token_heatmap(
             traced,
             with_cls,
-            title=f"[{special_list(traced)}; patch embeddings]: {with_cls.shape[0]}×{with_cls.shape[1]}",
+            title=_("[{names}; patch embeddings]: {rows}×{columns}").format(
+                names=special_list(traced), rows=with_cls.shape[0], columns=with_cls.shape[1]),
             x_title="d",
-            y_title="token",
+            y_title=_("token"),
             highlight_row=0,
         )
     )
@@ -227,23 +240,23 @@ def step_7(traced: Traced, view: View) -> None:
 def _why_cls(traced: Traced) -> str:
     """Why a CLS token instead of an average of the patches, and how this model's CLS token started."""
     cls = to_numpy(traced.trace.cls_token)
-    why = (
+    why = _(
         "**Why a token of its own.** CLS holds no part of the image, so nothing ties it to one place. In every layer "
         "it asks its own query and takes a weighted average of the tokens, with weights that depend on this image: "
         "it can lean on the patches that matter and give the background little weight, where a plain average of "
         "the patches would count every patch the same. At the end the output is read from CLS alone (row 0, steps "
-        "12 and 13). Some ViTs do average their patches instead; every model vitviz runs reads CLS. "
-    )
+        "12 and 13). Some ViTs do average their patches instead; every model vitviz runs reads CLS."
+    ) + " "
     if _trained_by_vitviz(traced):
-        return why + (
-            f"vitviz starts it as small random numbers (a truncated normal with standard deviation "
-            f"{CLS_INIT_STD}), and training moves it like any weight; this model's entries now have standard "
-            f"deviation {cls.std():.3f}."
-        )
-    return why + (
-        f"This checkpoint's CLS token was learned in its own training and is loaded as stored; its entries have "
-        f"standard deviation {cls.std():.3f}."
-    )
+        return why + _(
+            "vitviz starts it as small random numbers (a truncated normal with standard deviation "
+            "{init}), and training moves it like any weight; this model's entries now have standard "
+            "deviation {std:.3f}."
+        ).format(init=CLS_INIT_STD, std=cls.std())
+    return why + _(
+        "This checkpoint's CLS token was learned in its own training and is loaded as stored; its entries have "
+        "standard deviation {std:.3f}."
+    ).format(std=cls.std())
 
 
 def _trained_by_vitviz(traced: Traced) -> bool:
@@ -252,21 +265,21 @@ def _trained_by_vitviz(traced: Traced) -> bool:
 
 
 def _position_text(traced: Traced) -> str:
-    intro = (
+    intro = _(
         "Attention by itself does not know where a token came from, so one vector per position is added to "
-        "every token: the same patch content at two places gives two different tokens. "
-    )
+        "every token: the same patch content at two places gives two different tokens."
+    ) + " "
     if _trained_by_vitviz(traced):
-        return intro + (
+        return intro + _(
             "vitviz starts these vectors as 2-D sine and cosine waves of the row and column, and "
             "training adjusts them; below, how much it changed them."
         )
-    return intro + "This checkpoint learned them from scratch during training, so their pattern is learned."
+    return intro + _("This checkpoint learned them from scratch during training, so their pattern is learned.")
 
 
 @SECTION.step(
     "8",
-    "Add position embeddings",
+    N_("Add position embeddings"),
     text=_position_text,
     formula=r"Z_0 \leftarrow Z_0 + E_\text{pos},\quad E_\text{pos} \in \mathbb{R}^{(n+1)\times d}",
     shape="(n+1, d)",
@@ -278,31 +291,33 @@ def step_8(traced: Traced, view: View) -> None:
     s = traced.trace.num_special
     if start is not None:
         kept = analysis.row_cosines(pos[s:], start)
-        markdown(
-            f"After training, each position's vector is still at cosine **{kept.mean():.2f}** (lowest "
-            f"{kept.min():.2f}) with its sine-cosine start: training changed them only a little. The similarity "
+        markdown(_(
+            "After training, each position's vector is still at cosine **{mean:.2f}** (lowest "
+            "{lowest:.2f}) with its sine-cosine start: training changed them only a little. The similarity "
             "tiles below show mostly the start's pattern; the second set shows what training added."
-        )
+        ).format(mean=kept.mean(), lowest=kept.min()))
     if "register" in traced.config.special_tokens:
-        markdown("The registers get no position: DINOv2 adds position embeddings before it inserts them, so "
-                    "their rows below are zero.")
+        markdown(_("The registers get no position: DINOv2 adds position embeddings before it inserts them, so "
+                   "their rows below are zero."))
     show_figure(
         token_heatmap(
-            traced, pos, title=f"Position embeddings: {pos.shape[0]}×{pos.shape[1]}", x_title="d", y_title="position"
+            traced, pos, title=_("Position embeddings: {rows}×{columns}").format(rows=pos.shape[0], columns=pos.shape[1]),
+            x_title="d", y_title=_("position")
         )
     )
     paper.position_similarity(traced)
     if start is not None:
-        paper.position_similarity(traced, pos[s:] - start, "Cosine similarity of what training added (learned − start)")
+        paper.position_similarity(traced, pos[s:] - start,
+                                  _("Cosine similarity of what training added (learned − start)"))
     left, right = columns(2)
     with left:
         show_figure(
             token_heatmap(
                 traced,
                 to_numpy(traced.trace.with_cls),
-                title=f"Before: [{special_list(traced)}; embeddings]",
+                title=_("Before: [{names}; embeddings]").format(names=special_list(traced)),
                 x_title="d",
-                y_title="token",
+                y_title=_("token"),
                 height=300,
             )
         )
@@ -311,9 +326,9 @@ def step_8(traced: Traced, view: View) -> None:
             token_heatmap(
                 traced,
                 to_numpy(traced.trace.tokens),
-                title="After: + position embeddings",
+                title=_("After: + position embeddings"),
                 x_title="d",
-                y_title="token",
+                y_title=_("token"),
                 height=300,
             )
         )
@@ -321,8 +336,8 @@ def step_8(traced: Traced, view: View) -> None:
 
 @SECTION.step(
     "9",
-    "The transformer's input",
-    text=(
+    N_("The transformer's input"),
+    text=N_(
         "This (n+1)×d matrix is everything the encoder will see; from here on it is called X₀, the first "
         "block's input X. Each block keeps this shape: tokens go in, the same number of tokens of the same "
         "width come out."
@@ -336,9 +351,9 @@ def step_9(traced: Traced, view: View) -> None:
         token_heatmap(
             traced,
             tokens,
-            title=f"Transformer input: {tokens.shape[0]}×{tokens.shape[1]}",
+            title=_("Transformer input: {rows}×{columns}").format(rows=tokens.shape[0], columns=tokens.shape[1]),
             x_title="d",
-            y_title="token",
+            y_title=_("token"),
             highlight_row=0,
             height=420,
         )

@@ -9,49 +9,65 @@ import numpy as np
 import streamlit as st
 
 from vitviz import figures, gradients
+from vitviz.i18n import N_
 from vitviz.ui.controls import View, persistent
 from vitviz.ui.drawing import caption, columns, markdown, show_figure
+from vitviz.ui.i18n import _
 from vitviz.ui.state import Traced
 from vitviz.ui.steps.output import no_class_head
 from vitviz.ui.steps.step import Section
 from vitviz.ui.text import plain
 
-SECTION = Section("Training")
+SECTION = Section(N_("Training"))
 
 STEP_LEARNING_RATES = (0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0)
 
 
-@st.cache_resource(max_entries=16, show_spinner="Backpropagating…")
-def _gradient(image_key: str, model_key: str, label: int, lr: float, _model, _pixels):
+@st.cache_resource(max_entries=16, show_spinner=False)
+def _cached_gradient(image_key: str, model_key: str, label: int, lr: float, _model, _pixels):
     return gradients.one_step(_model, _pixels, label, lr)
+
+
+def _gradient(image_key: str, model_key: str, label: int, lr: float, model, pixels):
+    with st.spinner(_("Backpropagating…")):  # here, not in the decorator, so that it speaks the session's language
+        return _cached_gradient(image_key, model_key, label, lr, model, pixels)
 
 
 def _loss_scale(classes: int, loss: float) -> str:
     """How to read a cross-entropy for a model with `classes` classes: 0 is certain and right, log k is chance."""
     chance = math.log(classes)
-    where = "below" if loss < chance else "above"
-    return (
-        f"How to read it: the loss is 0 when the model gives the true class all its probability, and grows without "
-        f"bound as that probability goes to 0. A model that spreads its probability evenly over its {classes:,} "
-        f"classes scores −log(1/{classes:,}) = {chance:.2f}: that is chance, and this image's loss is {where} it."
-    )
+    if loss < chance:
+        verdict = _("this image's loss is below it.")
+    else:
+        verdict = _("this image's loss is above it.")
+    return _(
+        "How to read it: the loss is 0 when the model gives the true class all its probability, and grows without "
+        "bound as that probability goes to 0. A model that spreads its probability evenly over its {classes:,} "
+        "classes scores −log(1/{classes:,}) = {chance:.2f}: that is chance, and {verdict}"
+    ).format(classes=classes, chance=chance, verdict=verdict)
 
 
 def _real_training(traced: Traced) -> str:
     """How training differs from the single step above, for the model in use."""
     if "source" in traced.config.extra:  # a converted checkpoint: its training recipe is not stored with it
-        return (
+        return _(
             "Real training does not step on one image: it averages the loss over a batch of images before each "
             "step, and uses an optimiser that adapts each weight's step size, such as AdamW, instead of the plain "
             "step above. How this checkpoint was trained is not stored in it."
         )
     batch = _batch_size(traced.config.extra)
-    batch_words = f" of {batch:,} images" if batch else ""
-    return (
-        f"Real training does not step on one image. When vitviz trains a model (the built-in one, the Training "
-        f"studio), each step averages the loss over a fresh batch{batch_words}, clips the gradient, and updates "
-        "the weights with AdamW, which adapts every weight's step size and adds weight decay, under a learning rate "
-        "that warms up and then decays; not the plain step above."
+    if batch:
+        return _(
+            "Real training does not step on one image. When vitviz trains a model (the built-in one, the Training "
+            "studio), each step averages the loss over a fresh batch of {batch:,} images, clips the gradient, and "
+            "updates the weights with AdamW, which adapts every weight's step size and adds weight decay, under a "
+            "learning rate that warms up and then decays; not the plain step above."
+        ).format(batch=batch)
+    return _(
+        "Real training does not step on one image. When vitviz trains a model (the built-in one, the Training "
+        "studio), each step averages the loss over a fresh batch, clips the gradient, and updates the weights with "
+        "AdamW, which adapts every weight's step size and adds weight decay, under a learning rate that warms up and "
+        "then decays; not the plain step above."
     )
 
 
@@ -65,8 +81,8 @@ def _batch_size(extra: dict) -> int | None:
 
 @SECTION.step(
     "14",
-    "Training",
-    text=(
+    N_("Training"),
+    text=N_(
         "Training compares the probabilities with the true label t through the cross-entropy loss, and "
         "backpropagation gives every weight the direction that lowers it. Training moves only weights; the "
         "gradient with respect to the pixels, shown below, is a diagnostic of which pixels the loss is sensitive to."
@@ -83,38 +99,38 @@ def step_14(traced: Traced, view: View) -> None:
     left, right = columns(2)
     with left:
         label = persistent(
-            st.selectbox, "true_label", labels[predicted], label="The true label, as you see it", options=labels
+            st.selectbox, "true_label", labels[predicted], label=_("The true label, as you see it"), options=labels
         )
     with right:
         lr = persistent(
             st.select_slider,
             "step_lr",
             0.01,
-            label="Learning rate η of the one step",
+            label=_("Learning rate η of the one step"),
             options=list(STEP_LEARNING_RATES),
             format_func=lambda v: f"{v:g}",
         )
     index = labels.index(label)
     result = _gradient(traced.image_key, traced.model_key, index, float(lr), traced.model, traced.trace.pixels)
     markdown(
-        f"Cross-entropy against **{plain(label)}**: **{result.loss:.4f}** "
-        f"(the model gives it {result.probs_before[index]:.1%})."
+        _("Cross-entropy against **{label}**: **{loss:.4f}** (the model gives it {probability:.1%}).").format(
+            label=plain(label), loss=result.loss, probability=result.probs_before[index])
     )
     caption(_loss_scale(len(labels), result.loss))
     per_patch = gradients.per_patch_norm(result.pixel_grad, traced.config.patch_size)
     left, right = columns(2)
     left.image(
         figures.attention_overlay(traced.display, per_patch, colorscale=view.colorscale, opacity=0.7),
-        caption="Size of ∂L/∂pixels: the L2 norm over each patch",
+        caption=_("Size of ∂L/∂pixels: the L2 norm over each patch"),
         width="stretch",
     )
     with right:
         show_figure(
             figures.heatmap(
                 per_patch,
-                title="‖∂L/∂x‖ per patch",
-                x_title="grid column",
-                y_title="grid row",
+                title=_("‖∂L/∂x‖ per patch"),
+                x_title=_("grid column"),
+                y_title=_("grid row"),
                 x_labels=[
                     str(c + 1) for c in range(per_patch.shape[1])
                 ],  # the grid counts from 1, as in "row 1, col 1"
@@ -122,14 +138,15 @@ def step_14(traced: Traced, view: View) -> None:
                 colorscale=view.colorscale,
                 centred=False,
                 height=320,
-                value_name="gradient norm",
+                value_name=_("gradient norm"),
             )
         )
     markdown(
-        f"**One gradient step.** On a copy of the model, every weight moves against its gradient, "
-        f"w ← w − {lr:g} · ∂L/∂w, and the same image goes through again: the probability of **{plain(label)}** goes from "
-        f"{result.probs_before[index]:.1%} to **{result.probs_after[index]:.1%}**, and the loss from "
-        f"{result.loss:.4f} to {result.loss_after:.4f}. The model the pages show is not changed."
+        _("**One gradient step.** On a copy of the model, every weight moves against its gradient, "
+          "w ← w − {lr:g} · ∂L/∂w, and the same image goes through again: the probability of **{label}** goes from "
+          "{before:.1%} to **{after:.1%}**, and the loss from {loss:.4f} to {loss_after:.4f}. The model the pages "
+          "show is not changed.").format(lr=lr, label=plain(label), before=result.probs_before[index],
+                                         after=result.probs_after[index], loss=result.loss, loss_after=result.loss_after)
     )
     caption(_real_training(traced))
     order = np.argsort(-result.probs_before)[: min(10, len(labels))]
@@ -138,8 +155,8 @@ def step_14(traced: Traced, view: View) -> None:
     top = float(max(result.probs_before.max(), result.probs_after.max())) * 1.05  # one scale for both
     left, right = columns(2)
     for column, probs, title in (
-        (left, result.probs_before, "Probabilities before the step"),
-        (right, result.probs_after, "Probabilities after one step"),
+        (left, result.probs_before, _("Probabilities before the step")),
+        (right, result.probs_after, _("Probabilities after one step")),
     ):
         with column:
             fig = figures.bars(probs[order], names, title=title, value_format=".1%", highlight=mark)
