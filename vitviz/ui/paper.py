@@ -85,8 +85,11 @@ def _distance_job(traced: Traced) -> background.Job | None:
 
 def _distance_panel(traced: Traced, job: background.Job | None) -> None:
     config = traced.config
-    this_image = analysis.mean_attention_distance(traced.trace.attentions().numpy(), traced.trace.grid,
-                                                  config.patch_size)
+    # From the cached trace, once per (image, model): the panel reruns every second while the average is made.
+    this_image = state.trace_cache().get(
+        ("attention-distance", traced.image_key, traced.model_key),
+        lambda: analysis.mean_attention_distance(traced.trace.attentions().numpy(), traced.trace.grid,
+                                                 config.patch_size))
     series = {_("this image"): this_image}
     if job is not None and job.result is not None:
         average, halfwidth = analysis.mean_and_halfwidth(job.result)

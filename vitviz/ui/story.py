@@ -23,10 +23,9 @@ def section_key(section: steps.Section) -> str:
     return "story_section_" + "_".join(section.title.lower().split())  # from the English title, in any language
 
 
-def _open_next(section: steps.Section) -> None:
+def _open(section: steps.Section) -> None:
     """A section's "continue" button opens the next section, as if the reader had clicked its title."""
-    index = steps.SECTIONS.index(section)
-    st.session_state[section_key(steps.SECTIONS[index + 1])] = True
+    st.session_state[section_key(section)] = True
 
 
 def _draw_step(step: steps.Step, traced: Traced) -> None:
@@ -51,7 +50,7 @@ def _draw_section(section: steps.Section, traced: Traced, first: bool) -> list[s
         if section is not steps.SECTIONS[-1]:
             following = steps.SECTIONS[steps.SECTIONS.index(section) + 1]
             st.button(_("Continue: {section} ↓").format(section=_(following.title)), key=f"{section_key(section)}_next",
-                      on_click=_open_next, args=(section,))
+                      on_click=_open, args=(following,))
     return list(section.steps)
 
 
