@@ -6,6 +6,7 @@ drawn (`shrink`), so a figure stays light in the browser whatever the model's si
 
 from __future__ import annotations
 
+import functools
 import html
 from collections.abc import Sequence
 
@@ -360,8 +361,19 @@ def colourise(values: np.ndarray, colorscale: str = "Viridis", vmin: float | Non
     lo = float(values.min()) if vmin is None else vmin
     hi = float(values.max()) if vmax is None else vmax
     t = (values - lo) / (hi - lo) if hi > lo else np.zeros_like(values)
-    lut = np.array([_rgb(c) for c in sample_colorscale(colorscale, np.linspace(0, 1, 256))], dtype=np.uint8)
-    return lut[np.clip((t * 255).round().astype(int), 0, 255)]
+    return colour_table(colorscale)[np.clip((t * 255).round().astype(int), 0, 255)]
+
+
+@functools.lru_cache(maxsize=32)
+def colour_table(colorscale: str) -> np.ndarray:
+    """The colour scale sampled at 256 steps, (256, 3) uint8, read-only.
+
+    Kept per scale name because plotly's sampler validates every colour it returns: building the
+    table took 16-50 ms, a dozen times a page where every layer has its own overlay.
+    """
+    table = np.array([_rgb(c) for c in sample_colorscale(colorscale, np.linspace(0, 1, 256))], dtype=np.uint8)
+    table.flags.writeable = False
+    return table
 
 
 def _rgb(colour: str) -> tuple[int, int, int]:
