@@ -48,3 +48,21 @@ def test_captioned_mosaic_puts_each_tile_above_its_caption():
     assert (picture[top : top + 10, :12] == 200).all()
     assert (picture[10:24, :40] < 255).any()  # a caption under the first row
     assert (picture[top : top + 10, 2 * 16 :] == 255).all()  # no sixth tile
+
+
+def test_an_overlay_is_about_the_size_asked_for_with_whole_patches_and_true_colours():
+    rng = np.random.default_rng(2)
+    per_patch = rng.random((14, 14))
+    vit_b_input = rng.integers(0, 256, size=(224, 224, 3), dtype=np.uint8)
+    thumbnail = figures.attention_overlay(vit_b_input, per_patch, size=160, outline=0)
+    assert thumbnail.shape == (154, 154, 3)  # reduced to 11 pixels a patch, not sent at 224
+    assert (thumbnail[0, :11] == (0, 255, 255)).all() and (thumbnail[0, 11:] != (0, 255, 255)).any()  # patch 0 outlined
+
+    small_input = np.full((32, 32, 3), 100, np.uint8)
+    overlay = figures.attention_overlay(small_input, per_patch[:4, :4], size=160, opacity=0.5, colorscale="Greys")
+    assert overlay.shape == (160, 160, 3)  # enlarged 5 times, every pixel a crisp square
+    brightest = np.unravel_index(per_patch[:4, :4].argmax(), (4, 4))
+    colour = figures.colour_table("Greys")[255]
+    expected = (0.5 * 100 + 0.5 * colour.astype(np.float32)).astype(np.uint8)
+    cell = overlay[brightest[0] * 40 : (brightest[0] + 1) * 40, brightest[1] * 40 : (brightest[1] + 1) * 40]
+    assert (cell == expected).all()

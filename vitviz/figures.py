@@ -388,25 +388,35 @@ def enlargement(image: np.ndarray, size: int) -> int:
     return max(1, size // max(image.shape[:2]))
 
 
+def fitted(image: np.ndarray, grid: tuple[int, int], size: int) -> np.ndarray:
+    """A uint8 picture brought to about `size` pixels on its longer side, its sides whole multiples of the
+    patch grid (gh, gw): enlarged by a whole factor when small, so its pixels stay crisp squares, and
+    reduced by area averaging when larger (a 224-pixel input shown as a 160-pixel thumbnail)."""
+    if max(image.shape[:2]) <= size:
+        return upscale(image, enlargement(image, size))
+    cell = max(1, size // max(grid))
+    return np.asarray(Image.fromarray(image).resize((grid[1] * cell, grid[0] * cell), Image.Resampling.BOX))
+
+
 def attention_overlay(image: np.ndarray, per_patch: np.ndarray, *, size: int = 256, opacity: float = 0.6,
                       colorscale: str = "Inferno", vmax: float | None = None, weighted_opacity: bool = False,
                       outline: int | None = None) -> np.ndarray:
-    """The image with one value per patch, a (gh, gw) map, laid over it; about `size` pixels on its longer side.
+    """The image with one value per patch, a (gh, gw) map, laid over it; about `size` pixels on its longer side
+    (`fitted`).
 
     Colours span the map's own range, or 0..`vmax` so several maps compare. With `weighted_opacity`
     a patch is covered more the larger its value, so low-attention parts of the picture stay
     readable. `outline` marks one patch (row-major index), e.g. the query.
     """
-    factor = enlargement(image, size)
-    base = upscale(to_uint8(image), factor).astype(np.float64)
     gh, gw = per_patch.shape
+    base = fitted(to_uint8(image), (gh, gw), size).astype(np.float32)
     cell_h, cell_w = base.shape[0] // gh, base.shape[1] // gw
-    heat = colourise(per_patch, colorscale, vmin=0.0 if vmax is not None else None, vmax=vmax).astype(np.float64)
+    heat = colourise(per_patch, colorscale, vmin=0.0 if vmax is not None else None, vmax=vmax).astype(np.float32)
     if weighted_opacity:
         top = vmax if vmax is not None else float(per_patch.max()) or 1.0
-        cover = (0.25 + 0.7 * np.clip(per_patch / top, 0.0, 1.0))[..., None]
+        cover = (0.25 + 0.7 * np.clip(per_patch / top, 0.0, 1.0))[..., None].astype(np.float32)
     else:
-        cover = np.full((gh, gw, 1), opacity)
+        cover = np.full((gh, gw, 1), opacity, dtype=np.float32)
     heat, cover = (np.repeat(np.repeat(a, cell_h, axis=0), cell_w, axis=1) for a in (heat, cover))
     out = ((1 - cover) * base + cover * heat).astype(np.uint8)
     return out if outline is None else draw_outline(out, outline, gw, cell_h, cell_w)
