@@ -66,3 +66,11 @@ def test_an_overlay_is_about_the_size_asked_for_with_whole_patches_and_true_colo
     expected = (0.5 * 100 + 0.5 * colour.astype(np.float32)).astype(np.uint8)
     cell = overlay[brightest[0] * 40 : (brightest[0] + 1) * 40, brightest[1] * 40 : (brightest[1] + 1) * 40]
     assert (cell == expected).all()
+
+
+def test_column_dividers_keep_the_heatmaps_own_lines_and_span_the_plot():
+    fig = figures.heatmap(np.zeros((5, 8)), special_rows=["CLS"])
+    own = len(fig.layout.shapes)  # the line under the CLS row
+    fig = figures.column_dividers(fig, [1.5, 3.5])
+    added = fig.layout.shapes[own:]
+    assert own == 1 and [(s.x0, s.x1, s.yref, s.y0, s.y1) for s in added] == [(1.5, 1.5, "paper", 0, 1), (3.5, 3.5, "paper", 0, 1)]

@@ -99,9 +99,7 @@ def step_10_1(traced: Traced, view: View) -> None:
         traced,
         qkv, title=f"LN(X) W_qkv: {qkv.shape[0]}×{qkv.shape[1]} = [Q | K | V]", x_title="3d", y_title=_("token")
     )
-    for boundary in (d, 2 * d):
-        fig.add_vline(x=boundary - 0.5, line=dict(color="#111", width=2))
-    show_figure(fig)
+    show_figure(figures.column_dividers(fig, [d - 0.5, 2 * d - 0.5]))
     markdown(_(
         "**What the three are for.** A token's query says what it is looking for, its key what it can be found by, "
         "and its value what it hands over to the tokens that attend to it. All three come from the same normalised "
@@ -389,9 +387,7 @@ def step_10_7(traced: Traced, view: View) -> None:
         concat, title=_("Heads side by side: {rows}×{columns}").format(rows=concat.shape[0], columns=concat.shape[1]),
         x_title="d", y_title=_("token"),
     )
-    for h in range(1, traced.config.heads):
-        fig.add_vline(x=h * dh - 0.5, line=dict(color="#111", width=2))
-    show_figure(fig)
+    show_figure(figures.column_dividers(fig, [h * dh - 0.5 for h in range(1, traced.config.heads)]))
     w_o = to_numpy(traced.model.blocks[view.layer].attn.proj.weight).T  # (d_in, d_out): x W_o
     left, right = columns(2)
     with left:
