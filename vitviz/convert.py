@@ -7,13 +7,14 @@ returns (ViTConfig, state dict in vitviz's own key names). Nothing here runs a m
 from __future__ import annotations
 
 import functools
+import logging
 import re
 import reprlib
 from pathlib import Path
 
 import torch
 
-from vitviz.i18n import Message
+from vitviz.i18n import Message, message_of
 from vitviz.model import MAX_DEPTH, MAX_DIM, MAX_HEADS, MAX_SIDE, ViTConfig, is_whole
 
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
@@ -25,8 +26,26 @@ TIMM_SIZES = {"tiny": (192, 3), "small": (384, 6), "base": (768, 12), "large": (
 _TIMM_NAME = re.compile(r"^vit_(tiny|small|base|large|huge)_patch(\d+)_(?:clip_)?(\d+)")
 
 
+log = logging.getLogger("vitviz")
+
+
 class ConversionError(ValueError):
     """The checkpoint is not a ViT vitviz can map; the message names what is missing or unexpected."""
+
+
+def invalid_configuration(exc: Exception) -> Message:
+    """One sentence for a configuration `ViTConfig` refused: its reason when that is a Message (it names the field),
+    else a plain statement, the internal text going to the server's log (a reader cannot act on it)."""
+    reason = message_of(exc)
+    if isinstance(reason, Message):
+        return Message("The checkpoint's configuration is invalid: {reason}.", reason=reason)
+    log.info("vitviz: a checkpoint's configuration was refused: %r", exc)
+    return Message("The checkpoint's configuration holds a value of the wrong kind.")
+
+
+def key_list(keys: list[str]) -> str:
+    """At most six tensor names, for a sentence; "none" in the reader's language when there are none."""
+    return ", ".join(keys[:6]) + (" …" if len(keys) > 6 else "") if keys else Message("none")
 
 
 def resample_positions(pos: torch.Tensor, old_grid: tuple[int, int], new_grid: tuple[int, int], *, specials: int = 1,
@@ -90,8 +109,8 @@ def _config(**fields) -> ViTConfig:
     """A ViTConfig from a checkpoint's values, or a ConversionError naming the field that is wrong."""
     try:
         return ViTConfig(**fields)
-    except ValueError as exc:
-        raise ConversionError(f"The checkpoint's configuration is invalid: {str(exc).rstrip('.')}.") from exc
+    except (ValueError, TypeError) as exc:
+        raise ConversionError(invalid_configuration(exc)) from exc
 
 
 def _check_keys(state: dict, expected: set[str], what: str, optional: frozenset[str] = frozenset()) -> None:
@@ -100,9 +119,9 @@ def _check_keys(state: dict, expected: set[str], what: str, optional: frozenset[
     missing = sorted(expected - set(state))
     unexpected = sorted(set(state) - known)
     if missing or unexpected:
-        raise ConversionError(
-            f"This does not match a {what} checkpoint: missing keys {missing[:6]}, unexpected keys {unexpected[:6]}."
-        )
+        raise ConversionError(Message("This does not match a {family} checkpoint: missing keys {missing}; unexpected "
+                                      "keys {unexpected}.", family=what, missing=key_list(missing),
+                                      unexpected=key_list(unexpected)))
 
 
 # --- Hugging Face ---------------------------------------------------------------------------------
@@ -165,8 +184,8 @@ def from_hf(state: dict, hf_config: dict) -> tuple[ViTConfig, dict]:
     layout = _hf_layout(state, base)
     dinov2 = "ls1" in layout
     if dinov2 and hf_config.get("use_swiglu_ffn"):
-        raise ConversionError("This DINOv2 has a SwiGLU MLP (as the giant model does), which vitviz does not "
-                              "implement; the small, base and large DINOv2 models, with a GELU MLP, load.")
+        raise ConversionError(Message("This DINOv2 has a SwiGLU MLP (as the giant model does), which vitviz does not "
+                                      "implement; the small, base and large DINOv2 models, with a GELU MLP, load."))
     if not all(key in hf_config for key in ("num_hidden_layers", "hidden_size", "num_attention_heads")):
         raise ConversionError(Message("The config.json lacks num_hidden_layers, hidden_size or num_attention_heads."))
     depth = _whole_number(hf_config, "num_hidden_layers", MAX_DEPTH)
@@ -261,9 +280,8 @@ def is_timm(state: dict) -> bool:
 def timm_heads(architecture: str) -> int:
     match = _TIMM_NAME.match(architecture if isinstance(architecture, str) else "")
     if not match:
-        raise ConversionError(
-            f"vitviz needs a timm ViT architecture name such as vit_small_patch16_224, not {architecture!r}."
-        )
+        raise ConversionError(Message("vitviz needs a timm ViT architecture name such as vit_small_patch16_224, not "
+                                      "{name}.", name=reprlib.repr(architecture)))
     return TIMM_SIZES[match.group(1)][1]
 
 

@@ -32,10 +32,35 @@ IMAGE_KEY = "vitviz_image"  # session_state: the chosen image as {"name", "bytes
 ERROR_KEY = "vitviz_image_error"
 
 
+# The shipped photos' names (their files' stems), words the project chose: shown in the reader's language.
+PHOTO_NAMES = {"astronaut": N_("astronaut"), "cat": N_("cat"), "coffee": N_("coffee"), "rocket": N_("rocket")}
+
+
 def sample_names() -> list[str]:
+    """The samples' names, in English whatever the reader's language: they key the caches, the kept choice and
+    links (`links.sample_slug`). `sample_title` is what a reader sees."""
     scenes = [f"Scene {i + 1}: {data.CLASSES[label]}" for i, label in enumerate(_scene_labels())]
     photos = [f"Photo: {p.stem}" for p in sorted(SAMPLES_DIR.glob("*.jpg"))]
     return scenes + photos
+
+
+def sample_title(name: str) -> str:
+    """An image's name as the reader sees it: a sample's in the reader's language ("Sahne 1: artı"), an upload's
+    file name as it is."""
+    if name.startswith("Scene ") and name in sample_names():
+        number, shape = name.removeprefix("Scene ").split(": ")
+        return _("Scene {number}: {shape}").format(number=number, shape=_(shape))
+    if name.startswith("Photo: ") and name in sample_names():
+        stem = name.removeprefix("Photo: ")
+        return _("Photo: {name}").format(name=_(PHOTO_NAMES[stem]) if stem in PHOTO_NAMES else stem)
+    return name
+
+
+def class_names(labels) -> list[str]:
+    """A model's class names as the reader sees them. The built-in shapes' names (carried by the built-in model and
+    every Training-studio model) are the project's own words, shown in the reader's language; a checkpoint's own
+    names (ImageNet's, a visitor's) are shown as the checkpoint has them."""
+    return [_(name) for name in labels] if tuple(labels) == data.CLASSES else list(labels)
 
 
 @st.cache_data(max_entries=1)
@@ -227,8 +252,9 @@ class Traced:
 
     @property
     def labels(self) -> list[str]:
-        """The class names (none for a model without a class head)."""
-        return list(self.config.labels)
+        """The class names as the reader sees them (`class_names`; none for a model without a class head). The
+        checkpoint's own are `config.labels`."""
+        return class_names(self.config.labels)
 
     @property
     def display(self) -> np.ndarray:  # (H, W, 3) uint8: the model's input as a picture
