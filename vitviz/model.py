@@ -55,11 +55,13 @@ def _real(name: str, value: object, positive: bool = False, each: bool = False) 
     except OverflowError:
         number = math.nan
     if not math.isfinite(number) or (positive and number <= 0):
-        text = {(False, False): "{name} must be a finite number, not {value}",
-                (True, False): "{name} must be a positive number, not {value}",
-                (False, True): "each value of {name} must be a finite number, not {value}",
-                (True, True): "each value of {name} must be a positive number, not {value}"}[positive, each]
-        raise ValueError(Message(text, name=name, value=reprlib.repr(value)))
+        value = reprlib.repr(value)
+        if each:
+            raise ValueError(Message("each value of {name} must be a positive number, not {value}", name=name, value=value)
+                             if positive else
+                             Message("each value of {name} must be a finite number, not {value}", name=name, value=value))
+        raise ValueError(Message("{name} must be a positive number, not {value}", name=name, value=value) if positive
+                         else Message("{name} must be a finite number, not {value}", name=name, value=value))
     return number
 
 
