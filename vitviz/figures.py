@@ -138,7 +138,7 @@ def heatmap(
             zmid=0 if centred else None,
             zmin=-bound if bound else None,
             zmax=bound if bound else None,
-            hovertemplate=_cell_hover(words, value_name + note),
+            hovertemplate=_cell_hover(words, value_name + note, x_title, y_title),
             colorbar=dict(thickness=12),
         )
     )
@@ -154,8 +154,10 @@ def heatmap(
     return layout(fig, title, height)
 
 
-def _cell_hover(words: dict[str, str], value_name: str) -> str:
-    return f"{html.escape(words['row'])} %{{y}}<br>{html.escape(words['column'])} %{{x}}<br>{html.escape(value_name)} %{{z:.4f}}<extra></extra>"
+def _cell_hover(words: dict[str, str], value_name: str, x_title: str, y_title: str) -> str:
+    """A heatmap cell's hover box: each axis by its title (the row's and the column's words when untitled), and the value."""
+    row, column = (html.escape(title or words[word]) for title, word in ((y_title, "row"), (x_title, "column")))
+    return f"{row}: %{{y}}<br>{column}: %{{x}}<br>{html.escape(value_name)}: %{{z:.4f}}<extra></extra>"
 
 
 def _token_ticks(names: list[str], specials: int, pixels: float, spacing: int = 14, patches_shown: int = 12) -> dict:
@@ -177,7 +179,7 @@ def _token_heatmap(matrix: np.ndarray, special_rows: Sequence[str], special_cols
     fig = go.Figure(go.Heatmap(
         z=small, x=xs, y=ys, colorscale=colorscale, zmid=0 if centred else None,
         zmin=-bound if bound else None, zmax=bound if bound else None, colorbar=dict(thickness=12),
-        hovertemplate=_cell_hover(words, value_name),
+        hovertemplate=_cell_hover(words, value_name, x_title, y_title),
     ))
     fig.update_yaxes(autorange="reversed", title=y_title, type="category" if row_names else None,
                      showticklabels=matrix.shape[0] > 1,

@@ -202,7 +202,7 @@ def step_10_3(traced: Traced, view: View) -> None:
     left, right = columns(2)
     with left:
         show_figure(token_heatmap(traced, scores, keys=True, title=_("Scores"), x_title=_("key"), y_title=_("query"),
-                                  height=420))
+                                  value_name=_("score"), height=420))
     with right:
         show_figure(
             token_heatmap(
