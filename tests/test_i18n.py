@@ -302,6 +302,21 @@ def test_a_refused_upload_is_explained_in_turkish():
                                            "WebP, GIF, BMP ya da TIFF)."]
 
 
+def test_only_the_projects_own_class_names_are_translated():
+    from vitviz import convert
+    from vitviz.model import ViTConfig
+    from vitviz.ui.i18n import speaking
+
+    with speaking(i18n.translations("tr")):
+        assert state.class_names(ViTConfig(labels=data.CLASSES)) == ["daire", "halka", "üçgen", "kare", "yıldız", "artı",
+                                                                      "kalp", "hilal"]
+        numbered = ("class 0", "class 1")
+        assert state.class_names(ViTConfig(labels=numbered, extra={"labels": convert.NUMBERED})) == ["sınıf 0", "sınıf 1"]
+        assert state.class_names(ViTConfig(labels=numbered)) == list(numbered)  # a checkpoint that says "class 0" itself
+        assert state.class_names(ViTConfig(labels=("tench", "circle"))) == ["tench", "circle"]
+        assert state.class_names(ViTConfig(labels=data.CLASSES[::-1])) == list(data.CLASSES[::-1])  # not the shapes'
+
+
 def test_samples_and_shapes_are_named_in_turkish_and_a_turkish_link_reopens_the_sample_in_english():
     from test_links import linked_app, written_query
 

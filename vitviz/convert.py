@@ -68,6 +68,9 @@ def _patch_weight(conv: torch.Tensor) -> torch.Tensor:
     return conv.permute(0, 2, 3, 1).reshape(conv.shape[0], -1)
 
 
+NUMBERED = "numbered"  # extra["labels"]: the checkpoint names no classes, so vitviz numbered them ("class 3")
+
+
 def _numbered_labels(count: int) -> tuple[str, ...]:
     return tuple(f"class {i}" for i in range(count))
 
@@ -78,13 +81,14 @@ def imagenet_labels() -> tuple[str, ...]:
     return tuple(IMAGENET_CLASSES.read_text(encoding="utf-8").splitlines())
 
 
-def _hf_labels(config: dict, count: int) -> tuple[str, ...]:
+def _hf_labels(config: dict, count: int) -> tuple[str, ...] | None:
+    """The class names of a config.json's id2label, or None when it does not name every class."""
     id2label = config.get("id2label") or {}
     try:
         labels = tuple(str(id2label.get(str(i), id2label.get(i))) for i in range(count))
     except AttributeError:
-        return _numbered_labels(count)
-    return labels if len(id2label) == count and "None" not in labels else _numbered_labels(count)
+        return None
+    return labels if len(id2label) == count and "None" not in labels else None
 
 
 def _activation(name: str) -> str:
@@ -235,10 +239,13 @@ def from_hf(state: dict, hf_config: dict) -> tuple[ViTConfig, dict]:
     crop = _crop_size(hf_config, patch) if dinov2 else None
     if crop is not None:  # weights.load runs the model at this size unless told another
         extra["crop_size"] = crop
+    labels = _hf_labels(hf_config, out["head.weight"].shape[0]) if "head.weight" in out else ()
+    if labels is None:
+        labels, extra["labels"] = _numbered_labels(out["head.weight"].shape[0]), NUMBERED
     config = _config(
         image_size=hf_config.get("image_size", 224), patch_size=patch, channels=conv.shape[1], dim=dim, depth=depth,
         heads=heads, mlp_dim=hf_config.get("intermediate_size", out["blocks.0.mlp.fc1.weight"].shape[0]),
-        labels=_hf_labels(hf_config, out["head.weight"].shape[0]) if "head.weight" in out else (),
+        labels=labels,
         layer_norm_eps=hf_config.get("layer_norm_eps", 1e-6 if dinov2 else 1e-12),
         activation=_activation(hf_config.get("hidden_act", "gelu")),
         mean=hf_config.get("image_mean", HALF), std=hf_config.get("image_std", HALF),
@@ -285,11 +292,11 @@ def timm_heads(architecture: str) -> int:
     return TIMM_SIZES[match.group(1)][1]
 
 
-def _timm_labels(names: list | None, count: int) -> tuple[str, ...]:
-    """The checkpoint's own names; else ImageNet-1k's for 1,000 classes (timm's usual head); else numbers."""
+def _timm_labels(names: list | None, count: int) -> tuple[str, ...] | None:
+    """The checkpoint's own names; else ImageNet-1k's for 1,000 classes (timm's usual head); else None."""
     if isinstance(names, (list, tuple)) and len(names) == count:
         return tuple(str(n) for n in names)
-    return imagenet_labels() if count == 1000 else _numbered_labels(count)
+    return imagenet_labels() if count == 1000 else None
 
 
 def _timm_depth(state: dict) -> int:
@@ -319,7 +326,10 @@ def from_timm(state: dict, architecture: str, hub_config: dict | None = None) ->
     input_size = pretrained.get("input_size") or hub_config.get("input_size")  # (c, H, W)
     image_size = tuple(input_size[1:]) if isinstance(input_size, (list, tuple)) else (side * patch, side * patch)
     classes = state["head.weight"].shape[0]
-    names = hub_config.get("label_names") or pretrained.get("label_names")
+    labels = _timm_labels(hub_config.get("label_names") or pretrained.get("label_names"), classes)
+    extra = {"source": "timm", "architecture": architecture}
+    if labels is None:
+        labels, extra["labels"] = _numbered_labels(classes), NUMBERED
     out = {k: v for k, v in state.items() if k not in ("patch_embed.proj.weight", "patch_embed.proj.bias")}
     out["cls_token"] = state["cls_token"].reshape(dim)
     out["pos_embed"] = state["pos_embed"].reshape(-1, dim)
@@ -332,8 +342,7 @@ def from_timm(state: dict, architecture: str, hub_config: dict | None = None) ->
     config = _config(
         image_size=image_size, patch_size=patch, channels=conv.shape[1], dim=dim, depth=depth, heads=heads,
         mlp_dim=state["blocks.0.mlp.fc1.weight"].shape[0],
-        labels=_timm_labels(names, classes),
-        layer_norm_eps=1e-6, mean=pretrained.get("mean", HALF), std=pretrained.get("std", HALF),
-        extra={"source": "timm", "architecture": architecture},
+        labels=labels,
+        layer_norm_eps=1e-6, mean=pretrained.get("mean", HALF), std=pretrained.get("std", HALF), extra=extra,
     )
     return config, out

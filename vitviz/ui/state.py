@@ -20,10 +20,10 @@ import streamlit as st
 import torch
 from PIL import Image
 
-from vitviz import bytecache, capture, data, limits, studio, weights
+from vitviz import bytecache, capture, convert, data, limits, studio, weights
 from vitviz.i18n import N_
 from vitviz.images import ImageError, Prepared, load_image, prepare
-from vitviz.model import ViT
+from vitviz.model import ViT, ViTConfig
 from vitviz.ui.i18n import _, say
 
 SAMPLES_DIR = Path(__file__).resolve().parents[2] / "assets" / "samples"
@@ -56,11 +56,16 @@ def sample_title(name: str) -> str:
     return name
 
 
-def class_names(labels) -> list[str]:
-    """A model's class names as the reader sees them. The built-in shapes' names (carried by the built-in model and
-    every Training-studio model) are the project's own words, shown in the reader's language; a checkpoint's own
-    names (ImageNet's, a visitor's) are shown as the checkpoint has them."""
-    return [_(name) for name in labels] if tuple(labels) == data.CLASSES else list(labels)
+def class_names(config: ViTConfig) -> list[str]:
+    """A model's class names as the reader sees them. The project's own words are shown in the reader's language:
+    the built-in shapes' names (carried by the built-in model and every Training-studio model) and the numbers
+    vitviz gives the classes of a checkpoint that names none ("class 3"). A checkpoint's own names (ImageNet's, a
+    visitor's) are shown as the checkpoint has them."""
+    if config.labels == data.CLASSES:
+        return [_(name) for name in config.labels]
+    if config.extra.get("labels") == convert.NUMBERED:
+        return [_("class {index}").format(index=index) for index in range(len(config.labels))]
+    return list(config.labels)
 
 
 @st.cache_data(max_entries=1)
@@ -254,7 +259,7 @@ class Traced:
     def labels(self) -> list[str]:
         """The class names as the reader sees them (`class_names`; none for a model without a class head). The
         checkpoint's own are `config.labels`."""
-        return class_names(self.config.labels)
+        return class_names(self.config)
 
     @property
     def display(self) -> np.ndarray:  # (H, W, 3) uint8: the model's input as a picture
