@@ -115,6 +115,7 @@ def test_a_timm_checkpoint_gives_the_same_results(tmp_path, timm_state):
                                                                         "std": [0.5] * 3}}))
     from_hub = weights.load(folder)
     assert from_hub.config.labels == ("class 0", "class 1", "class 2", "class 3")
+    assert from_hub.config.extra["labels"] == "numbered"  # vitviz's words, which a page translates (test_i18n)
     assert_same(capture.trace(from_hub, pixels), *expected)
     buffer = io.BytesIO()
     torch.save(state, buffer)

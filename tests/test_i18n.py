@@ -21,6 +21,7 @@ from pathlib import Path
 
 import pytest
 import streamlit as st
+import torch
 from babel.messages.extract import extract_from_dir
 from babel.messages.frontend import parse_mapping_cfg
 from babel.messages.mofile import read_mo
@@ -29,9 +30,10 @@ from conftest import APP, open_page, problems
 from google.protobuf.message import Message as Proto
 from streamlit.testing.v1 import AppTest
 
-from vitviz import i18n
+from vitviz import data, i18n
 from vitviz.i18n import Message, plural_message
 from vitviz.images import ImageError, load_image
+from vitviz.ui import state
 
 ROOT = Path(__file__).resolve().parent.parent
 TRANSLATED = [language for language in i18n.LANGUAGES if language != i18n.SOURCE]
@@ -161,6 +163,85 @@ def test_every_catalogue_is_read_once_per_process():
         i18n.translations("xx")
 
 
+# --- refusals, in Turkish -------------------------------------------------------------------------------------
+
+
+@functools.cache
+def turkish_msgids() -> frozenset:
+    return frozenset(forms(message.id)[0] for message in read(PO) if message.id and all(forms(message.string)))
+
+
+def untranslated_parts(text) -> list[str]:
+    """What of a library's sentence a Turkish reader would see in English: any part that is not a catalogued
+    Message, unless it is technical (a tensor name, a shape, a value: no English words in it)."""
+    if not isinstance(text, Message):
+        return [str(text)] if ENGLISH_WORDS.search(str(text)) or re.search(r"[a-z]{3,} [a-z]{3,}", str(text)) else []
+    found = [] if text.text in turkish_msgids() else [text.text]
+    return found + [part for value in text.params.values() for part in untranslated_parts(value)]
+
+
+def refusal(load) -> Message:
+    with pytest.raises(ValueError) as refused:
+        load()
+    assert isinstance(refused.value.args[0], Message), f"not a catalogued sentence: {refused.value}"
+    return refused.value.args[0]
+
+
+def broken_checkpoints(tmp_path) -> dict[str, Message]:
+    """Each kind of broken checkpoint a visitor can bring (vitviz's own, Hugging Face, timm), and what it is told."""
+    from test_checkpoints import CONFIGS, hf_model
+    from test_data_weights_train import bad_checkpoints
+
+    from vitviz import convert, weights
+    from vitviz.model import ViT, ViTConfig
+
+    told = {name: refusal(lambda blob=blob: weights.load_bytes_model(blob))
+            for name, (blob, _phrase) in bad_checkpoints(ViT(ViTConfig(labels=("a", "b", "c", "d")))).items()}
+    hf_model(CONFIGS[0]).save_pretrained(tmp_path)
+    config = json.loads((tmp_path / "config.json").read_text())
+    for field, value in (("image_std", [0, 0, 0]), ("hidden_size", "abc"), ("hidden_act", "swish"), ("image_size", 30)):
+        (tmp_path / "config.json").write_text(json.dumps({**config, field: value}))
+        told[f"config.json's {field}"] = refusal(lambda: weights.load(tmp_path))
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    state = {key: torch.zeros(1) for key in ("vit.embeddings.cls_token", "vit.layers.0.odd.weight")}
+    told["Hugging Face keys"] = refusal(lambda: convert.from_hf(state, config))
+    told["SwiGLU"] = refusal(lambda: convert.from_hf({"embeddings.cls_token": torch.zeros(1),
+                                                        "encoder.layer.0.layer_scale1.lambda1": torch.zeros(1)},
+                                                       {**config, "use_swiglu_ffn": True}))
+    told["timm name"] = refusal(lambda: convert.timm_heads("resnet50"))
+    told["a refusal with no catalogued reason"] = convert.invalid_configuration(TypeError("unhashable type: 'list'"))
+    return told
+
+
+def test_every_broken_checkpoint_is_refused_in_turkish(tmp_path):
+    from vitviz import hub, studio
+
+    told = broken_checkpoints(tmp_path)
+    told["training failed"] = studio._failure(RuntimeError("mat1 and mat2 shapes cannot be multiplied (2x3 and 4x5)"))
+    told["training refused"] = studio._failure(ValueError(Message("The built-in data is square; this model's input is not.")))
+    told["download failed"] = hub._explain(RuntimeError("Connection reset by peer"), "org/model", None).args[0]
+    turkish = i18n.translations("tr")
+    for name, message in told.items():
+        assert not untranslated_parts(message), (name, str(message), untranslated_parts(message))
+        assert message.translated(turkish) != str(message), name
+    assert told["config-impossible"].translated(turkish) == (
+        "Kontrol noktasının yapılandırması geçersiz: dim (96), heads sayısına (5) tam bölünmüyor.")
+
+
+def test_a_broken_upload_is_explained_in_turkish_on_the_model_page(small_model):
+    from test_data_weights_train import bad_checkpoints
+
+    blob, _phrase = bad_checkpoints(small_model)["missing-key"]
+    at = app(lang="tr")
+    at.run()
+    open_page(at, "pages/model.py")
+    at.radio(key="model_source").set_value("Upload").run()
+    at.file_uploader(key="model_upload").upload("broken.safetensors", blob).run()
+    at.button(key="load_upload").click().run()
+    assert [e.value for e in at.error] == ["Kontrol noktasının anahtarları modele uymuyor: eksik "
+                                           "blocks.0.attn.qkv.bias; beklenmeyen yok."]
+
+
 # --- choosing the language ------------------------------------------------------------------------------------
 
 
@@ -219,6 +300,42 @@ def test_a_refused_upload_is_explained_in_turkish():
     at.file_uploader(key="upload").upload("notes.png", b"not an image", "image/png").run()
     assert [e.value for e in at.error] == ["Bu dosya vitviz'in okuyabileceği bir görüntü biçiminde değil (PNG, JPEG, "
                                            "WebP, GIF, BMP ya da TIFF)."]
+
+
+def test_only_the_projects_own_class_names_are_translated():
+    from vitviz import convert
+    from vitviz.model import ViTConfig
+    from vitviz.ui.i18n import speaking
+
+    with speaking(i18n.translations("tr")):
+        assert state.class_names(ViTConfig(labels=data.CLASSES)) == ["daire", "halka", "üçgen", "kare", "yıldız", "artı",
+                                                                      "kalp", "hilal"]
+        numbered = ("class 0", "class 1")
+        assert state.class_names(ViTConfig(labels=numbered, extra={"labels": convert.NUMBERED})) == ["sınıf 0", "sınıf 1"]
+        assert state.class_names(ViTConfig(labels=numbered)) == list(numbered)  # a checkpoint that says "class 0" itself
+        assert state.class_names(ViTConfig(labels=("tench", "circle"))) == ["tench", "circle"]
+        assert state.class_names(ViTConfig(labels=data.CLASSES[::-1])) == list(data.CLASSES[::-1])  # not the shapes'
+
+
+def test_samples_and_shapes_are_named_in_turkish_and_a_turkish_link_reopens_the_sample_in_english():
+    from test_links import linked_app, written_query
+
+    english_name = state.sample_names()[2]  # "Scene 3: <shape>": the kept value, and the link's, is English
+    at = app(lang="tr")
+    at.session_state["keep_sample_name"] = english_name  # as if picked in the sidebar (the share box is drawn only
+    at.run()  # on AppTest's first run)
+    picker = at.selectbox(key="sample_name")
+    shape = english_name.removeprefix("Scene 3: ")
+    assert shape in data.CLASSES and picker.value == english_name
+    assert picker.options[2] == "Sahne 3: " + i18n.translations("tr").gettext(shape) != english_name
+    assert "Fotoğraf: astronot" in picker.options and not any(name.startswith("Scene") for name in picker.options)
+    assert written_query(at) == {"image": "scene-3", "lang": "tr"}
+    open_page(at, "pages/step_13.py")  # the built-in model's classes are the project's words too
+    said = next(text for text in shown(at) if text.startswith("Tahmin: **"))  # "Tahmin: **{p}** olasılıkla **{label}**."
+    assert said.split("**")[3] in {i18n.translations("tr").gettext(name) for name in data.CLASSES} - set(data.CLASSES)
+    english = linked_app({"image": "scene-3", "lang": "en"})
+    assert english.session_state["keep_sample_name"] == english_name
+    assert english.selectbox(key="sample_name").options[2] == english_name
 
 
 # --- every wrapped page, in Turkish -------------------------------------------------------------------------
@@ -286,10 +403,21 @@ def strings(value) -> list[str]:
     return []
 
 
+PLOTLY_FIELD = re.compile(r"%\{[^}]*\}")  # %{y}, %{z:.4f}: plotly fills them with the data
+
+
+def hover_strings(template: str) -> list[str]:
+    """A hover box's lines, each twice: with the data's places left out ("row") and filled ("row 0"), so that a
+    catalogued label is found whole and a sentence with its placeholders filled."""
+    lines = [line for line in re.split(r"<br>|<extra>|</extra>", template) if PLOTLY_FIELD.sub("", line).strip(" :,·")]
+    return [text for line in lines for text in (PLOTLY_FIELD.sub("", line).strip(" :,·"), PLOTLY_FIELD.sub("0", line))]
+
+
 def figure_strings(value) -> list[str]:
-    if isinstance(value, dict):  # hover text shows only on hover (figures' hover words are phase 2), the template never
-        return [text for key, item in value.items() if key not in ("template", "hovertemplate", "x", "y", "z")
-                for text in figure_strings(item)]
+    if isinstance(value, dict):  # the template (plotly's own) is never shown; the data is not words
+        return [text for key, item in value.items() if key not in ("template", "hovertemplate", "x", "y", "z", "symbol")
+                for text in figure_strings(item)] + (
+            hover_strings(value["hovertemplate"]) if isinstance(value.get("hovertemplate"), str) else [])
     if isinstance(value, list):
         return [text for item in value for text in figure_strings(item)]
     return [value] if isinstance(value, str) else []

@@ -7,13 +7,14 @@ returns (ViTConfig, state dict in vitviz's own key names). Nothing here runs a m
 from __future__ import annotations
 
 import functools
+import logging
 import re
 import reprlib
 from pathlib import Path
 
 import torch
 
-from vitviz.i18n import Message
+from vitviz.i18n import Message, message_of
 from vitviz.model import MAX_DEPTH, MAX_DIM, MAX_HEADS, MAX_SIDE, ViTConfig, is_whole
 
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
@@ -25,8 +26,26 @@ TIMM_SIZES = {"tiny": (192, 3), "small": (384, 6), "base": (768, 12), "large": (
 _TIMM_NAME = re.compile(r"^vit_(tiny|small|base|large|huge)_patch(\d+)_(?:clip_)?(\d+)")
 
 
+log = logging.getLogger("vitviz")
+
+
 class ConversionError(ValueError):
     """The checkpoint is not a ViT vitviz can map; the message names what is missing or unexpected."""
+
+
+def invalid_configuration(exc: Exception) -> Message:
+    """One sentence for a configuration `ViTConfig` refused: its reason when that is a Message (it names the field),
+    else a plain statement, the internal text going to the server's log (a reader cannot act on it)."""
+    reason = message_of(exc)
+    if isinstance(reason, Message):
+        return Message("The checkpoint's configuration is invalid: {reason}.", reason=reason)
+    log.info("vitviz: a checkpoint's configuration was refused: %r", exc)
+    return Message("The checkpoint's configuration holds a value of the wrong kind.")
+
+
+def key_list(keys: list[str]) -> str:
+    """At most six tensor names, for a sentence; "none" in the reader's language when there are none."""
+    return ", ".join(keys[:6]) + (" …" if len(keys) > 6 else "") if keys else Message("none")
 
 
 def resample_positions(pos: torch.Tensor, old_grid: tuple[int, int], new_grid: tuple[int, int], *, specials: int = 1,
@@ -49,6 +68,9 @@ def _patch_weight(conv: torch.Tensor) -> torch.Tensor:
     return conv.permute(0, 2, 3, 1).reshape(conv.shape[0], -1)
 
 
+NUMBERED = "numbered"  # extra["labels"]: the checkpoint names no classes, so vitviz numbered them ("class 3")
+
+
 def _numbered_labels(count: int) -> tuple[str, ...]:
     return tuple(f"class {i}" for i in range(count))
 
@@ -59,13 +81,14 @@ def imagenet_labels() -> tuple[str, ...]:
     return tuple(IMAGENET_CLASSES.read_text(encoding="utf-8").splitlines())
 
 
-def _hf_labels(config: dict, count: int) -> tuple[str, ...]:
+def _hf_labels(config: dict, count: int) -> tuple[str, ...] | None:
+    """The class names of a config.json's id2label, or None when it does not name every class."""
     id2label = config.get("id2label") or {}
     try:
         labels = tuple(str(id2label.get(str(i), id2label.get(i))) for i in range(count))
     except AttributeError:
-        return _numbered_labels(count)
-    return labels if len(id2label) == count and "None" not in labels else _numbered_labels(count)
+        return None
+    return labels if len(id2label) == count and "None" not in labels else None
 
 
 def _activation(name: str) -> str:
@@ -90,8 +113,8 @@ def _config(**fields) -> ViTConfig:
     """A ViTConfig from a checkpoint's values, or a ConversionError naming the field that is wrong."""
     try:
         return ViTConfig(**fields)
-    except ValueError as exc:
-        raise ConversionError(f"The checkpoint's configuration is invalid: {str(exc).rstrip('.')}.") from exc
+    except (ValueError, TypeError) as exc:
+        raise ConversionError(invalid_configuration(exc)) from exc
 
 
 def _check_keys(state: dict, expected: set[str], what: str, optional: frozenset[str] = frozenset()) -> None:
@@ -100,9 +123,9 @@ def _check_keys(state: dict, expected: set[str], what: str, optional: frozenset[
     missing = sorted(expected - set(state))
     unexpected = sorted(set(state) - known)
     if missing or unexpected:
-        raise ConversionError(
-            f"This does not match a {what} checkpoint: missing keys {missing[:6]}, unexpected keys {unexpected[:6]}."
-        )
+        raise ConversionError(Message("This does not match a {family} checkpoint: missing keys {missing}; unexpected "
+                                      "keys {unexpected}.", family=what, missing=key_list(missing),
+                                      unexpected=key_list(unexpected)))
 
 
 # --- Hugging Face ---------------------------------------------------------------------------------
@@ -165,8 +188,8 @@ def from_hf(state: dict, hf_config: dict) -> tuple[ViTConfig, dict]:
     layout = _hf_layout(state, base)
     dinov2 = "ls1" in layout
     if dinov2 and hf_config.get("use_swiglu_ffn"):
-        raise ConversionError("This DINOv2 has a SwiGLU MLP (as the giant model does), which vitviz does not "
-                              "implement; the small, base and large DINOv2 models, with a GELU MLP, load.")
+        raise ConversionError(Message("This DINOv2 has a SwiGLU MLP (as the giant model does), which vitviz does not "
+                                      "implement; the small, base and large DINOv2 models, with a GELU MLP, load."))
     if not all(key in hf_config for key in ("num_hidden_layers", "hidden_size", "num_attention_heads")):
         raise ConversionError(Message("The config.json lacks num_hidden_layers, hidden_size or num_attention_heads."))
     depth = _whole_number(hf_config, "num_hidden_layers", MAX_DEPTH)
@@ -216,10 +239,13 @@ def from_hf(state: dict, hf_config: dict) -> tuple[ViTConfig, dict]:
     crop = _crop_size(hf_config, patch) if dinov2 else None
     if crop is not None:  # weights.load runs the model at this size unless told another
         extra["crop_size"] = crop
+    labels = _hf_labels(hf_config, out["head.weight"].shape[0]) if "head.weight" in out else ()
+    if labels is None:
+        labels, extra["labels"] = _numbered_labels(out["head.weight"].shape[0]), NUMBERED
     config = _config(
         image_size=hf_config.get("image_size", 224), patch_size=patch, channels=conv.shape[1], dim=dim, depth=depth,
         heads=heads, mlp_dim=hf_config.get("intermediate_size", out["blocks.0.mlp.fc1.weight"].shape[0]),
-        labels=_hf_labels(hf_config, out["head.weight"].shape[0]) if "head.weight" in out else (),
+        labels=labels,
         layer_norm_eps=hf_config.get("layer_norm_eps", 1e-6 if dinov2 else 1e-12),
         activation=_activation(hf_config.get("hidden_act", "gelu")),
         mean=hf_config.get("image_mean", HALF), std=hf_config.get("image_std", HALF),
@@ -261,17 +287,16 @@ def is_timm(state: dict) -> bool:
 def timm_heads(architecture: str) -> int:
     match = _TIMM_NAME.match(architecture if isinstance(architecture, str) else "")
     if not match:
-        raise ConversionError(
-            f"vitviz needs a timm ViT architecture name such as vit_small_patch16_224, not {architecture!r}."
-        )
+        raise ConversionError(Message("vitviz needs a timm ViT architecture name such as vit_small_patch16_224, not "
+                                      "{name}.", name=reprlib.repr(architecture)))
     return TIMM_SIZES[match.group(1)][1]
 
 
-def _timm_labels(names: list | None, count: int) -> tuple[str, ...]:
-    """The checkpoint's own names; else ImageNet-1k's for 1,000 classes (timm's usual head); else numbers."""
+def _timm_labels(names: list | None, count: int) -> tuple[str, ...] | None:
+    """The checkpoint's own names; else ImageNet-1k's for 1,000 classes (timm's usual head); else None."""
     if isinstance(names, (list, tuple)) and len(names) == count:
         return tuple(str(n) for n in names)
-    return imagenet_labels() if count == 1000 else _numbered_labels(count)
+    return imagenet_labels() if count == 1000 else None
 
 
 def _timm_depth(state: dict) -> int:
@@ -301,7 +326,10 @@ def from_timm(state: dict, architecture: str, hub_config: dict | None = None) ->
     input_size = pretrained.get("input_size") or hub_config.get("input_size")  # (c, H, W)
     image_size = tuple(input_size[1:]) if isinstance(input_size, (list, tuple)) else (side * patch, side * patch)
     classes = state["head.weight"].shape[0]
-    names = hub_config.get("label_names") or pretrained.get("label_names")
+    labels = _timm_labels(hub_config.get("label_names") or pretrained.get("label_names"), classes)
+    extra = {"source": "timm", "architecture": architecture}
+    if labels is None:
+        labels, extra["labels"] = _numbered_labels(classes), NUMBERED
     out = {k: v for k, v in state.items() if k not in ("patch_embed.proj.weight", "patch_embed.proj.bias")}
     out["cls_token"] = state["cls_token"].reshape(dim)
     out["pos_embed"] = state["pos_embed"].reshape(-1, dim)
@@ -314,8 +342,7 @@ def from_timm(state: dict, architecture: str, hub_config: dict | None = None) ->
     config = _config(
         image_size=image_size, patch_size=patch, channels=conv.shape[1], dim=dim, depth=depth, heads=heads,
         mlp_dim=state["blocks.0.mlp.fc1.weight"].shape[0],
-        labels=_timm_labels(names, classes),
-        layer_norm_eps=1e-6, mean=pretrained.get("mean", HALF), std=pretrained.get("std", HALF),
-        extra={"source": "timm", "architecture": architecture},
+        labels=labels,
+        layer_norm_eps=1e-6, mean=pretrained.get("mean", HALF), std=pretrained.get("std", HALF), extra=extra,
     )
     return config, out

@@ -14,15 +14,19 @@ from statistics import NormalDist
 
 import numpy as np
 
+from vitviz.i18n import N_
+
+# The class names, in English: the labels the built-in model and every Training-studio model carry in their
+# files. They are the project's own words, so pages show them in the reader's language (`ui.state.class_names`).
 CLASSES: tuple[str, ...] = (
-    "circle",
-    "ring",
-    "triangle",
-    "square",
-    "star",
-    "plus",
-    "heart",
-    "crescent",
+    N_("circle"),
+    N_("ring"),
+    N_("triangle"),
+    N_("square"),
+    N_("star"),
+    N_("plus"),
+    N_("heart"),
+    N_("crescent"),
 )
 IMAGE_SIZE = 64
 

@@ -15,6 +15,8 @@ import plotly.graph_objects as go
 from PIL import Image, ImageDraw
 from plotly.colors import sample_colorscale
 
+from vitviz.i18n import N_  # marks the English words below for the catalogue; the page translates them
+
 CHANNEL_COLOURS = ("#d62728", "#2ca02c", "#1f77b4")
 MAX_CELLS = 160  # per axis: beyond this a heatmap is block-averaged
 COLOUR_SCALES = ("Viridis", "Inferno", "RdBu_r", "Cividis", "Turbo", "Greys")
@@ -48,7 +50,13 @@ def shrink(matrix: np.ndarray, limit: int = MAX_CELLS) -> tuple[np.ndarray, int,
     return np.nanmean(blocks, axis=(1, 3)), rs, cs
 
 
-PATCH_NAMES = ("patch {index}", "patches {first}–{last}")  # a token axis's cells: one patch, a block of them
+PATCH_NAMES = ("patch {index}", "patches {first}–{last}")
+# The words figures write in their hover boxes, in English; a page passes them in its reader's language as
+# `words=` (`drawing.hover_words()`). A {placeholder} is filled with plotly's %{…} or a number.
+HOVER_WORDS = {"row": N_("row"), "column": N_("column"), "value": N_("value"),
+               "blocks": N_("mean of {rows}×{cols} blocks"), "index": N_("index"),
+               "position": N_("position in the flattened patch"), "share": N_("{share} of the patches"),
+               "random order": N_("random order"), "cosine": N_("cosine similarity"), "head": N_("head {head}")}  # a token axis's cells: one patch, a block of them
 
 
 def token_groups(length: int, specials: Sequence[str], limit: int = MAX_CELLS,
@@ -97,28 +105,31 @@ def heatmap(
     height: int = 360,
     y_labels: list[str] | None = None,
     x_labels: list[str] | None = None,
-    value_name: str = "value",
+    value_name: str | None = None,
     highlight_row: int | None = None,
     special_rows: Sequence[str] = (),
     special_cols: Sequence[str] = (),
     patch_names: tuple[str, str] = PATCH_NAMES,
+    words: dict[str, str] = HOVER_WORDS,
 ) -> go.Figure:
     """A matrix as a heatmap with hover values; big matrices are block-averaged first.
 
     When rows (or columns) are tokens, `special_rows` (`special_cols`) names the special tokens in front
     (CLS, distillation, registers): they keep a labelled row each, a line sets them apart from the patches,
-    and only the patches are block-averaged; `patch_names` label the patches' cells.
+    and only the patches are block-averaged; `patch_names` label the patches' cells. The hover box names the row, the
+    column and the value (`value_name`, else words["value"]) in `words`.
     """
     matrix = np.asarray(matrix, dtype=np.float64)
+    value_name = words["value"] if value_name is None else value_name
     if special_rows or special_cols:
         return _token_heatmap(matrix, special_rows, special_cols, title=title, x_title=x_title, y_title=y_title,
                               colorscale=colorscale, centred=centred, height=height, value_name=value_name,
-                              highlight_row=highlight_row, patch_names=patch_names)
+                              highlight_row=highlight_row, patch_names=patch_names, words=words)
     small, rs, cs = shrink(matrix)
     ys = _labels(y_labels) if (y_labels is not None and rs == 1) else list(range(0, matrix.shape[0], rs))
     xs = _labels(x_labels) if (x_labels is not None and cs == 1) else list(range(0, matrix.shape[1], cs))
     bound = float(np.nanmax(np.abs(small))) if centred and small.size else None
-    note = f" (mean of {rs}×{cs} blocks)" if rs * cs > 1 else ""
+    note = " (" + words["blocks"].format(rows=rs, cols=cs) + ")" if rs * cs > 1 else ""
     fig = go.Figure(
         go.Heatmap(
             z=small.astype(np.float32),  # half the bytes of float64, and more digits than the hover shows
@@ -128,7 +139,7 @@ def heatmap(
             zmid=0 if centred else None,
             zmin=-bound if bound else None,
             zmax=bound if bound else None,
-            hovertemplate=f"row %{{y}}<br>col %{{x}}<br>{value_name}{note} %{{z:.4f}}<extra></extra>",
+            hovertemplate=_cell_hover(words, value_name + note, x_title, y_title),
             colorbar=dict(thickness=12),
         )
     )
@@ -144,6 +155,12 @@ def heatmap(
     return layout(fig, title, height)
 
 
+def _cell_hover(words: dict[str, str], value_name: str, x_title: str, y_title: str) -> str:
+    """A heatmap cell's hover box: each axis by its title (the row's and the column's words when untitled), and the value."""
+    row, column = (html.escape(title or words[word]) for title, word in ((y_title, "row"), (x_title, "column")))
+    return f"{row}: %{{y}}<br>{column}: %{{x}}<br>{html.escape(value_name)}: %{{z:.4f}}<extra></extra>"
+
+
 def _token_ticks(names: list[str], specials: int, pixels: float, spacing: int = 14, patches_shown: int = 12) -> dict:
     """Ticks for a token axis `pixels` long: every special token by name when they fit `spacing` pixels apart (else
     CLS alone), and about `patches_shown` of the patch cells, clear of them (plotly would thin all alike)."""
@@ -155,7 +172,7 @@ def _token_ticks(names: list[str], specials: int, pixels: float, spacing: int = 
 
 
 def _token_heatmap(matrix: np.ndarray, special_rows: Sequence[str], special_cols: Sequence[str], *, title, x_title,
-                   y_title, colorscale, centred, height, value_name, highlight_row, patch_names) -> go.Figure:
+                   y_title, colorscale, centred, height, value_name, highlight_row, patch_names, words) -> go.Figure:
     small, row_starts, row_names, col_starts, col_names = _token_cells(matrix, special_rows, special_cols, patch_names)
     ys = _labels(row_names) if row_names else [int(i) for i in row_starts]
     xs = _labels(col_names) if col_names else [int(i) for i in col_starts]
@@ -163,7 +180,7 @@ def _token_heatmap(matrix: np.ndarray, special_rows: Sequence[str], special_cols
     fig = go.Figure(go.Heatmap(
         z=small, x=xs, y=ys, colorscale=colorscale, zmid=0 if centred else None,
         zmin=-bound if bound else None, zmax=bound if bound else None, colorbar=dict(thickness=12),
-        hovertemplate=f"row %{{y}}<br>col %{{x}}<br>{value_name} %{{z:.4f}}<extra></extra>",
+        hovertemplate=_cell_hover(words, value_name, x_title, y_title),
     ))
     fig.update_yaxes(autorange="reversed", title=y_title, type="category" if row_names else None,
                      showticklabels=matrix.shape[0] > 1,
@@ -185,12 +202,14 @@ def _token_heatmap(matrix: np.ndarray, special_rows: Sequence[str], special_cols
 
 
 def vector_strip(values: np.ndarray, *, title: str | None = None, colorscale: str = "RdBu_r", height: int = 130,
-                 x_title: str = "index") -> go.Figure:
-    """One vector as a 1×len strip."""
-    return heatmap(np.asarray(values)[None, :], title=title, colorscale=colorscale, height=height, x_title=x_title)
+                 x_title: str | None = None, words: dict[str, str] = HOVER_WORDS) -> go.Figure:
+    """One vector as a 1×len strip (its axis titled words["index"] unless `x_title` says otherwise)."""
+    return heatmap(np.asarray(values)[None, :], title=title, colorscale=colorscale, height=height,
+                   x_title=words["index"] if x_title is None else x_title, words=words)
 
 
-def channel_bars(flat: np.ndarray, channels: int, *, title: str | None = None, height: int = 240) -> go.Figure:
+def channel_bars(flat: np.ndarray, channels: int, *, title: str | None = None, height: int = 240,
+                 words: dict[str, str] = HOVER_WORDS) -> go.Figure:
     """A flattened patch (p·p·c values, channels last) as bars coloured by channel."""
     flat = np.asarray(flat)
     fig = go.Figure()
@@ -198,9 +217,9 @@ def channel_bars(flat: np.ndarray, channels: int, *, title: str | None = None, h
     for ch in range(channels):
         idx = np.arange(ch, flat.size, channels)
         fig.add_bar(x=idx, y=flat[idx], name=names[ch], marker_color=CHANNEL_COLOURS[ch % 3],
-                    hovertemplate=f"{names[ch]} · index %{{x}}<br>%{{y:.3f}}<extra></extra>")
+                    hovertemplate=f"{names[ch]} · {html.escape(words['index'])} %{{x}}<br>%{{y:.3f}}<extra></extra>")
     fig.update_layout(bargap=0, legend=dict(orientation="h", y=1.15))
-    fig.update_xaxes(title="position in the flattened patch")
+    fig.update_xaxes(title=words["position"])
     return layout(fig, title, height)
 
 
@@ -251,15 +270,16 @@ def lines(series: dict[str, np.ndarray], *, x: np.ndarray | None = None, title: 
 
 def perturbation_curves(fractions: np.ndarray, curves: dict[str, np.ndarray], random: np.ndarray, *,
                         title: str | None = None, x_title: str = "", y_title: str = "probability",
-                        highlight: str | None = None, height: int = 320) -> go.Figure:
+                        highlight: str | None = None, height: int = 320, words: dict[str, str] = HOVER_WORDS) -> go.Figure:
     """Deletion or insertion curves: one line per map, the random orders' mean dashed, `highlight` drawn thicker."""
     fig = go.Figure()
+    share = html.escape(words["share"]).format(share="%{x:.0%}") + ": %{y:.3f}<extra></extra>"
     for name, ys in curves.items():
         fig.add_scatter(x=fractions, y=ys, mode="lines", name=html.escape(name),
-                        line=dict(width=4 if name == highlight else 1.8),
-                        hovertemplate=f"{html.escape(name)}<br>%{{x:.0%}} of the patches: %{{y:.3f}}<extra></extra>")
-    fig.add_scatter(x=fractions, y=random, mode="lines", name="random order", line=dict(color="#888", dash="dash"),
-                    hovertemplate="random order<br>%{x:.0%} of the patches: %{y:.3f}<extra></extra>")
+                        line=dict(width=4 if name == highlight else 1.8), hovertemplate=f"{html.escape(name)}<br>{share}")
+    random_name = html.escape(words["random order"])
+    fig.add_scatter(x=fractions, y=random, mode="lines", name=random_name, line=dict(color="#888", dash="dash"),
+                    hovertemplate=f"{random_name}<br>{share}")
     fig.update_xaxes(title=x_title, tickformat=".0%", range=[0, 1])
     fig.update_yaxes(title=y_title, range=[-0.02, 1.02])
     fig.update_layout(legend=dict(orientation="h", y=-0.25))
@@ -454,7 +474,8 @@ def pca_colours(vectors: np.ndarray) -> np.ndarray:
     return (components - low) / np.maximum(high - low, 1e-12)
 
 
-def similarity_tiles(similarity: np.ndarray, grid: tuple[int, int], *, title: str | None = None, height: int = 520) -> go.Figure:
+def similarity_tiles(similarity: np.ndarray, grid: tuple[int, int], *, title: str | None = None, height: int = 520,
+                     words: dict[str, str] = HOVER_WORDS) -> go.Figure:
     """(n, n) similarities between patch positions as a gh×gw grid of gh×gw tiles (ViT paper, Fig. 7)."""
     gh, gw = grid
     gap = 1
@@ -465,14 +486,16 @@ def similarity_tiles(similarity: np.ndarray, grid: tuple[int, int], *, title: st
     # Stretch the colours over the values present (learned embeddings rarely go below 0), as the paper does.
     low = float(np.nanmin(canvas))
     fig = go.Figure(go.Heatmap(z=canvas.astype(np.float32), colorscale="Viridis", zmin=min(low, 0.999), zmax=1, hoverongaps=False,
-                               hovertemplate="cosine %{z:.3f}<extra></extra>", colorbar=dict(thickness=12)))
+                               hovertemplate=html.escape(words["cosine"]) + " %{z:.3f}<extra></extra>",
+                               colorbar=dict(thickness=12)))
     fig.update_yaxes(autorange="reversed", showticklabels=False, scaleanchor="x", showgrid=False, zeroline=False)
     fig.update_xaxes(showticklabels=False, showgrid=False, zeroline=False)
     return layout(fig, title, height)
 
 
 def distance_scatter(series: dict[str, np.ndarray], *, title: str | None = None, height: int = 320,
-                     x_title: str = "layer", y_title: str = "mean attention distance (pixels)") -> go.Figure:
+                     x_title: str = "layer", y_title: str = "mean attention distance (pixels)",
+                     words: dict[str, str] = HOVER_WORDS) -> go.Figure:
     """(L, h) distances per series: one dot per head at its layer, slightly offset per series."""
     fig = go.Figure()
     symbols = ("circle", "diamond", "square")
@@ -481,7 +504,8 @@ def distance_scatter(series: dict[str, np.ndarray], *, title: str | None = None,
         xs = np.repeat(np.arange(1, layers + 1), heads) + (index - (len(series) - 1) / 2) * 0.15
         fig.add_scatter(x=xs, y=values.ravel(), mode="markers", name=name, marker=dict(size=8, symbol=symbols[index % 3]),
                         customdata=np.tile(np.arange(1, heads + 1), layers),
-                        hovertemplate="head %{customdata}<br>%{y:.1f} px<extra>" + name + "</extra>")
+                        hovertemplate=html.escape(words["head"]).format(head="%{customdata}") + "<br>%{y:.1f} px<extra>"
+                        + html.escape(name) + "</extra>")
     fig.update_xaxes(title=x_title, dtick=1)
     fig.update_yaxes(title=y_title, rangemode="tozero")
     fig.update_layout(legend=dict(orientation="h", y=1.15))
@@ -530,7 +554,8 @@ def norm_histogram(patch_norms: np.ndarray, threshold: float, specials: dict[str
     """The patch tokens' norms as a histogram, the outlier threshold as a dashed line, each special token's norm
     as a dotted line with its name."""
     fig = go.Figure(go.Histogram(x=np.asarray(patch_norms), nbinsx=40, name=words["patches"], marker_color="#4f46e5",
-                                 hovertemplate="norm %{x}<br>%{y} patches<extra></extra>"))
+                                 hovertemplate=f"{html.escape(words['norm'])} %{{x}}<br>%{{y}} "
+                                               f"{html.escape(words['patches'])}<extra></extra>"))
     fig.add_vline(x=threshold, line=dict(color="#dc2626", width=2, dash="dash"),
                   annotation=dict(text=html.escape(words["threshold"]), font=dict(color="#dc2626")), annotation_position="top")
     for index, (name, norm) in enumerate(specials.items()):
@@ -552,12 +577,12 @@ def norm_heatmap(norms: np.ndarray, specials: Sequence[str], marked: Sequence[np
     xs = _labels([*specials, *(words["patch {index}"].format(index=i) for i in range(norms.shape[1] - count))])
     ys = [words["layer {layer}"].format(layer=i + 1) for i in range(norms.shape[0])]
     fig = go.Figure(go.Heatmap(z=norms, x=xs, y=ys, colorscale=colorscale, colorbar=dict(thickness=12, title=words["norm"]),
-                               hovertemplate="%{y}, %{x}<br>norm %{z:.2f}<extra></extra>"))
+                               hovertemplate="%{y}, %{x}<br>" + html.escape(words["norm"]) + " %{z:.2f}<extra></extra>"))
     points = [(xs[count + int(i)], ys[layer]) for layer, indices in enumerate(marked) for i in indices]
     if points:
         fig.add_scatter(x=[x for x, _ in points], y=[y for _, y in points], mode="markers", name=words["high-norm"],
                         marker=dict(symbol="x-thin", size=9, line=dict(color="#f43f5e", width=2)),
-                        hovertemplate="%{y}, %{x}: " + words["high-norm"] + "<extra></extra>")
+                        hovertemplate="%{y}, %{x}: " + html.escape(words["high-norm"]) + "<extra></extra>")
     fig.add_shape(type="line", yref="paper", y0=0, y1=1, x0=count - 0.5, x1=count - 0.5,
                   line=dict(color="rgba(255,255,255,0.9)", width=1, dash="dot"))
     fig.update_yaxes(autorange="reversed", type="category")

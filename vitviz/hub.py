@@ -14,6 +14,7 @@ shown in the visitor's language by the app).
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -27,6 +28,7 @@ from vitviz.weights import CheckpointError
 CONFIG = "config.json"
 PREPROCESSOR = "preprocessor_config.json"
 WEIGHTS = ("model.safetensors", "pytorch_model.bin")  # in order of preference
+log = logging.getLogger("vitviz")
 POLL_SECONDS = 0.1  # how often the caller's thread reports progress while a file downloads
 
 Progress = Callable[[int, int], None]  # (bytes done, bytes in all)
@@ -310,7 +312,8 @@ def _explain(exc: BaseException, repo_id: str, token: str | bool) -> CheckpointE
     if isinstance(exc, HfHubHTTPError) and status is not None:
         return CheckpointError(Message("The Hugging Face Hub answered HTTP {status} when asked for {repo}.",
                                        status=status, repo=repo_id))
+    log.warning("vitviz: downloading %s failed: %r", repo_id, exc)  # the exception's own words are for the deployer
     if isinstance(exc, OSError):  # a download cut short (size check), a full disk, an unwritable cache
-        return CheckpointError(Message("Downloading {repo} failed on the way ({error}); try again.", repo=repo_id,
-                                       error=type(exc).__name__))
-    return CheckpointError(Message("Downloading {repo} failed ({error}).", repo=repo_id, error=type(exc).__name__))
+        return CheckpointError(Message("Downloading {repo} failed on the way; try again.", repo=repo_id))
+    return CheckpointError(Message("Downloading {repo} failed unexpectedly; the details are in the server's log.",
+                                   repo=repo_id))

@@ -13,10 +13,13 @@ from __future__ import annotations
 
 import math
 import numbers
+import reprlib
 from dataclasses import asdict, dataclass, field
 
 import torch
 from torch import nn
+
+from vitviz.i18n import Message
 
 # Far above any published ViT (ViT-22B: d = 6144, 48 layers of 48 heads, MLP 24576; ImageNet-21k: 21,843
 # classes): only a garbled or hostile configuration reaches them.
@@ -39,25 +42,33 @@ def is_whole(value: object) -> bool:
 
 def _whole(name: str, value: object, top: int) -> int:
     if not is_whole(value) or not 1 <= value <= top:
-        raise ValueError(f"{name} must be a whole number from 1 to {top:,}, not {value!r}")
+        raise ValueError(Message("{name} must be a whole number from 1 to {top:,}, not {value}", name=name, top=top,
+                                 value=reprlib.repr(value)))
     return int(value)
 
 
-def _real(name: str, value: object, positive: bool = False) -> float:
-    """`value` as a finite float (above zero if `positive`: a std or eps of 0 divides by zero)."""
+def _real(name: str, value: object, positive: bool = False, each: bool = False) -> float:
+    """`value` as a finite float (above zero if `positive`: a std or eps of 0 divides by zero); `each` for one value
+    of a list."""
     try:
         number = float(value) if isinstance(value, numbers.Real) and not isinstance(value, bool) else math.nan
     except OverflowError:
         number = math.nan
     if not math.isfinite(number) or (positive and number <= 0):
-        raise ValueError(f"{name} must be a {'positive' if positive else 'finite'} number, not {value!r}")
+        value = reprlib.repr(value)
+        if each:
+            raise ValueError(Message("each value of {name} must be a positive number, not {value}", name=name, value=value)
+                             if positive else
+                             Message("each value of {name} must be a finite number, not {value}", name=name, value=value))
+        raise ValueError(Message("{name} must be a positive number, not {value}", name=name, value=value) if positive
+                         else Message("{name} must be a finite number, not {value}", name=name, value=value))
     return number
 
 
 def _reals(name: str, values: object, positive: bool = False) -> tuple[float, ...]:
     if not isinstance(values, (tuple, list)):
-        raise ValueError(f"{name} must be a list of numbers, not {values!r}")
-    return tuple(_real(f"each {name}", v, positive) for v in values)
+        raise ValueError(Message("{name} must be a list of numbers, not {value}", name=name, value=reprlib.repr(values)))
+    return tuple(_real(name, v, positive, each=True) for v in values)
 
 
 @dataclass(frozen=True)
@@ -87,47 +98,54 @@ class ViTConfig:
         # arithmetic, so a bad one is a ValueError naming the field, never a crash or NaN further on.
         size = (self.image_size, self.image_size) if is_whole(self.image_size) else self.image_size
         if not isinstance(size, (tuple, list)) or len(size) != 2:
-            raise ValueError(f"image_size must be a number or a pair (H, W), not {self.image_size!r}")
+            raise ValueError(Message("image_size must be a number or a pair (H, W), not {value}",
+                                     value=reprlib.repr(self.image_size)))
         object.__setattr__(self, "image_size", tuple(_whole("image_size", s, MAX_SIDE) for s in size))
         for name, top in (("patch_size", MAX_SIDE), ("channels", MAX_CHANNELS), ("dim", MAX_DIM), ("depth", MAX_DEPTH),
                           ("heads", MAX_HEADS), ("mlp_dim", MAX_MLP)):
             object.__setattr__(self, name, _whole(name, getattr(self, name), top))
         if not isinstance(self.labels, (tuple, list)) or not all(isinstance(label, str) for label in self.labels):
-            raise ValueError("labels must be a list of class names")
+            raise ValueError(Message("labels must be a list of class names"))
         if len(self.labels) > MAX_LABELS:
-            raise ValueError(f"{len(self.labels):,} labels are more than {MAX_LABELS:,}")
+            raise ValueError(Message("{count:,} labels are more than {limit:,}", count=len(self.labels), limit=MAX_LABELS))
         object.__setattr__(self, "labels", tuple(self.labels))
         object.__setattr__(self, "mean", _reals("mean", self.mean))
         object.__setattr__(self, "std", _reals("std", self.std, positive=True))
         object.__setattr__(self, "layer_norm_eps", _real("layer_norm_eps", self.layer_norm_eps, positive=True))
         if not isinstance(self.extra, dict):
-            raise ValueError("extra must be a dictionary")
+            raise ValueError(Message("extra must be a dictionary"))
         if self.dim % self.heads:
-            raise ValueError(f"dim {self.dim} is not divisible by heads {self.heads}")
+            raise ValueError(Message("dim {dim} is not divisible by heads {heads}", dim=self.dim, heads=self.heads))
         if any(s % self.patch_size for s in self.image_size):
-            raise ValueError(f"image size {self.image_size} is not a multiple of patch size {self.patch_size}")
+            raise ValueError(Message("image_size {size} is not a multiple of patch_size {patch}", size=self.image_size,
+                                     patch=self.patch_size))
         if len(self.mean) != self.channels or len(self.std) != self.channels:
-            raise ValueError("mean and std need one value per channel")
+            raise ValueError(Message("mean and std need one value per channel"))
         if self.activation not in ("gelu", "gelu_tanh"):
-            raise ValueError(f"unsupported activation {self.activation!r}")
+            raise ValueError(Message("activation must be gelu or gelu_tanh, not {value}",
+                                     value=reprlib.repr(self.activation)))
         self._check_tokens_and_head()
 
     def _check_tokens_and_head(self) -> None:
         specials = self.special_tokens
         if not isinstance(specials, (tuple, list)) or not 1 <= len(specials) <= MAX_SPECIAL:
-            raise ValueError(f"special_tokens must list 1 to {MAX_SPECIAL} tokens, not {specials!r}")
+            raise ValueError(Message("special_tokens must list 1 to {most} tokens, not {value}", most=MAX_SPECIAL,
+                                     value=reprlib.repr(specials)))
         object.__setattr__(self, "special_tokens", tuple(specials))
         if specials[0] != "cls" or any(kind not in SPECIAL_KINDS[1:] for kind in specials[1:]):
-            raise ValueError(f"special_tokens must be 'cls' followed by 'distillation' or 'register' tokens, not {specials!r}")
+            raise ValueError(Message("special_tokens must be 'cls' followed by 'distillation' or 'register' tokens, not "
+                                     "{value}", value=reprlib.repr(specials)))
         if specials.count("distillation") > 1:
-            raise ValueError("a model has at most one distillation token")
+            raise ValueError(Message("a model has at most one distillation token"))
         for name in ("layer_scale", "position_antialias"):
             if not isinstance(getattr(self, name), bool):
-                raise ValueError(f"{name} must be true or false, not {getattr(self, name)!r}")
+                raise ValueError(Message("{name} must be true or false, not {value}", name=name,
+                                         value=reprlib.repr(getattr(self, name))))
         if self.classifier not in CLASSIFIERS:
-            raise ValueError(f"classifier must be one of {', '.join(CLASSIFIERS)}, not {self.classifier!r}")
+            raise ValueError(Message("classifier must be one of {names}, not {value}", names=", ".join(CLASSIFIERS),
+                                     value=reprlib.repr(self.classifier)))
         if self.classifier == "cls_distillation_mean" and "distillation" not in specials:
-            raise ValueError("a classifier that reads the distillation token needs one")
+            raise ValueError(Message("a classifier that reads the distillation token needs one"))
 
     @property
     def grid(self) -> tuple[int, int]:
@@ -181,7 +199,7 @@ class ViTConfig:
     @classmethod
     def from_dict(cls, values: dict) -> ViTConfig:
         if not isinstance(values, dict):
-            raise ValueError("a configuration is a dictionary of fields")
+            raise ValueError(Message("a configuration is a dictionary of fields"))
         known = {f for f in cls.__dataclass_fields__}
         return cls(**{k: v for k, v in values.items() if k in known})
 

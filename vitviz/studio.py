@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from vitviz import capture, data, limits, quota, train, weights
-from vitviz.i18n import Message, plural_message
+from vitviz.i18n import Message, message_of, plural_message
 from vitviz.images import normalise
 from vitviz.model import ViT, ViTConfig
 
@@ -238,11 +238,19 @@ def _work(model, optimizer, settings: Settings, start: int, probe_pixels, outbox
             matrix = held_out_confusion(model, eval_size)
     except Exception as exc:  # the thread must always report back; the page shows one sentence
         log.exception("vitviz: training failed")
-        reason, error = "failed", Message("Training stopped with an error: {error}.",
-                                          error=str(exc).rstrip(".") or type(exc).__name__)
+        reason, error = "failed", _failure(exc)
     finally:
         quota.PLACES.give_back()  # before the last record, so its owner may start again on reading it
     outbox.close(Finished(step=step, reason=reason, confusion=matrix, error=error, note=note))
+
+
+def _failure(exc: Exception) -> Message:
+    """What the run's page says when training raised: the library's own sentence, else a plain one (the internal
+    text of a torch or numpy error is in the server's log, where the deployer can act on it)."""
+    reason = message_of(exc)
+    if isinstance(reason, Message):
+        return Message("Training stopped: {reason}", reason=reason)
+    return Message("Training stopped because of an unexpected error; the details are in the server's log.")
 
 
 class TrainingRun:

@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from vitviz import data
+from vitviz.i18n import Message
 from vitviz.images import normalise
 from vitviz.model import ViT, ViTConfig
 
@@ -171,9 +172,10 @@ def fit(
     """
     config = model.config
     if config.image_size[0] != config.image_size[1]:
-        raise ValueError("The built-in data is square; this model's input is not.")
+        raise ValueError(Message("The built-in data is square; this model's input is not."))
     if config.num_labels != len(data.CLASSES):
-        raise ValueError(f"The built-in data has {len(data.CLASSES)} classes; this model predicts {config.num_labels}.")
+        raise ValueError(Message("The built-in data has {count} classes; this model predicts {labels}.",
+                                 count=len(data.CLASSES), labels=config.num_labels))
     if threads:
         limit_threads(threads)
     warmup = max(1, steps // 20) if warmup is None else warmup

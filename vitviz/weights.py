@@ -15,6 +15,7 @@ import dataclasses
 import functools
 import io
 import json
+import logging
 import math
 import os
 import re
@@ -29,13 +30,14 @@ from safetensors import SafetensorError
 from safetensors.torch import load as load_bytes
 from safetensors.torch import load_file, save_file
 
-from vitviz import limits
+from vitviz import convert, limits
 from vitviz.i18n import Message, message_of
 from vitviz.model import ViT, ViTConfig, is_whole, parameter_shapes
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
 DEFAULT_PATH = ASSETS / "vitviz-shapes.safetensors"
 CONFIG_KEY = "vitviz_config"
+log = logging.getLogger("vitviz")
 
 
 class CheckpointError(ValueError):
@@ -64,9 +66,14 @@ def to_bytes(model: ViT) -> bytes:
 def _config_from(values: object) -> ViTConfig:
     """The ViTConfig a checkpoint carries (JSON text or a dict), or one sentence saying what is wrong with it."""
     try:
-        return ViTConfig.from_dict(json.loads(values) if isinstance(values, str) else values)
-    except (ValueError, TypeError, RecursionError) as exc:  # json's errors are ValueErrors too
-        raise CheckpointError(f"The vitviz configuration in the file is invalid: {str(exc).rstrip('.')}.") from exc
+        values = json.loads(values) if isinstance(values, str) else values
+    except (ValueError, RecursionError) as exc:  # bad JSON, or nested too deep
+        log.info("vitviz: a checkpoint's configuration is not JSON: %r", exc)
+        raise CheckpointError(Message("The checkpoint's configuration is not valid JSON.")) from exc
+    try:
+        return ViTConfig.from_dict(values)
+    except (ValueError, TypeError, RecursionError) as exc:
+        raise CheckpointError(convert.invalid_configuration(exc)) from exc
 
 
 def _build(state: dict[str, torch.Tensor], config: ViTConfig) -> ViT:
@@ -80,15 +87,14 @@ def _build(state: dict[str, torch.Tensor], config: ViTConfig) -> ViT:
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))
     if missing or unexpected:
-        raise CheckpointError(
-            f"The checkpoint's keys do not match the model: missing {missing[:5]}, unexpected {unexpected[:5]}."
-        )
+        raise CheckpointError(Message("The checkpoint's keys do not match the model: missing {missing}; unexpected "
+                                      "{unexpected}.", missing=convert.key_list(missing),
+                                      unexpected=convert.key_list(unexpected)))
     wrong = [k for k in expected if expected[k] != tuple(state[k].shape)]
     if wrong:
         k = wrong[0]
-        raise CheckpointError(
-            f"The checkpoint's tensor {k} has shape {tuple(state[k].shape)}, but the model needs {expected[k]}."
-        )
+        raise CheckpointError(Message("The checkpoint's tensor {name} has the shape {shape}, but the model needs {needed}.",
+                                      name=k, shape=tuple(state[k].shape), needed=expected[k]))
     model = ViT(config)
     model.load_state_dict({k: v.float() for k, v in state.items()})
     return model.eval()
@@ -359,8 +365,6 @@ def _read_checkpoint(source: bytes | Path) -> tuple[dict[str, torch.Tensor], dic
 def _from_state(state: dict, *, metadata: dict | None = None, hf_config: dict | None = None,
                 architecture: str | None = None, hub_config: dict | None = None) -> ViT:
     """Recognise the key naming of `state` and build the model."""
-    from vitviz import convert
-
     metadata = metadata or {}
     if CONFIG_KEY in metadata:
         return _build(state, _config_from(metadata[CONFIG_KEY]))

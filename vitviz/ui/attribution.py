@@ -16,7 +16,7 @@ from vitviz import faithfulness, figures
 from vitviz.faithfulness import Faithfulness, title
 from vitviz.ui import state
 from vitviz.ui.controls import persistent
-from vitviz.ui.drawing import image_grid, show_figure
+from vitviz.ui.drawing import hover_words, image_grid, show_figure
 from vitviz.ui.i18n import _, say
 from vitviz.ui.state import Traced
 from vitviz.ui.text import plain
@@ -145,7 +145,7 @@ def _draw(traced: Traced, result: Faithfulness, label: str, colorscale: str, opa
             show_figure(figures.perturbation_curves(
                 result.fractions, {shown(name): curve for name, curve in zip(result.methods, curves, strict=True)},
                 random.mean(axis=0), title=what, x_title=_("share of the patches"), highlight=shown(best),
-                y_title=f"p({label})",
+                y_title=f"p({label})", words=hover_words(),
             ))
     st.caption(_(
         "Areas under the curves: lower is better for deletion, higher for insertion. Random: the mean of "

@@ -139,7 +139,9 @@ def image_picker(container=None, preview_width: int | str = "stretch") -> None:
                             format_func=translator(), horizontal=True)
         if source == "Sample":
             names = state.sample_names()
-            chosen = persistent(st.selectbox, "sample_name", names[0], label=_("Sample"), options=names)
+            titles = {name: state.sample_title(name) for name in names}  # translated now, not in format_func
+            chosen = persistent(st.selectbox, "sample_name", names[0], label=_("Sample"), options=names,
+                                format_func=titles.get)
             if state.current_image()["name"] != chosen:
                 state.set_image(chosen, state.sample_bytes(chosen))
         elif source == "Upload":
@@ -154,9 +156,9 @@ def image_picker(container=None, preview_width: int | str = "stretch") -> None:
         st.caption(_("Model: {name} (change it on the Model page)").format(name=plain(state.current_model().title)))
         chosen = state.current_image()
         try:
-            st.image(state.preview(chosen), caption=plain(chosen["name"]), width=preview_width)
+            st.image(state.preview(chosen), caption=plain(state.sample_title(chosen["name"])), width=preview_width)
         except Exception:  # the kept image always decoded once; never let the sidebar fail
-            st.caption(plain(chosen["name"]))
+            st.caption(plain(state.sample_title(chosen["name"])))
 
 
 def _take_file(upload) -> None:

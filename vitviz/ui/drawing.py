@@ -18,6 +18,9 @@ import contextvars
 import numpy as np
 import streamlit as st
 
+from vitviz import figures
+from vitviz.ui.i18n import _
+
 FIGURE_CONFIG = {"displaylogo": False}  # plotly's toolbar stays, with its "Download plot as a png"
 
 
@@ -119,6 +122,11 @@ def image(picture, caption: str | None = None, width: int | str = "stretch") -> 
 
 def show_figure(fig, key: str | None = None) -> None:
     current().figure(fig, key=key)
+
+
+def hover_words() -> dict[str, str]:
+    """`figures.HOVER_WORDS` in the reader's language: every figure with a hover box gets them as `words=`."""
+    return {key: _(word) for key, word in figures.HOVER_WORDS.items()}
 
 
 def columns(spec) -> list:

@@ -147,6 +147,6 @@ def describe(model, name: str) -> None:
                                                                std=tuple(round(s, 3) for s in config.std)),
     }
     st.table({"": list(rows), _("value"): [str(v) for v in rows.values()]}, border="horizontal")
-    labels = config.labels
+    labels = state.class_names(config)
     count = ngettext("{count:,} label:", "{count:,} labels:", len(labels)).format(count=len(labels))
     st.markdown(f"**{count}** " + ", ".join(plain(label) for label in labels[:30]) + (" …" if len(labels) > 30 else ""))

@@ -11,7 +11,7 @@ import streamlit as st
 from vitviz import analysis, background, data, figures
 from vitviz.images import normalise
 from vitviz.ui import drawing, state
-from vitviz.ui.drawing import caption, image, show_figure
+from vitviz.ui.drawing import caption, hover_words, image, show_figure
 from vitviz.ui.i18n import _
 from vitviz.ui.state import Traced
 
@@ -46,7 +46,7 @@ def position_similarity(traced: Traced, vectors: np.ndarray | None = None, title
     vectors = traced.trace.pos_embedding.numpy() if vectors is None else vectors
     similarity = analysis.position_similarity(vectors, grid)
     n = grid[0] * grid[1]
-    show_figure(figures.similarity_tiles(similarity.reshape(n, n), grid, title=title))
+    show_figure(figures.similarity_tiles(similarity.reshape(n, n), grid, title=title, words=hover_words()))
     caption(_("Tile (r, c) shows how similar the embedding of the patch at row r, column c is to every other "
               "position (ViT paper, Fig. 7 centre). Nearby positions, rows and columns resemble each other."))
 
@@ -95,7 +95,7 @@ def _distance_panel(traced: Traced, job: background.Job | None) -> None:
         average, halfwidth = analysis.mean_and_halfwidth(job.result)
         series[_("{count} generated images").format(count=len(job.result))] = average
     show_figure(figures.distance_scatter(series, title=_("Mean attention distance per head"), height=320,
-                                         x_title=_("layer"), y_title=_("mean attention distance (pixels)")))
+                                         x_title=_("layer"), y_title=_("mean attention distance (pixels)"), words=hover_words()))
     caption(_("Each dot is one head: how far, in pixels, its patches look on average (ViT paper, Fig. 7 right). "
               "The image is {width} pixels wide; low dots attend locally, high dots globally.").format(
         width=config.image_size[1]))

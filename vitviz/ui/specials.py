@@ -7,6 +7,7 @@ import numpy as np
 
 from vitviz import analysis, figures
 from vitviz.i18n import N_
+from vitviz.ui.drawing import hover_words
 from vitviz.ui.i18n import _
 from vitviz.ui.state import Traced
 
@@ -29,7 +30,7 @@ def token_heatmap(traced: Traced, matrix: np.ndarray, *, keys: bool = False, **k
     the special tokens' rows labelled and set apart from the patches'."""
     labels = traced.trace.special_labels
     return figures.heatmap(matrix, special_rows=labels, special_cols=labels if keys else (),
-                           patch_names=(_("patch {index}"), _("patches {first}–{last}")), **kwargs)
+                           patch_names=(_("patch {index}"), _("patches {first}–{last}")), **kwargs, words=hover_words())
 
 
 def special_list(traced: Traced) -> str:

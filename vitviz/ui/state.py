@@ -20,10 +20,10 @@ import streamlit as st
 import torch
 from PIL import Image
 
-from vitviz import bytecache, capture, data, limits, studio, weights
+from vitviz import bytecache, capture, convert, data, limits, studio, weights
 from vitviz.i18n import N_
 from vitviz.images import ImageError, Prepared, load_image, prepare
-from vitviz.model import ViT
+from vitviz.model import ViT, ViTConfig
 from vitviz.ui.i18n import _, say
 
 SAMPLES_DIR = Path(__file__).resolve().parents[2] / "assets" / "samples"
@@ -32,10 +32,40 @@ IMAGE_KEY = "vitviz_image"  # session_state: the chosen image as {"name", "bytes
 ERROR_KEY = "vitviz_image_error"
 
 
+# The shipped photos' names (their files' stems), words the project chose: shown in the reader's language.
+PHOTO_NAMES = {"astronaut": N_("astronaut"), "cat": N_("cat"), "coffee": N_("coffee"), "rocket": N_("rocket")}
+
+
 def sample_names() -> list[str]:
+    """The samples' names, in English whatever the reader's language: they key the caches, the kept choice and
+    links (`links.sample_slug`). `sample_title` is what a reader sees."""
     scenes = [f"Scene {i + 1}: {data.CLASSES[label]}" for i, label in enumerate(_scene_labels())]
     photos = [f"Photo: {p.stem}" for p in sorted(SAMPLES_DIR.glob("*.jpg"))]
     return scenes + photos
+
+
+def sample_title(name: str) -> str:
+    """An image's name as the reader sees it: a sample's in the reader's language ("Sahne 1: artı"), an upload's
+    file name as it is."""
+    if name.startswith("Scene ") and name in sample_names():
+        number, shape = name.removeprefix("Scene ").split(": ")
+        return _("Scene {number}: {shape}").format(number=number, shape=_(shape))
+    if name.startswith("Photo: ") and name in sample_names():
+        stem = name.removeprefix("Photo: ")
+        return _("Photo: {name}").format(name=_(PHOTO_NAMES[stem]) if stem in PHOTO_NAMES else stem)
+    return name
+
+
+def class_names(config: ViTConfig) -> list[str]:
+    """A model's class names as the reader sees them. The project's own words are shown in the reader's language:
+    the built-in shapes' names (carried by the built-in model and every Training-studio model) and the numbers
+    vitviz gives the classes of a checkpoint that names none ("class 3"). A checkpoint's own names (ImageNet's, a
+    visitor's) are shown as the checkpoint has them."""
+    if config.labels == data.CLASSES:
+        return [_(name) for name in config.labels]
+    if config.extra.get("labels") == convert.NUMBERED:
+        return [_("class {index}").format(index=index) for index in range(len(config.labels))]
+    return list(config.labels)
 
 
 @st.cache_data(max_entries=1)
@@ -227,8 +257,9 @@ class Traced:
 
     @property
     def labels(self) -> list[str]:
-        """The class names (none for a model without a class head)."""
-        return list(self.config.labels)
+        """The class names as the reader sees them (`class_names`; none for a model without a class head). The
+        checkpoint's own are `config.labels`."""
+        return class_names(self.config)
 
     @property
     def display(self) -> np.ndarray:  # (H, W, 3) uint8: the model's input as a picture

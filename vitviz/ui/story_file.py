@@ -26,7 +26,7 @@ from PIL import Image
 
 import vitviz
 from vitviz import figures
-from vitviz.ui import drawing, page, steps
+from vitviz.ui import drawing, page, state, steps
 from vitviz.ui.controls import View, token_label
 from vitviz.ui.i18n import _, ngettext
 from vitviz.ui.state import Traced
@@ -192,7 +192,7 @@ def _about(traced: Traced, view: View, model_name: str) -> str:
     lines = [
         _("**Image:** {image} · **Model:** {model}: {depth} layers of {heads} heads, d = {d}, {width}×{height} input "
           "in {p}×{p} patches, {classes}").format(
-            image=plain(traced.image_name), model=plain(model_name), depth=config.depth, heads=config.heads,
+            image=plain(state.sample_title(traced.image_name)), model=plain(model_name), depth=config.depth, heads=config.heads,
             d=config.dim, width=config.image_size[1], height=config.image_size[0], p=config.patch_size,
             classes=classes),
         _("**Shown:** layer {layer}, head {head}, query {query}, colour scale {colours}: the steps inside one encoder "
@@ -226,7 +226,7 @@ def story_html(traced: Traced, view: View, *, model_name: str, kept: dict, budge
     contents = "".join(f'<li><a href="#step-{step.slug}">{html.escape(step.label)}</a></li>' for step in steps.STEPS)
     page_html = _PAGE.format(
         language=html.escape(language, quote=True),
-        title=html.escape(_("vitviz story: {image} through {model}").format(image=traced.image_name, model=model_name)),
+        title=html.escape(_("vitviz story: {image} through {model}").format(image=state.sample_title(traced.image_name), model=model_name)),
         plotly=f"<script>{plotly_js}</script>" if document.charts else "",
         about=_about(traced, view, model_name),
         written=html.escape(_("Written by vitviz {version} on {made}. Every number and figure was computed by the model "

@@ -14,7 +14,7 @@ import numpy as np
 import plotly.graph_objects as go
 import streamlit as st
 
-from vitviz import data, figures, limits, quota, studio, weights
+from vitviz import figures, limits, quota, studio, weights
 from vitviz.i18n import Message, message_of
 from vitviz.ui import state
 from vitviz.ui.i18n import _, ngettext, say
@@ -252,7 +252,7 @@ def _snapshots(run: studio.TrainingRun) -> None:
         return
     config = run.model.config
     gh, gw = config.grid
-    truth = data.CLASSES[run.probe_label]
+    truth = state.class_names(config)[run.probe_label]
     st.subheader(_("Where the probe image's CLS token looks"))
     st.caption(_("A fixed probe picture (a {shape}) goes through the model at regular steps during training. Each "
                  "picture shows how much attention the CLS token pays to each patch, all on one colour scale: "
@@ -299,7 +299,7 @@ def _confusion(run: studio.TrainingRun) -> None:
     if finished is None or finished.confusion is None:
         return
     matrix = finished.confusion
-    names = list(data.CLASSES)
+    names = state.class_names(run.model.config)
     st.subheader(_("Confusion matrix"))
     accuracy = np.trace(matrix) / max(1, matrix.sum())
     st.caption(_("{count} held-out images after step {step}: each row is the true shape, each column what the model "

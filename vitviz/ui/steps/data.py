@@ -29,7 +29,7 @@ def _dataset_preview(model_key: str, _model, count: int = 16) -> tuple[np.ndarra
 
 def _data_text(traced: Traced) -> str:
     intro = _("A ViT learns from examples: images paired with the class a person gave them.")
-    if tuple(traced.labels) == data.CLASSES:  # the built-in model, or one trained in the Training studio
+    if traced.config.labels == data.CLASSES:  # the built-in model, or one trained in the Training studio
         return intro + " " + _(
             "This model learned from generated pictures of eight shapes, drawn in random colours, "
             "sizes, angles and places on noisy backgrounds. Below is a fresh batch from the same generator, "
@@ -56,8 +56,8 @@ def _data_text(traced: Traced) -> str:
     shape="(H, W, c)",
 )
 def step_0(traced: Traced, view: View) -> None:
-    names = traced.config.labels
-    if traced.config.image_size[0] != traced.config.image_size[1] or tuple(names) != data.CLASSES:
+    names = traced.labels  # the shapes' names in the reader's language
+    if traced.config.image_size[0] != traced.config.image_size[1] or traced.config.labels != data.CLASSES:
         info(_("This model was not trained on the built-in shapes, so there is no dataset preview for it."))
         return
     images, labels, predicted = _dataset_preview(traced.model_key, traced.model)

@@ -9,7 +9,7 @@ import torch
 from vitviz import analysis, figures
 from vitviz.i18n import N_
 from vitviz.ui.controls import View, persistent, query_picker, token_label
-from vitviz.ui.drawing import caption, columns, image, image_grid, latex, markdown, show_figure, to_numpy
+from vitviz.ui.drawing import caption, columns, hover_words, image, image_grid, latex, markdown, show_figure, to_numpy
 from vitviz.ui.i18n import _
 from vitviz.ui.specials import patch_overlay, special_weights, token_axis, token_heatmap
 from vitviz.ui.state import Traced
@@ -200,7 +200,7 @@ def step_10_3(traced: Traced, view: View) -> None:
     left, right = columns(2)
     with left:
         show_figure(token_heatmap(traced, scores, keys=True, title=_("Scores"), x_title=_("key"), y_title=_("query"),
-                                  height=420))
+                                  value_name=_("score"), height=420))
     with right:
         show_figure(
             token_heatmap(
@@ -260,7 +260,7 @@ def step_10_4(traced: Traced, view: View) -> None:
             colorscale=view.colorscale,
             centred=False,
             height=140,
-            value_name=_("weight"),
+            value_name=_("weight"), words=hover_words(),
         )
     )
     show_figure(
@@ -272,7 +272,7 @@ def step_10_4(traced: Traced, view: View) -> None:
     recorded = to_numpy(layer.context[view.head, query])
     show_figure(
         figures.vector_strip(recorded, title=_("Context vector Σ P_ij v_j for {token}").format(
-            token=_token(traced, query)), x_title=_("index"))
+            token=_token(traced, query)), x_title=_("index"), words=hover_words())
     )
     caption(_("Computed here from the row and V, it matches the model's own context to within {gap:.1e}.").format(
         gap=np.abs(context - recorded).max()))
@@ -391,7 +391,7 @@ def step_10_7(traced: Traced, view: View) -> None:
     w_o = to_numpy(traced.model.blocks[view.layer].attn.proj.weight).T  # (d_in, d_out): x W_o
     left, right = columns(2)
     with left:
-        show_figure(figures.heatmap(w_o, title="W_o (d×d)", x_title=_("out"), y_title=_("in"), height=320))
+        show_figure(figures.heatmap(w_o, title="W_o (d×d)", x_title=_("out"), y_title=_("in"), height=320, words=hover_words()))
     with right:
         show_figure(
             token_heatmap(

@@ -10,7 +10,7 @@ from vitviz import analysis, figures
 from vitviz.i18n import N_
 from vitviz.ui import attribution, drawing, paper
 from vitviz.ui.controls import View
-from vitviz.ui.drawing import caption, columns, image, info, markdown, show_figure, text, to_numpy
+from vitviz.ui.drawing import caption, columns, hover_words, image, info, markdown, show_figure, text, to_numpy
 from vitviz.ui.i18n import _
 from vitviz.ui.specials import patch_overlay
 from vitviz.ui.state import Traced
@@ -92,7 +92,7 @@ def step_11(traced: Traced, view: View) -> None:
         x_labels=[labels[i] for i in shown],
         y_labels=[_("layer {layer}").format(layer=i + 1) for i in range(depth)],
         value_name=_("probability"),
-        height=140 + 30 * min(depth, 24),
+        height=140 + 30 * min(depth, 24), words=hover_words(),
     )
     show_figure(fig)
     caption(_(
@@ -141,23 +141,23 @@ _OUTPUT_TEXT = {
 )
 def step_12(traced: Traced, view: View) -> None:
     raw = to_numpy(traced.trace.layers[-1].output[0])
-    show_figure(figures.vector_strip(raw, title=_("CLS after the last block"), x_title=_("index")))
+    show_figure(figures.vector_strip(raw, title=_("CLS after the last block"), x_title=_("index"), words=hover_words()))
     show_figure(
         figures.vector_strip(
             to_numpy(traced.trace.cls_output), title=_("After the final LayerNorm: y, 1×{d}").format(d=traced.config.dim),
-            x_title=_("index"),
+            x_title=_("index"), words=hover_words(),
         )
     )
     config, final = traced.config, to_numpy(traced.trace.final_tokens)
     if config.classifier == "cls_distillation_mean":
         show_figure(figures.vector_strip(final[config.special_tokens.index("distillation")],
                                          title=_("The distillation token after the final LayerNorm: y_dist, 1×{d}").format(
-                                             d=config.dim), x_title=_("index")))
+                                             d=config.dim), x_title=_("index"), words=hover_words()))
     if config.classifier == "cls_patch_mean":
         show_figure(figures.vector_strip(final[config.num_special :].mean(axis=0),
                                          title=_("The mean of the {count} patch tokens after the final LayerNorm, "
                                                  "1×{d}").format(count=config.num_patches, d=config.dim),
-                                         x_title=_("index")))
+                                         x_title=_("index"), words=hover_words()))
     if "register" in config.special_tokens:
         caption(_("The registers' final vectors are not used: they were the model's scratch space, and are dropped."))
 
@@ -246,4 +246,4 @@ def no_class_head(traced: Traced, *, key: str) -> None:
         "the whole image that other tasks build on."
     ))
     show_figure(figures.vector_strip(to_numpy(traced.trace.cls_output), title=f"y, 1×{traced.config.dim}",
-                                        x_title=_("index")), key=key)
+                                        x_title=_("index"), words=hover_words()), key=key)

@@ -7,7 +7,7 @@ from vitviz.i18n import N_
 from vitviz.model import sincos_2d
 from vitviz.ui import paper
 from vitviz.ui.controls import View, patch_slider
-from vitviz.ui.drawing import caption, columns, image, markdown, show_figure, to_numpy
+from vitviz.ui.drawing import caption, columns, hover_words, image, markdown, show_figure, to_numpy
 from vitviz.ui.i18n import _
 from vitviz.ui.specials import PURPOSES, special_list, token_heatmap
 from vitviz.ui.state import Traced
@@ -93,7 +93,7 @@ def step_4(traced: Traced, view: View) -> None:
         show_figure(
             figures.channel_bars(
                 flat[index], ch, title=_("Patch {index} flattened: 1×{length}, values R, G, B in turn").format(
-                    index=index, length=flat.shape[1])
+                    index=index, length=flat.shape[1]), words=hover_words()
             )
         )
         show_figure(
@@ -105,7 +105,7 @@ def step_4(traced: Traced, view: View) -> None:
                 y_title=_("patch"),
                 colorscale=view.colorscale,
                 highlight_row=index,
-                centred=False,
+                centred=False, words=hover_words(),
             )
         )
         gw = traced.trace.grid[1]
@@ -135,14 +135,14 @@ def step_5(traced: Traced, view: View) -> None:
     weight = to_numpy(traced.model.patch_embed.weight)  # (d, p')
     embedding = to_numpy(traced.trace.patch_embeddings)[index]
     show_figure(figures.vector_strip(flat, title=_("x: patch {index}, 1×{length}").format(index=index, length=flat.size),
-                                     colorscale=view.colorscale, x_title=_("index")))
+                                     colorscale=view.colorscale, x_title=_("index"), words=hover_words()))
     show_figure(
         figures.heatmap(
-            weight.T, title=f"E: {weight.shape[1]}×{d}", x_title="d", y_title="p'", colorscale="RdBu_r", height=320
+            weight.T, title=f"E: {weight.shape[1]}×{d}", x_title="d", y_title="p'", colorscale="RdBu_r", height=320, words=hover_words()
         )
     )
     show_figure(figures.vector_strip(embedding, title=_("x E + b: the patch's embedding, 1×{d}").format(d=d),
-                                     colorscale="RdBu_r", x_title=_("index")))
+                                     colorscale="RdBu_r", x_title=_("index"), words=hover_words()))
     markdown(_("**E's {d} filters, each drawn as a {p}×{p} RGB patch** (stretched to full contrast):").format(d=d, p=p))
     if ch == 3:
         image(
@@ -172,7 +172,7 @@ def step_6(traced: Traced, view: View) -> None:
             title=_("Patch embeddings: {rows}×{columns}").format(rows=emb.shape[0], columns=emb.shape[1]),
             x_title="d",
             y_title=_("patch"),
-            colorscale="RdBu_r",
+            colorscale="RdBu_r", words=hover_words(),
         )
     )
     colours = figures.pca_colours(emb).reshape(gh, gw, 3)
@@ -215,7 +215,7 @@ def step_7(traced: Traced, view: View) -> None:
     with_cls = to_numpy(traced.trace.with_cls)
     if len(specials) == 1:
         show_figure(figures.vector_strip(to_numpy(traced.trace.cls_token), title=_("The learned CLS token, 1×{d}").format(d=d),
-                                         x_title=_("index")))
+                                         x_title=_("index"), words=hover_words()))
     else:
         markdown(_("This model puts **{count} special tokens** in front of the patches, not one ({names}). Each is a "
                    "learned vector, the same for every image:").format(count=len(specials), names=special_list(traced)))

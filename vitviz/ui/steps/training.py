@@ -11,7 +11,7 @@ import streamlit as st
 from vitviz import figures, gradients
 from vitviz.i18n import N_
 from vitviz.ui.controls import View, persistent
-from vitviz.ui.drawing import caption, columns, markdown, show_figure
+from vitviz.ui.drawing import caption, columns, hover_words, markdown, show_figure
 from vitviz.ui.i18n import _
 from vitviz.ui.state import Traced
 from vitviz.ui.steps.output import no_class_head
@@ -138,7 +138,7 @@ def step_14(traced: Traced, view: View) -> None:
                 colorscale=view.colorscale,
                 centred=False,
                 height=320,
-                value_name=_("gradient norm"),
+                value_name=_("gradient norm"), words=hover_words(),
             )
         )
     markdown(
