@@ -204,7 +204,7 @@ def step_13(traced: Traced, view: View) -> None:
     if traced.config.classifier == "cls_distillation_mean":
         _two_heads(traced)
     if len(labels) > 5:  # plain text: class names come from the checkpoint
-        text(_("Top 5:") + "\n" + "\n".join(f"{probs[i]:7.2%}  {labels[i]}" for i in order[:5]))
+        text(_("Top 5:") + "\n" + "\n".join(f"{probs[i]:6.1%}  {labels[i]}" for i in order[:5]))
     shown = order[: min(10, len(labels))]
     rest = len(labels) - len(shown)
     left, right = columns(2)
