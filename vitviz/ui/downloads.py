@@ -15,11 +15,10 @@ from __future__ import annotations
 import dataclasses
 import io
 import json
+import logging
 import re
 import struct
 import zipfile
-
-import logging
 
 import streamlit as st
 import torch
