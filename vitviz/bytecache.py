@@ -59,6 +59,12 @@ class ByteCache:
                     self._making.pop(key, None)
         return value
 
+    def discard(self, key: Hashable) -> None:
+        """Forget the value kept under `key`, if any."""
+        with self._lock:
+            if key in self._values:
+                self.bytes -= self._values.pop(key)[1]
+
     def _put(self, key: Hashable, value: Any) -> None:
         size = self.size_of(value)
         if size > self.max_bytes:  # kept, it would push out everything else and still not fit

@@ -30,10 +30,11 @@ QUICK_SECONDS = 2.0  # the explorer scores without asking when the estimate is a
 LOW_PROBABILITY = 0.05  # below this, a class has too little probability for its curves to mean much
 
 
-# Timed again after a minute, so the estimate follows how busy the server is now.
+# Timed again after a minute, so the estimate follows how busy the server is now; on one thread, as scores run.
 @st.cache_resource(max_entries=16, ttl=60, show_spinner=False)
 def _forward_seconds(model_key: str, _model, _pixels) -> float:
-    return faithfulness.forward_seconds(_model, _pixels)
+    with train.limited_threads(1):
+        return faithfulness.forward_seconds(_model, _pixels)
 
 
 def estimate(traced: Traced) -> tuple[float, int, float]:

@@ -4,7 +4,8 @@ Both files are made only when the reader clicks (Streamlit's deferred download: 
 runs on a thread of its own, without the session), from what the page held when it was drawn. Making one
 holds a place among the server's long computations (`quota.HEAVY`), on one torch thread; a click that finds
 every place taken waits its turn (the button turns) up to `limits.heavy_wait_seconds`. A finished file is kept
-(`download_cache`, bounded in bytes) under what it was made from, so a repeat click sends it again at once.
+(`download_cache`, bounded in bytes) under what it was made from, so a repeat click sends it again at once
+(a story made while an average over many images was still computing is not kept: the next one has it).
 
 A refusal cannot be said by the download itself (Streamlit shows only "Failed to generate file for
 download"), so it is kept in the session's `NOTES` and said in a sentence on the page's next run.
@@ -24,7 +25,7 @@ import streamlit as st
 import torch
 
 import vitviz
-from vitviz import bytecache, limits, quota, train
+from vitviz import background, bytecache, limits, quota, train
 from vitviz.ui import controls, i18n, state, story_file
 from vitviz.ui.i18n import _, say
 from vitviz.ui.state import Traced
@@ -94,7 +95,11 @@ def story_button(traced: Traced) -> None:
             return story_file.story_html(traced, view, model_name=model_name, kept=kept, language=language)
 
     def story() -> bytes:
-        return made_once(story_key(traced, view, kept, model_name, language), make, notes, "story")
+        key = story_key(traced, view, kept, model_name, language)
+        page = made_once(key, make, notes, "story")
+        if background.unfinished():  # a figure said its average was still being computed: not the file to keep
+            download_cache().discard(key)
+        return page
 
     st.download_button(
         _("Download this story"), icon=":material/download:", on_click="ignore", mime="text/html",
