@@ -117,11 +117,23 @@ def tensor_shapes(safetensors_bytes: bytes) -> dict[str, list[int]]:
     return {name: entry["shape"] for name, entry in header.items() if name != "__metadata__"}
 
 
+# Measured once per image and model: laying out a ViT-B's 200 tensors takes tens of milliseconds, and the button
+# is drawn on every page run.
+@st.cache_resource(max_entries=64, show_spinner=False)
+def _file_sizes(image_key: str, model_key: str, _trace) -> dict[torch.dtype, int]:
+    return {dtype: _trace.file_size(dtype) for dtype in (torch.float32, torch.float16)}
+
+
+def numbers_size(traced: Traced, dtype: torch.dtype) -> int:
+    """The bytes of the trace's safetensors file with its floating-point tensors in `dtype` (float32 or float16)."""
+    return _file_sizes(traced.image_key, traced.model_key, traced.trace)[dtype]
+
+
 def numbers_precision(traced: Traced) -> torch.dtype | None:
     """float32 (as computed) if the trace's file fits `limits.numbers_max_bytes`, else float16 if that fits, else
     None: a file that is not offered."""
     limit = limits.numbers_max_bytes()
-    return next((dtype for dtype in (torch.float32, torch.float16) if traced.trace.file_size(dtype) <= limit), None)
+    return next((dtype for dtype in (torch.float32, torch.float16) if numbers_size(traced, dtype) <= limit), None)
 
 
 def precision_note(dtype: torch.dtype) -> str:
@@ -176,7 +188,7 @@ def numbers_button() -> None:
     if dtype is None:
         st.sidebar.caption(_("The numbers of this image are {size:,.0f} MB even in float16, more than this server "
                              "allows for a download ({limit:,.0f} MB).").format(
-            size=traced.trace.file_size(torch.float16) / 1e6, limit=limits.numbers_max_bytes() / 1e6))
+            size=numbers_size(traced, torch.float16) / 1e6, limit=limits.numbers_max_bytes() / 1e6))
         return
     help_text = _("Every tensor of this image's forward pass (trace.safetensors) and the model's configuration and "
                   "labels (trace.json). The README shows how to open them in a notebook.")
