@@ -47,13 +47,13 @@ class Places:
                  off: Message = Message("Training is turned off on this server.")) -> None:
         self._free = threading.Condition()
         self.taken = 0
-        self._busy, self._off = busy, off  # the sentences for a full server and for a limit of 0
+        self._busy, self.off = busy, off  # the sentences for a full server and for a limit of 0
 
     def take(self, limit: int, wait: float = 0.0) -> None:
         """Take a place, waiting up to `wait` seconds for one; raise ServerBusy when `limit` are still taken."""
         with self._free:
             if limit <= 0:
-                raise ServerBusy(self._off)
+                raise ServerBusy(self.off)
             if not self._free.wait_for(lambda: self.taken < limit, timeout=wait):
                 raise ServerBusy(self._busy(self.taken))
             self.taken += 1

@@ -134,7 +134,8 @@ def faithfulness_tab(traced: Traced, colorscale: str, opacity: float) -> None:
             slot.empty()
         result = run(traced, target)
         if result is None:
-            st.button(_("Try again"), key="faithfulness_retry")  # a click reruns the page, which asks again
+            if limits.heavy_tasks():  # busy, not turned off
+                st.button(_("Try again"), key="faithfulness_retry")  # a click reruns the page, which asks again
             return
     _draw(traced, result, labels[target], colorscale, opacity)
 
@@ -200,7 +201,8 @@ def which_patches(traced: Traced, colorscale: str) -> None:
         slot.empty()
         result = run(traced, target)
         if result is None:
-            st.button(_("Try again"), key="which_patches_retry")
+            if limits.heavy_tasks():  # busy, not turned off
+                st.button(_("Try again"), key="which_patches_retry")
             return
     best = result.best
     left, right = st.columns([1, 2])

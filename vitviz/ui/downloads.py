@@ -84,6 +84,9 @@ def story_key(traced: Traced, view: controls.View, kept: dict, model_name: str, 
 
 def story_button(traced: Traced) -> None:
     """"Download this story": every step for this image, model and view, as one HTML file."""
+    if not limits.heavy_tasks():
+        st.caption(say(quota.HEAVY.off))
+        return
     view = controls.current_view(traced.config)
     kept = {key: value for key, value in st.session_state.items() if str(key).startswith("keep_")}
     model_name = state.current_model().title
@@ -181,7 +184,7 @@ def numbers_button() -> None:
     """"Download the numbers" in the sidebar: the current image's whole trace, for a notebook, once it is traced;
     in float16 when float32 would pass the server's limit, and not offered when even that would."""
     traced = state.traced_if_ready()
-    if traced is None:
+    if traced is None or not limits.heavy_tasks():  # not traced yet, or long computations turned off
         return
     model_name = state.current_model().name
     dtype = numbers_precision(traced)
