@@ -88,7 +88,7 @@ SETTINGS = (
                                 "ViT-B/16's is about 18 MB."),
     Setting("numbers_max_mb", 100, "The largest trace zip (Download the numbers), in megabytes: a trace above it in "
                                    "float32 is written in float16 (trace.json says so), and one above it even then is "
-                                   "not offered. ViT-B/16's is 150 MB in float32, 75 MB in float16."),
+                                   "not offered. ViT-B/16's file is 172 MB in float32, 86 MB in float16."),
     Setting("download_cache_mb", 200, "Finished story files and trace zips kept for every visitor together, in "
                                       "megabytes, so a repeat click for the same image, model and view sends the "
                                       "file made before instead of making it again."),
