@@ -198,6 +198,9 @@ def prune_cache(max_bytes: int | None = None) -> list[str]:
             cache = scan_cache_dir(constants.HF_HUB_CACHE)  # read now: its default argument was read on import
         except CacheNotFound:
             return []
+        except (OSError, ValueError):  # an unreadable cache: the download itself went well, so say it in the log
+            log.exception("vitviz: could not read the Hub cache to keep it under %d MB", limit // 10**6)
+            return []
         held, keep, deleted = cache.size_on_disk, _used(), []
         for repo in sorted(cache.repos, key=lambda repo: _last_used(repo.repo_path)):
             if held <= limit:
