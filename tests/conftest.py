@@ -216,7 +216,7 @@ def fake_hub(hub_checkpoints, tmp_path, monkeypatch):
     monkeypatch.setattr(constants, "HF_HUB_DISABLE_TELEMETRY", True)
     monkeypatch.setattr(constants, "AGENT_HARNESSES_PATH", str(home / ".agent_harnesses.json"))
     for variable in ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "HF_HUB_OFFLINE", "VITVIZ_MAX_DOWNLOAD_MB",
-                     "VITVIZ_SEND_HUB_TOKEN"):
+                     "VITVIZ_SEND_HUB_TOKEN", "VITVIZ_HUB_CACHE_MB"):
         monkeypatch.delenv(variable, raising=False)
     monkeypatch.setattr(limits, "SECRETS_FILES", (tmp_path / ".streamlit" / "secrets.toml",))
     yield hub

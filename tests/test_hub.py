@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import threading
 from pathlib import Path
 
@@ -258,3 +259,32 @@ def test_a_model_the_loader_would_refuse_is_refused_before_its_weights_are_fetch
         hub.fetch(GOOGLE)
     assert "checkpoint limit of 0.0 MB" in one_sentence(error)
     assert fake_hub.files_fetched() == []
+
+
+def test_the_hub_cache_is_pruned_to_its_limit_least_recently_fetched_first_never_a_loaded_models(fake_hub,
+                                                                                                  monkeypatch):
+    from huggingface_hub import scan_cache_dir
+
+    def cached() -> dict[str, int]:
+        return {repo.repo_id: repo.size_on_disk for repo in scan_cache_dir(constants.HF_HUB_CACHE).repos}
+
+    model = hub.load(GOOGLE)  # the least recently fetched, but alive
+    for repo_id in (DEIT, TIMM, DISTILLED):
+        hub.fetch(repo_id)
+    sizes = cached()
+    assert set(sizes) == {GOOGLE, DEIT, TIMM, DISTILLED}
+    monkeypatch.setattr(limits, "hub_cache_bytes", lambda: sum(sizes.values()) - sizes[DEIT] // 2)
+    hub.fetch(TIMM)  # from the cache, and now the most recently used; every fetch prunes
+    assert set(cached()) == {GOOGLE, TIMM, DISTILLED}, "DeiT was the least recently fetched of those not in use"
+
+    kept = sum(cached().values())
+    monkeypatch.setattr(limits, "hub_cache_bytes", lambda: kept + sizes[DEIT] - 1)
+    hub.fetch(DEIT)  # one byte too many: the least recently fetched goes, and the one just fetched stays
+    assert set(cached()) == {GOOGLE, TIMM, DEIT}
+    assert hub.load(GOOGLE).config.labels == model.config.labels, "the loaded model's files were kept"
+
+    del model
+    gc.collect()
+    assert hub.prune_cache(1) and cached() == {}, "with no model alive, every repo can go"
+    hub.fetch(DEIT)
+    assert hub.prune_cache(0) == [] and set(cached()) == {DEIT}, "0: no limit"

@@ -70,6 +70,15 @@ def test_the_checkpoint_limits_and_their_defaults(secrets, monkeypatch):
     assert limits.max_tokens() == 197 and limits.max_checkpoint_bytes() == 50_000_000
 
 
+def test_the_limits_on_heavy_work_downloads_and_the_hub_cache(secrets, monkeypatch):
+    assert (limits.heavy_tasks(), limits.heavy_wait_seconds(), limits.story_max_bytes(), limits.numbers_max_bytes(),
+            limits.download_cache_bytes(), limits.hub_cache_bytes()) == (1, 60, 40_000_000, 100_000_000, 200_000_000,
+                                                                          3_000_000_000)
+    secrets.write_text("[vitviz]\nheavy_tasks = 2\nhub_cache_mb = 500\n")
+    monkeypatch.setenv("VITVIZ_NUMBERS_MAX_MB", "0")
+    assert limits.heavy_tasks() == 2 and limits.hub_cache_bytes() == 500_000_000 and limits.numbers_max_bytes() == 0
+
+
 def test_the_models_directory_is_off_unless_it_names_a_folder(secrets, monkeypatch, tmp_path):
     assert limits.models_dir() is None
     secrets.write_text(f'[vitviz]\nmodels_dir = "{tmp_path}"\n')

@@ -16,7 +16,7 @@ import safetensors.torch
 import torch
 from conftest import wait_for_background_work
 
-from vitviz import capture, i18n
+from vitviz import capture, i18n, limits
 from vitviz.images import load_image, prepare
 from vitviz.model import ViT, ViTConfig
 from vitviz.ui import downloads, state, steps, story_file
@@ -131,7 +131,7 @@ def test_the_story_file_has_every_step_for_the_model_in_use(headless_model):
     assert "a &lt;b&gt;random&lt;/b&gt; model" in page and "<b>random" not in page
     assert "no class head" in page and "layer 2, head 2, query patch 2 (row 1, col 3)" in page
     assert "Patch: <strong>2</strong>" in page  # step 4's slider, as the reader left it
-    assert len(page) < story_file.MAX_BYTES
+    assert len(page) < limits.story_max_bytes()
 
 
 def test_a_story_over_its_budget_leaves_figures_out_and_says_so(headless_model):

@@ -32,7 +32,8 @@ class ByteCache:
         with self._lock:
             return len(self._values)
 
-    def _get(self, key: Hashable) -> tuple[bool, Any]:
+    def peek(self, key: Hashable) -> tuple[bool, Any]:
+        """(True, the value kept under `key`) or (False, None); never makes one."""
         with self._lock:
             if key not in self._values:
                 return False, None
@@ -41,13 +42,13 @@ class ByteCache:
 
     def get(self, key: Hashable, make: Callable[[], Any]) -> Any:
         """The value kept under `key`, or `make()`'s, which is kept if it fits at all."""
-        found, value = self._get(key)
+        found, value = self.peek(key)
         if found:
             return value
         with self._lock:
             making = self._making.setdefault(key, threading.Lock())
         with making:  # a second caller of the same key waits here, then finds the first one's value
-            found, value = self._get(key)
+            found, value = self.peek(key)
             if found:
                 return value
             try:
@@ -57,6 +58,12 @@ class ByteCache:
                 with self._lock:
                     self._making.pop(key, None)
         return value
+
+    def discard(self, key: Hashable) -> None:
+        """Forget the value kept under `key`, if any."""
+        with self._lock:
+            if key in self._values:
+                self.bytes -= self._values.pop(key)[1]
 
     def _put(self, key: Hashable, value: Any) -> None:
         size = self.size_of(value)

@@ -7,6 +7,10 @@ shards in subfolders. Their sizes are read from the Hub first, and a model above
 refused before its weights are fetched. Files go to huggingface_hub's usual cache, so a model
 fetched once loads again with no network (or with HF_HUB_OFFLINE=1).
 
+The cache is bounded (`limits.hub_cache_bytes`): after each fetch the least recently fetched models are
+deleted until it fits, except those in use in this process: being fetched or loaded (`in_use`), or behind a
+model that is still alive (`loaded_from`). A fetch marks its repo's folder as used now (its mtime).
+
 No token is sent unless the caller passes one: the deployer's saved token stays on the server.
 Every failure is a `CheckpointError` whose message is one sentence for the user (a `vitviz.i18n.Message`,
 shown in the visitor's language by the app).
@@ -14,9 +18,13 @@ shown in the visitor's language by the app).
 
 from __future__ import annotations
 
+import collections
 import logging
+import os
 import threading
-from collections.abc import Callable
+import weakref
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,6 +40,7 @@ log = logging.getLogger("vitviz")
 POLL_SECONDS = 0.1  # how often the caller's thread reports progress while a file downloads
 
 Progress = Callable[[int, int], None]  # (bytes done, bytes in all)
+log = logging.getLogger("vitviz")
 
 
 @dataclass(frozen=True)
@@ -77,13 +86,22 @@ def fetch(repo_id: str, *, max_bytes: int | None = None, progress: Progress | No
     while downloading, with growing counts that end at the total. `token` is sent only when
     given: a string, or True for huggingface_hub's saved token; None or False sends none.
     """
-    from huggingface_hub import HfApi
     from huggingface_hub.utils import HFValidationError, validate_repo_id
 
     try:
         validate_repo_id(repo_id)
     except (HFValidationError, TypeError) as exc:
         raise CheckpointError(Message("A Hub model id looks like google/vit-base-patch16-224.")) from exc
+    with in_use(repo_id):
+        folder = _fetch(repo_id, max_bytes, progress, token)
+        _mark_used(folder)
+        prune_cache()
+    return folder
+
+
+def _fetch(repo_id: str, max_bytes: int | None, progress: Progress | None, token: str | bool | None) -> Path:
+    from huggingface_hub import HfApi
+
     limit = limits.max_download_bytes() if max_bytes is None else max_bytes
     token = token or False  # False: huggingface_hub must not fall back to the saved token
     try:
@@ -113,11 +131,96 @@ def fetch(repo_id: str, *, max_bytes: int | None = None, progress: Progress | No
 def load(repo_id: str, *, max_bytes: int | None = None, progress: Progress | None = None,
          token: str | bool | None = None, image_size: tuple[int, int] | None = None) -> ViT:
     """`fetch` the Hub model `repo_id` and load it as a vitviz `ViT` (see `weights.load` for `image_size`)."""
-    folder = fetch(repo_id, max_bytes=max_bytes, progress=progress, token=token)
+    with in_use(repo_id):
+        folder = fetch(repo_id, max_bytes=max_bytes, progress=progress, token=token)
+        try:
+            model = weights.load(folder, image_size=image_size)
+        except CheckpointError as exc:
+            raise CheckpointError(Message("{repo}: {reason}", repo=repo_id, reason=message_of(exc))) from exc
+        return loaded_from(repo_id, model)
+
+
+# --- the cache's size -----------------------------------------------------------------------------------
+
+_USERS = threading.Lock()  # guards the two records below, and makes one prune at a time
+_BUSY: collections.Counter[str] = collections.Counter()  # repos being fetched or loaded now, by how many callers
+_MODELS: dict[str, weakref.WeakSet] = {}  # repo -> the models loaded from it that are still alive
+
+
+@contextmanager
+def in_use(repo_id: str) -> Iterator[None]:
+    """Keep `repo_id`'s files in the cache for the `with` block (a fetch and the load that follows it)."""
+    with _USERS:
+        _BUSY[repo_id] += 1
     try:
-        return weights.load(folder, image_size=image_size)
-    except CheckpointError as exc:
-        raise CheckpointError(Message("{repo}: {reason}", repo=repo_id, reason=message_of(exc))) from exc
+        yield
+    finally:
+        with _USERS:
+            _BUSY[repo_id] -= 1
+            if not _BUSY[repo_id]:
+                del _BUSY[repo_id]
+
+
+def loaded_from(repo_id: str, model: ViT) -> ViT:
+    """Record that `model` came from `repo_id`: its files stay in the cache while the model is alive."""
+    with _USERS:
+        _MODELS.setdefault(repo_id, weakref.WeakSet()).add(model)
+    return model
+
+
+def used_repos() -> set[str]:
+    """The repos whose files this process needs now."""
+    with _USERS:
+        return _used()
+
+
+def _used() -> set[str]:  # with _USERS held
+    return set(_BUSY) | {repo for repo, models in _MODELS.items() if len(models)}
+
+
+def _mark_used(folder: Path) -> None:
+    """Mark the cached repo holding `folder` (…/models--org--name/snapshots/<rev>) as used now."""
+    try:
+        os.utime(folder.parent.parent)
+    except OSError:  # a read-only cache: it is not pruned either
+        pass
+
+
+def prune_cache(max_bytes: int | None = None) -> list[str]:
+    """Delete the least recently fetched models from huggingface_hub's cache until it holds at most `max_bytes`
+    (default `limits.hub_cache_bytes()`; 0: no limit), never one `used_repos` names. The ids deleted."""
+    from huggingface_hub import CacheNotFound, constants, scan_cache_dir
+
+    limit = limits.hub_cache_bytes() if max_bytes is None else max_bytes
+    if not limit:
+        return []
+    with _USERS:
+        try:
+            cache = scan_cache_dir(constants.HF_HUB_CACHE)  # read now: its default argument was read on import
+        except CacheNotFound:
+            return []
+        except (OSError, ValueError):  # an unreadable cache: the download itself went well, so say it in the log
+            log.exception("vitviz: could not read the Hub cache to keep it under %d MB", limit // 10**6)
+            return []
+        held, keep, deleted = cache.size_on_disk, _used(), []
+        for repo in sorted(cache.repos, key=lambda repo: _last_used(repo.repo_path)):
+            if held <= limit:
+                break
+            if repo.repo_type != "model" or repo.repo_id in keep:
+                continue
+            # huggingface_hub's own deletion: references first, then blobs, and blobs shared with other repos kept
+            cache.delete_revisions(*(revision.commit_hash for revision in repo.revisions)).execute()
+            held -= repo.size_on_disk
+            deleted.append(repo.repo_id)
+            log.info("vitviz: deleted %s from the Hub cache, which held more than %d MB", repo.repo_id, limit // 10**6)
+    return deleted
+
+
+def _last_used(folder: Path) -> float:
+    try:
+        return folder.stat().st_mtime
+    except OSError:
+        return 0.0
 
 
 # --- what to fetch --------------------------------------------------------------------------------------

@@ -75,6 +75,27 @@ SETTINGS = (
                                               "many seconds, so a closed tab frees its core within half a minute. A "
                                               "tab hidden for minutes may be woken only once a minute by its browser "
                                               "and pause its run, which Resume continues; raise this to avoid that."),
+    Setting("heavy_tasks", 1, "Long computations for one visitor that run at once on the whole server, every visitor's "
+                              "together, each on one core: a faithfulness score (about 250 forward passes), a story "
+                              "file (46 CPU-seconds at ViT-B/16), a trace's zip. Thirty visitors clicking at once "
+                              "would otherwise ask 2 cores for 7,500 ViT-B forwards; a page finding every place taken "
+                              "says to try again in a moment (0 turns them off)."),
+    Setting("heavy_wait_seconds", 60, "How long a download waits for a place among heavy_tasks (its button turns "
+                                      "meanwhile) before it fails: a download cannot show a sentence, so it waits "
+                                      "its turn rather than being refused at once."),
+    Setting("story_max_mb", 40, "The largest story file (Download this story), in megabytes: figures that would "
+                                "pass it are left out with a note. Making one holds about three times its size; "
+                                "ViT-B/16's is about 18 MB."),
+    Setting("numbers_max_mb", 100, "The largest trace zip (Download the numbers), in megabytes: a trace above it in "
+                                   "float32 is written in float16 (trace.json says so), and one above it even then is "
+                                   "not offered. ViT-B/16's file is 172 MB in float32, 86 MB in float16."),
+    Setting("download_cache_mb", 200, "Finished story files and trace zips kept for every visitor together, in "
+                                      "megabytes, so a repeat click for the same image, model and view sends the "
+                                      "file made before instead of making it again."),
+    Setting("hub_cache_mb", 3000, "The most the Hugging Face download cache may hold, in megabytes: after each "
+                                  "download the least recently used models are deleted until it fits, never one a "
+                                  "model loaded in this process came from (0: no limit). A class trying many "
+                                  "checkpoints would otherwise fill the disk."),
 )
 _BY_NAME = {setting.name: setting for setting in SETTINGS}
 _TRUE, _FALSE = {"1", "true", "yes", "on"}, {"0", "false", "no", "off", ""}
@@ -199,3 +220,30 @@ def training_cpu_seconds() -> float:
 def training_heartbeat_seconds() -> float:
     """How long a training run goes on without hearing from its browser tab; 0 for ever."""
     return float(get("training_heartbeat_seconds"))
+
+
+def heavy_tasks() -> int:
+    """How many long computations for one visitor may run at once in this server process."""
+    return int(get("heavy_tasks"))
+
+
+def heavy_wait_seconds() -> float:
+    """How long a download waits for a place among `heavy_tasks`."""
+    return float(get("heavy_wait_seconds"))
+
+
+def story_max_bytes() -> int:
+    return int(get("story_max_mb")) * 1_000_000
+
+
+def numbers_max_bytes() -> int:
+    return int(get("numbers_max_mb")) * 1_000_000
+
+
+def download_cache_bytes() -> int:
+    return int(get("download_cache_mb")) * 1_000_000
+
+
+def hub_cache_bytes() -> int:
+    """The most the Hub download cache may hold, in bytes; 0 for no limit."""
+    return int(get("hub_cache_mb")) * 1_000_000

@@ -16,6 +16,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -74,6 +75,17 @@ def limit_threads(count: int) -> None:
         torch.get_num_threads()  # settle this thread's own count first, or torch resets it lazily
         torch.set_num_threads(count)
         _in_new_thread(torch.set_num_threads, default)
+
+
+@contextmanager
+def limited_threads(count: int) -> Iterator[None]:
+    """`limit_threads(count)` for the `with` block; the calling thread's own count is put back after it."""
+    before = torch.get_num_threads()
+    limit_threads(count)
+    try:
+        yield
+    finally:
+        limit_threads(before)
 
 
 def _batch(config: ViTConfig, batch_size: int, seed: int, step: int, parallel: bool = True

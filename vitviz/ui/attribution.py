@@ -2,7 +2,12 @@
 
 Scoring runs the model a few hundred times, so it is kept in the trace cache per (image, model, class),
 and a page states how long it will take, from a forward of this model timed here, before it starts one that
-is not quick.
+is not quick. A score holds one of the server's places for long computations (`quota.HEAVY`, every visitor's
+together) and runs on one torch thread; with every place taken the page says to try again in a moment.
+
+It runs on the page's own thread, with a progress bar, rather than as a background job: a visitor who
+changes the class or closes the tab stops it at the next batch (Streamlit stops the run), so the server never
+keeps computing a score nobody waits for.
 """
 
 from __future__ import annotations
@@ -12,7 +17,7 @@ import time
 import numpy as np
 import streamlit as st
 
-from vitviz import faithfulness, figures
+from vitviz import faithfulness, figures, limits, quota, train
 from vitviz.faithfulness import Faithfulness, title
 from vitviz.ui import state
 from vitviz.ui.controls import persistent
@@ -25,10 +30,11 @@ QUICK_SECONDS = 2.0  # the explorer scores without asking when the estimate is a
 LOW_PROBABILITY = 0.05  # below this, a class has too little probability for its curves to mean much
 
 
-# Timed again after a minute, so the estimate follows how busy the server is now.
+# Timed again after a minute, so the estimate follows how busy the server is now; on one thread, as scores run.
 @st.cache_resource(max_entries=16, ttl=60, show_spinner=False)
 def _forward_seconds(model_key: str, _model, _pixels) -> float:
-    return faithfulness.forward_seconds(_model, _pixels)
+    with train.limited_threads(1):
+        return faithfulness.forward_seconds(_model, _pixels)
 
 
 def estimate(traced: Traced) -> tuple[float, int, float]:
@@ -53,18 +59,27 @@ def _key(traced: Traced, target: int) -> tuple:
     return ("faithfulness", traced.image_key, traced.model_key, target)
 
 
-def _make(traced: Traced, target: int, progress=None):
-    return lambda: faithfulness.score(traced.recorder, traced.trace.pixels, target, progress)
-
-
 def cached(traced: Traced, target: int) -> Faithfulness | None:
     """The score kept for this image, model and class, or None."""
-    cache = state.trace_cache()
-    return cache.get(_key(traced, target), _make(traced, target)) if _key(traced, target) in cache else None
+    found, result = state.trace_cache().peek(_key(traced, target))
+    return result if found else None
 
 
-def run(traced: Traced, target: int) -> Faithfulness:
-    """Score now, with a progress bar over the curves' forward passes."""
+def score(traced: Traced, target: int, progress=None) -> Faithfulness:
+    """The score for this image, model and class: the one kept if it was made before (by anyone), else made now
+    in one of the server's places for long computations, on one torch thread. Raises `quota.ServerBusy`
+    (one sentence) when every place is taken. Needs no Streamlit session."""
+
+    def make() -> Faithfulness:
+        with quota.HEAVY.holding(limits.heavy_tasks()), train.limited_threads(1):
+            return faithfulness.score(traced.recorder, traced.trace.pixels, target, progress)
+
+    return state.trace_cache().get(_key(traced, target), make)
+
+
+def run(traced: Traced, target: int) -> Faithfulness | None:
+    """Score now, with a progress bar over the curves' forward passes; None, and the sentence saying why, when
+    the server is busy."""
     bar = st.progress(0.0, text=_("Computing the six maps…"))
     started = time.perf_counter()
 
@@ -73,7 +88,12 @@ def run(traced: Traced, target: int) -> Faithfulness:
         bar.progress(done / total, text=_("Deletion and insertion curves: {done} of {total} images, about {left} "
                                           "left").format(done=done, total=total, left=duration(left)))
 
-    result = state.trace_cache().get(_key(traced, target), _make(traced, target, progress))
+    try:
+        result = score(traced, target, progress)
+    except quota.ServerBusy as busy:
+        bar.empty()
+        st.info(say(busy), icon=":material/hourglass_top:")
+        return None
     bar.empty()
     return result
 
@@ -113,6 +133,10 @@ def faithfulness_tab(traced: Traced, colorscale: str, opacity: float) -> None:
                 return
             slot.empty()
         result = run(traced, target)
+        if result is None:
+            if limits.heavy_tasks():  # busy, not turned off
+                st.button(_("Try again"), key="faithfulness_retry")  # a click reruns the page, which asks again
+            return
     _draw(traced, result, labels[target], colorscale, opacity)
 
 
@@ -176,6 +200,10 @@ def which_patches(traced: Traced, colorscale: str) -> None:
             return
         slot.empty()
         result = run(traced, target)
+        if result is None:
+            if limits.heavy_tasks():  # busy, not turned off
+                st.button(_("Try again"), key="which_patches_retry")
+            return
     best = result.best
     left, right = st.columns([1, 2])
     left.image(_overlay(traced, result.maps[best], colorscale, 0.6, 256), caption=shown(result.methods[best]),

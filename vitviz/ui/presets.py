@@ -34,14 +34,15 @@ def use_hub_model(repo_id: str, image_size: tuple[int, int] | None = None) -> bo
 
     def load():
         try:
-            return weights.load(folder, image_size=image_size)
+            return hub.loaded_from(repo_id, weights.load(folder, image_size=image_size))  # its files stay cached
         except CheckpointError as exc:
             raise CheckpointError(Message("{repo}: {reason}", repo=repo_id, reason=message_of(exc))) from exc
 
     try:
-        folder = hub.fetch(repo_id, progress=progress, token=limits.hub_token())
-        bar.progress(1.0, text=_("Loading {repo}…").format(repo=repo_id))
-        state.use_shared_model(hub_key(repo_id, image_size), repo_id, load)
+        with hub.in_use(repo_id):  # the files stay in the cache from the fetch until the model is loaded
+            folder = hub.fetch(repo_id, progress=progress, token=limits.hub_token())
+            bar.progress(1.0, text=_("Loading {repo}…").format(repo=repo_id))
+            state.use_shared_model(hub_key(repo_id, image_size), repo_id, load)
     except (CheckpointError, limits.SettingError) as exc:
         bar.empty()
         st.error(say(exc))

@@ -4,8 +4,9 @@
 `drawing`: steps write to whichever canvas is current) and wraps the result in a page that needs
 nothing else: plotly.js once in its head, formulas as MathML (browsers draw it without a script or
 a font to fetch; the LaTeX stays in each formula's annotation), pictures as base64 PNGs. Widgets
-become a line with the reader's choice (`controls`). A byte budget bounds the file: a figure that
-would pass it is left out with a note.
+become a line with the reader's choice (`controls`). A byte budget bounds the file
+(`limits.story_max_bytes`, 40 MB unless the deployment says otherwise): a figure that would pass it is left
+out with a note.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from markdown_it import MarkdownIt
 from PIL import Image
 
 import vitviz
-from vitviz import figures
+from vitviz import figures, limits
 from vitviz.ui import drawing, page, state, steps
 from vitviz.ui.controls import View, token_label
 from vitviz.ui.i18n import _, ngettext
@@ -34,7 +35,6 @@ from vitviz.ui.text import plain
 
 log = logging.getLogger("vitviz")
 
-MAX_BYTES = 40_000_000  # plotly.js is 4.8 MB; heatmaps are at most 160×160 cells, so ViT-B/16's story is ~18 MB
 FRAME_BYTES = 100_000  # the page around the steps: title, contents, notation
 _MARKDOWN = MarkdownIt("commonmark", {"html": False}).enable("table")  # raw HTML in a text is shown, not run
 
@@ -208,7 +208,7 @@ def _about(traced: Traced, view: View, model_name: str) -> str:
     return "".join(_markdown(line) for line in lines)
 
 
-def story_html(traced: Traced, view: View, *, model_name: str, kept: dict, budget: int = MAX_BYTES,
+def story_html(traced: Traced, view: View, *, model_name: str, kept: dict, budget: int | None = None,
                language: str = "en") -> bytes:
     """Every step for `traced` at `view`, as one self-contained HTML file (UTF-8).
 
@@ -219,6 +219,8 @@ def story_html(traced: Traced, view: View, *, model_name: str, kept: dict, budge
     """
     shown = {"keep_layer": view.layer, "keep_head": view.head, "keep_query": view.query,
              "keep_colorscale": view.colorscale}  # what `view` says wins over an older kept value
+    # plotly.js is 4.8 MB; heatmaps are at most 160×160 cells, so ViT-B/16's story is about 18 MB.
+    budget = limits.story_max_bytes() if budget is None else budget
     plotly_js = plotly.offline.get_plotlyjs()
     document = _Document({**kept, **shown}, budget - len(plotly_js.encode()) - FRAME_BYTES)
     sections = [_step_section(step, traced, view, document) for step in steps.STEPS]
