@@ -21,7 +21,7 @@ from vitviz import faithfulness, figures, limits, quota, train
 from vitviz.faithfulness import Faithfulness, title
 from vitviz.ui import state
 from vitviz.ui.controls import persistent
-from vitviz.ui.drawing import hover_words, image_grid, show_figure
+from vitviz.ui.drawing import hover_words, image_grid, show_figure, web_picture
 from vitviz.ui.i18n import _, say
 from vitviz.ui.state import Traced
 from vitviz.ui.text import plain
@@ -206,7 +206,7 @@ def which_patches(traced: Traced, colorscale: str) -> None:
             return
     best = result.best
     left, right = st.columns([1, 2])
-    left.image(_overlay(traced, result.maps[best], colorscale, 0.6, 256), caption=shown(result.methods[best]),
+    left.image(web_picture(_overlay(traced, result.maps[best], colorscale, 0.6, 256)), caption=shown(result.methods[best]),
                width="stretch")
     right.markdown(say(result.verdict()))
     right.caption(_("The Attention explorer's Faithfulness tab shows all six maps and their curves, for any class."))

@@ -11,7 +11,7 @@ from vitviz import analysis, capture, figures, gradients
 from vitviz.i18n import N_
 from vitviz.images import denormalise
 from vitviz.ui import attribution, controls, navigation, page, paper, state, token_norms
-from vitviz.ui.drawing import image_grid
+from vitviz.ui.drawing import image_grid, web_picture
 from vitviz.ui.i18n import _, ngettext, translator
 from vitviz.ui.specials import patch_overlay, special_weights
 from vitviz.ui.state import Traced
@@ -79,7 +79,7 @@ def show() -> None:
     row = head_map(attn, head)[query]
     with right:
         st.image(
-            patch_overlay(traced, row, query=query, size=320, opacity=opacity, colorscale=colorscale),
+            web_picture(patch_overlay(traced, row, query=query, size=320, opacity=opacity, colorscale=colorscale)),
             caption=_("{head}, layer {layer}: attention of {token} ({specials})").format(
                 head=head_label(head), layer=layer + 1, token=_token(traced, query), specials=special_weights(traced, row)),
             width="stretch",
@@ -125,8 +125,8 @@ def _overview(traced: Traced, query: int, colorscale: str, opacity: float) -> No
         for layer in traced.trace.layers
         for h in range(columns)
     ]
-    st.image(figures.labelled_mosaic(np.stack(tiles), columns, [f"L{i + 1}" for i in range(traced.config.depth)],
-                                     [f"H{h + 1}" for h in range(columns)]), output_format="JPEG")
+    st.image(web_picture(figures.labelled_mosaic(np.stack(tiles), columns, [f"L{i + 1}" for i in range(traced.config.depth)],
+                                                 [f"H{h + 1}" for h in range(columns)])))
     if heads > columns:
         st.caption(_("Showing the first {count} of {heads} heads.").format(count=columns, heads=heads))
 
@@ -161,7 +161,7 @@ def _attribution(traced: Traced, colorscale: str, opacity: float) -> None:
     rollout = analysis.attention_rollout(attentions, head_fusion=fusion, discard_ratio=discard)[0]
     left, right = st.columns(2)
     left.image(
-        patch_overlay(traced, rollout, size=320, opacity=opacity, colorscale=colorscale),
+        web_picture(patch_overlay(traced, rollout, size=320, opacity=opacity, colorscale=colorscale)),
         caption=_("Attention rollout from CLS ({fusion} over heads): how much each patch feeds the CLS token "
                   "through all layers").format(fusion=_(FUSION_NAMES[fusion])),
         width="stretch",
@@ -176,7 +176,7 @@ def _attribution(traced: Traced, colorscale: str, opacity: float) -> None:
     maps, grads = _gradients(traced, labels.index(target))
     weighted = analysis.gradient_rollout(maps, grads, discard_ratio=discard)[0]
     right.image(
-        patch_overlay(traced, weighted, size=320, opacity=opacity, colorscale=colorscale),
+        web_picture(patch_overlay(traced, weighted, size=320, opacity=opacity, colorscale=colorscale)),
         caption=_("Gradient-weighted rollout for “{label}”: attention that raises that class's score").format(
             label=plain(target)),
         width="stretch",
@@ -257,13 +257,13 @@ def _occlusion(traced: Traced, layer: int, head, colorscale: str, opacity: float
     cls_after = head_map(trace.layers[layer].attn.numpy(), head)[0]
     before_column, after_column = st.columns(2)
     before_column.image(
-        patch_overlay(traced, cls_before, size=256, opacity=opacity, colorscale=colorscale),
+        web_picture(patch_overlay(traced, cls_before, size=256, opacity=opacity, colorscale=colorscale)),
         caption=_("CLS attention before, layer {layer}").format(layer=layer + 1),
         width="stretch",
     )
     after_column.image(
-        figures.attention_overlay(shown, analysis.patch_map(cls_after, grid), size=256, opacity=opacity,
-                                  colorscale=colorscale),
+        web_picture(figures.attention_overlay(shown, analysis.patch_map(cls_after, grid), size=256, opacity=opacity,
+                                              colorscale=colorscale)),
         caption=_("CLS attention with the patches hidden, layer {layer}").format(layer=layer + 1),
         width="stretch",
     )

@@ -17,6 +17,7 @@ import streamlit as st
 from vitviz import figures, limits, quota, studio, weights
 from vitviz.i18n import Message, message_of
 from vitviz.ui import state
+from vitviz.ui.drawing import web_picture
 from vitviz.ui.i18n import _, ngettext, say
 from vitviz.ui.text import plain
 
@@ -280,7 +281,7 @@ def _snapshots(run: studio.TrainingRun) -> None:
         st.session_state[STRIP_KEY] = kept
     columns = st.columns(SHOWN_SNAPSHOTS)
     for column, shot, picture in zip(columns, shown, kept[1], strict=False):
-        column.image(picture, width="stretch", caption=_("step {step}").format(step=shot.step)
+        column.image(web_picture(picture), width="stretch", caption=_("step {step}").format(step=shot.step)
                      + f" · {truth} {shot.probs[run.probe_label]:.0%}")
     if len(run.snapshots) < 2:
         return

@@ -9,7 +9,7 @@ import streamlit as st
 from vitviz import analysis, figures
 from vitviz.i18n import N_
 from vitviz.ui.controls import persistent, token_label
-from vitviz.ui.drawing import show_figure, to_numpy
+from vitviz.ui.drawing import show_figure, to_numpy, web_picture
 from vitviz.ui.i18n import _, ngettext
 from vitviz.ui.state import Traced
 
@@ -59,7 +59,7 @@ def show(traced: Traced, colorscale: str) -> None:
     left, right = st.columns(2)
     picture = figures.attention_overlay(traced.display, analysis.patch_map(norms[layer], grid), size=320,
                                         colorscale=colorscale, opacity=0.6)
-    left.image(figures.mark_patches(picture, here, grid), width="stretch",
+    left.image(web_picture(figures.mark_patches(picture, here, grid)), width="stretch",
                caption=_("Each patch's norm after layer {layer}; {marks}").format(layer=layer + 1, marks=(
                    _("none is high-norm") if not len(here) else _("the high-norm patch outlined") if len(here) == 1
                    else _("the {count} high-norm patches outlined").format(count=len(here)))))
