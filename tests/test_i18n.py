@@ -338,6 +338,18 @@ def test_samples_and_shapes_are_named_in_turkish_and_a_turkish_link_reopens_the_
     assert english.selectbox(key="sample_name").options[2] == english_name
 
 
+def test_a_chosen_class_survives_a_language_switch():
+    at = app(lang="en")
+    at.run()
+    open_page(at, "pages/step_14.py")
+    at.selectbox(key="true_label").set_value("star").run()
+    at.radio(key="language_switch").set_value("tr").run()
+    picker = at.selectbox(key="true_label")
+    assert picker.value == "star" and picker.format_func("star") == "yıldız" and "yıldız" in picker.options
+    assert any("**yıldız**" in text for text in shown(at)), shown(at)  # "Çapraz entropi … **yıldız** …"
+    assert not problems(at), problems(at)
+
+
 # --- every wrapped page, in Turkish -------------------------------------------------------------------------
 
 

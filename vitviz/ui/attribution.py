@@ -20,7 +20,7 @@ import streamlit as st
 from vitviz import faithfulness, figures, limits, quota, train
 from vitviz.faithfulness import Faithfulness, title
 from vitviz.ui import state
-from vitviz.ui.controls import persistent
+from vitviz.ui.controls import class_picker
 from vitviz.ui.drawing import hover_words, image_grid, show_figure, web_picture
 from vitviz.ui.i18n import _, say
 from vitviz.ui.state import Traced
@@ -114,10 +114,8 @@ def faithfulness_tab(traced: Traced, colorscale: str, opacity: float) -> None:
         "these curves, compared with random orders of the patches."
     ))
     labels = traced.labels
-    predicted = labels[int(traced.trace.probs.argmax())]
-    target = labels.index(
-        persistent(st.selectbox, "faithfulness_class", predicted, label=_("Class to explain"), options=labels)
-    )
+    target = class_picker(st.selectbox, "faithfulness_class", traced, int(traced.trace.probs.argmax()),
+                          _("Class to explain"))
     result = cached(traced, target)
     if result is None:
         seconds, forwards, one = estimate(traced)

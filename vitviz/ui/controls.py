@@ -102,6 +102,16 @@ def persistent(widget, key: str, default, *, store: str | None = None, **kwargs)
     return widget(key=key, on_change=_keep, args=(key, store), **kwargs)
 
 
+def class_picker(widget, key: str, traced, default: int, label: str) -> int:
+    """A class picker drawn with `widget` (e.g. st.selectbox or a column's): it shows the class names in the
+    reader's language and keeps the checkpoint's own name, so the choice survives a language switch and a
+    different model starts again at class `default`. Returns the chosen class's index."""
+    names = list(traced.config.labels)
+    shown = dict(zip(names, traced.labels, strict=True))
+    choice = persistent(widget, key, names[default], label=label, options=names, format_func=shown.__getitem__)
+    return names.index(choice)
+
+
 def kept_tabs(labels: list[str], key: str) -> list:
     """st.tabs that opens on the kept tab `key` (the first one at first) and keeps the reader's switch.
 

@@ -169,11 +169,10 @@ def _attribution(traced: Traced, colorscale: str, opacity: float) -> None:
     if traced.trace.probs is None:
         right.info(_("Gradient rollout follows the gradient of a class score, and this model has no class head."))
         return
-    predicted = labels[int(traced.trace.probs.argmax())]
-    target = controls.persistent(
-        class_column.selectbox, "rollout_class", predicted, label=_("Class for the gradient"), options=labels
-    )
-    maps, grads = _gradients(traced, labels.index(target))
+    index = controls.class_picker(class_column.selectbox, "rollout_class", traced, int(traced.trace.probs.argmax()),
+                                  _("Class for the gradient"))
+    target = labels[index]
+    maps, grads = _gradients(traced, index)
     weighted = analysis.gradient_rollout(maps, grads, discard_ratio=discard)[0]
     right.image(
         web_picture(patch_overlay(traced, weighted, size=320, opacity=opacity, colorscale=colorscale)),

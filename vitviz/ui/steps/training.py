@@ -10,7 +10,7 @@ import streamlit as st
 
 from vitviz import figures, gradients
 from vitviz.i18n import N_
-from vitviz.ui.controls import View, persistent
+from vitviz.ui.controls import View, class_picker, persistent
 from vitviz.ui.drawing import caption, columns, hover_words, markdown, show_figure
 from vitviz.ui.i18n import _
 from vitviz.ui.state import Traced
@@ -98,9 +98,7 @@ def step_14(traced: Traced, view: View) -> None:
     predicted = int(traced.trace.probs.argmax())
     left, right = columns(2)
     with left:
-        label = persistent(
-            st.selectbox, "true_label", labels[predicted], label=_("The true label, as you see it"), options=labels
-        )
+        index = class_picker(st.selectbox, "true_label", traced, predicted, _("The true label, as you see it"))
     with right:
         lr = persistent(
             st.select_slider,
@@ -110,7 +108,7 @@ def step_14(traced: Traced, view: View) -> None:
             options=list(STEP_LEARNING_RATES),
             format_func=lambda v: f"{v:g}",
         )
-    index = labels.index(label)
+    label = labels[index]
     result = _gradient(traced.image_key, traced.model_key, index, float(lr), traced.model, traced.trace.pixels)
     markdown(
         _("Cross-entropy against **{label}**: **{loss:.4f}** (the model gives it {probability:.1%}).").format(
