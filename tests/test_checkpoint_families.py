@@ -9,18 +9,14 @@ import numpy as np
 import pytest
 import torch
 from helpers.checkpoints import hf_deit_distilled, hf_dinov2, randomised
+from test_checkpoints import CONFIGS
 
 from vitviz import analysis, capture, weights
 from vitviz.weights import CheckpointError
 
 transformers = pytest.importorskip("transformers")
 
-DEIT = [
-    dict(image_size=32, patch_size=8, hidden_size=48, num_hidden_layers=2, num_attention_heads=4, intermediate_size=96,
-         num_labels=5),
-    dict(image_size=48, patch_size=16, hidden_size=64, num_hidden_layers=3, num_attention_heads=2, intermediate_size=80,
-         num_labels=3, qkv_bias=False, layer_norm_eps=1e-6, hidden_act="gelu_pytorch_tanh"),
-]
+DEIT = CONFIGS[:2]  # DeiT takes ViT's configuration fields
 DINOV2 = [
     dict(image_size=28, patch_size=7, hidden_size=32, num_hidden_layers=2, num_attention_heads=2, mlp_ratio=2),
     dict(image_size=42, patch_size=14, hidden_size=48, num_hidden_layers=3, num_attention_heads=3, mlp_ratio=4,

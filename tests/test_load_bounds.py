@@ -10,6 +10,7 @@ import zipfile
 from io import BytesIO
 
 import pytest
+import streamlit as st
 import torch
 from test_trace_file import traced_photo
 
@@ -140,6 +141,7 @@ def test_the_pages_say_busy_in_one_sentence_and_what_the_numbers_download_holds(
 
     monkeypatch.setattr(attribution, "QUICK_SECONDS", float("inf"))  # score without asking
     monkeypatch.setenv("VITVIZ_NUMBERS_MAX_MB", "2")
+    st.cache_resource.clear()  # no score kept from an earlier test: this one must ask for a place
     at = fresh_app()
     at.session_state["keep_explorer_tab"] = "Faithfulness"
     heavy.take(1)  # another visitor's long computation

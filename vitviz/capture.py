@@ -15,14 +15,13 @@ from __future__ import annotations
 
 import contextvars
 import dataclasses
+import io
 import json
-import struct
 import typing
 from dataclasses import dataclass
 from pathlib import Path
 
 import safetensors
-import safetensors.torch
 import torch
 from torch import nn
 
@@ -163,21 +162,22 @@ class Trace:
     def save(self, path: str | Path) -> None:
         """Write this trace to a safetensors file: every tensor under its field's name ("pixels", "logits",
         "layers.0.attn", …), the other fields as JSON in the file's metadata. `Trace.load` reads it back."""
-        tensors, facts = _flatten(self)
-        safetensors.torch.save_file(tensors, str(path), metadata=_metadata(facts))
+        with open(path, "wb") as file:
+            self.write(file)
 
     def to_bytes(self) -> bytes:
         """What `save` writes, as bytes."""
-        tensors, facts = _flatten(self)
-        return safetensors.torch.save(tensors, metadata=_metadata(facts))
+        buffer = io.BytesIO()
+        self.write(buffer)
+        return buffer.getvalue()
 
     def write(self, stream: typing.BinaryIO, dtype: torch.dtype | None = None) -> None:
         """Write what `save` writes into a binary stream a tensor at a time, never the whole file in memory; with
         `dtype` (torch.float16 halves the file), every floating-point tensor in that type. `Trace.load` reads it."""
-        header, tensors = _layout(self, dtype)
+        header, tensors, _ = _layout(self, dtype)
         stream.write(header)
         for tensor in tensors:
-            stream.write(memoryview(_in_dtype(tensor, dtype).numpy()).cast("B"))
+            stream.write(memoryview(tensor.to(_stored(tensor, dtype)).contiguous().numpy()).cast("B"))
 
     def file_header(self, dtype: torch.dtype | None = None) -> bytes:
         """The first bytes `write` writes: 8 bytes of length, then the JSON naming every tensor's type, shape and
@@ -186,10 +186,8 @@ class Trace:
 
     def file_size(self, dtype: torch.dtype | None = None) -> int:
         """The bytes `write` would write with `dtype`."""
-        header = self.file_header(dtype)
-        (length,) = struct.unpack("<Q", header[:8])
-        return len(header) + max(entry["data_offsets"][1] for name, entry in json.loads(header[8:8 + length]).items()
-                                 if name != "__metadata__")
+        header, _, data = _layout(self, dtype)
+        return len(header) + data
 
     @classmethod
     def load(cls, path: str | Path) -> Trace:
@@ -212,25 +210,20 @@ TRACE_METADATA = "vitviz.trace"  # the safetensors metadata key holding a trace'
 _ITEMS = "dataclasses"  # in that JSON: how many dataclasses a tuple field (Trace.layers) held
 
 
-def _flatten(value, prefix: str = "", tensors: dict | None = None, facts: dict | None = None,
-             copy_shared: bool = True) -> tuple[dict, dict]:
+def _flatten(value, prefix: str = "", tensors: dict | None = None, facts: dict | None = None) -> tuple[dict, dict]:
     """(tensors by name, the other fields by name) of a dataclass; a tuple of dataclasses as "name.i.field".
-    With copy_shared=False a tensor that is two fields is the same tensor under both names (for `_layout`, which
-    writes each name's bytes and needs no copy)."""
+    One recorded tensor can be two fields (a block's output is the next block's input): it is there under both
+    names, and the file holds its bytes under each."""
     tensors = {} if tensors is None else tensors
     facts = {} if facts is None else facts
     for field in dataclasses.fields(value):
         item, name = getattr(value, field.name), prefix + field.name
         if isinstance(item, torch.Tensor):
-            # One recorded tensor can be two fields (a block's output is the next block's input): a
-            # safetensors file holds each name's tensor whole, so the second one is a copy.
-            shared = any(kept.untyped_storage().data_ptr() == item.untyped_storage().data_ptr()
-                         for kept in tensors.values())
-            tensors[name] = item.detach().clone() if shared and copy_shared else item.detach().contiguous()
+            tensors[name] = item.detach()
         elif isinstance(item, tuple) and item and all(dataclasses.is_dataclass(part) for part in item):
             facts[name] = {_ITEMS: len(item)}
             for index, part in enumerate(item):
-                _flatten(part, f"{name}.{index}.", tensors, facts, copy_shared)
+                _flatten(part, f"{name}.{index}.", tensors, facts)
         else:
             facts[name] = item  # numbers, strings, tuples of numbers, or None (a model without a class head)
     return tensors, facts
@@ -245,21 +238,18 @@ _SAFETENSORS_DTYPES = {torch.float64: "F64", torch.float32: "F32", torch.float16
                        torch.bool: "BOOL"}
 
 
-def _in_dtype(tensor: torch.Tensor, dtype: torch.dtype | None, convert: bool = True) -> torch.Tensor:
-    """`tensor` in `dtype` if it is floating point and a dtype is asked for (with convert=False, an empty tensor of
-    that type, for its element size)."""
-    if dtype is None or not tensor.is_floating_point() or tensor.dtype == dtype:
-        return tensor.contiguous()
-    return tensor.to(dtype).contiguous() if convert else torch.empty(0, dtype=dtype)
+def _stored(tensor: torch.Tensor, dtype: torch.dtype | None) -> torch.dtype:
+    """The type `tensor` is written in: `dtype` if one is asked for and the tensor is floating point."""
+    return dtype if dtype is not None and tensor.is_floating_point() else tensor.dtype
 
 
-def _layout(trace: Trace, dtype: torch.dtype | None) -> tuple[bytes, list[torch.Tensor]]:
+def _layout(trace: Trace, dtype: torch.dtype | None) -> tuple[bytes, list[torch.Tensor], int]:
     """A safetensors file's header (8 bytes of length, then JSON padded to 8 bytes) for `trace`'s tensors in
-    `dtype`, and the tensors in the order of their bytes: safetensors.torch.save's layout, tensor by tensor."""
-    tensors, facts = _flatten(trace, copy_shared=False)
+    `dtype`, the tensors in the order of their bytes, and how many bytes they take: safetensors' layout."""
+    tensors, facts = _flatten(trace)
     entries, offset = {}, 0
     for name, tensor in tensors.items():
-        kind = _in_dtype(tensor, dtype, convert=False).dtype
+        kind = _stored(tensor, dtype)
         size = torch.empty(0, dtype=kind).element_size() * tensor.numel()
         entries[name] = {"dtype": _SAFETENSORS_DTYPES[kind], "shape": list(tensor.shape),
                          "data_offsets": [offset, offset + size]}
@@ -267,7 +257,7 @@ def _layout(trace: Trace, dtype: torch.dtype | None) -> tuple[bytes, list[torch.
     entries["__metadata__"] = _metadata(facts)
     text = json.dumps(entries, separators=(",", ":")).encode()
     text += b" " * (-len(text) % 8)
-    return len(text).to_bytes(8, "little") + text, list(tensors.values())
+    return len(text).to_bytes(8, "little") + text, list(tensors.values()), offset
 
 
 def _unflatten(cls, prefix: str, tensors: dict, facts: dict):

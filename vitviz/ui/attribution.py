@@ -77,9 +77,9 @@ def score(traced: Traced, target: int, progress=None) -> Faithfulness:
     return state.trace_cache().get(_key(traced, target), make)
 
 
-def run(traced: Traced, target: int) -> Faithfulness | None:
-    """Score now, with a progress bar over the curves' forward passes; None, and the sentence saying why, when
-    the server is busy."""
+def run(traced: Traced, target: int, retry_key: str) -> Faithfulness | None:
+    """Score now, with a progress bar over the curves' forward passes; None when the server is busy, with the
+    sentence saying so and a "Try again" button (`retry_key`) unless long computations are turned off."""
     bar = st.progress(0.0, text=_("Computing the six maps…"))
     started = time.perf_counter()
 
@@ -93,6 +93,8 @@ def run(traced: Traced, target: int) -> Faithfulness | None:
     except quota.ServerBusy as busy:
         bar.empty()
         st.info(say(busy), icon=":material/hourglass_top:")
+        if limits.heavy_tasks():  # busy, not turned off
+            st.button(_("Try again"), key=retry_key)  # a click reruns the page, which asks again
         return None
     bar.empty()
     return result
@@ -130,10 +132,8 @@ def faithfulness_tab(traced: Traced, colorscale: str, opacity: float) -> None:
             if not offer.button(_("Score the six maps"), key="faithfulness_run"):
                 return
             slot.empty()
-        result = run(traced, target)
+        result = run(traced, target, "faithfulness_retry")
         if result is None:
-            if limits.heavy_tasks():  # busy, not turned off
-                st.button(_("Try again"), key="faithfulness_retry")  # a click reruns the page, which asks again
             return
     _draw(traced, result, labels[target], colorscale, opacity)
 
@@ -197,10 +197,8 @@ def which_patches(traced: Traced, colorscale: str) -> None:
                             key="which_patches_run"):
             return
         slot.empty()
-        result = run(traced, target)
+        result = run(traced, target, "which_patches_retry")
         if result is None:
-            if limits.heavy_tasks():  # busy, not turned off
-                st.button(_("Try again"), key="which_patches_retry")
             return
     best = result.best
     left, right = st.columns([1, 2])
