@@ -91,18 +91,20 @@ def _distance_panel(traced: Traced, job: background.Job | None) -> None:
         lambda: analysis.mean_attention_distance(traced.trace.attentions().numpy(), traced.trace.grid,
                                                  config.patch_size))
     series = {_("this image"): this_image}
-    if job is not None and job.result is not None:
-        average, halfwidth = analysis.mean_and_halfwidth(job.result)
-        series[_("{count} generated images").format(count=len(job.result))] = average
+    # Read the job's result once: its thread may set it between two reads.
+    result = job.result if job is not None else None
+    if result is not None:
+        average, halfwidth = analysis.mean_and_halfwidth(result)
+        series[_("{count} generated images").format(count=len(result))] = average
     show_figure(figures.distance_scatter(series, title=_("Mean attention distance per head"), height=320,
                                          x_title=_("layer"), y_title=_("mean attention distance (pixels)"), words=hover_words()))
     caption(_("Each dot is one head: how far, in pixels, its patches look on average (ViT paper, Fig. 7 right). "
               "The image is {width} pixels wide; low dots attend locally, high dots globally.").format(
         width=config.image_size[1]))
-    if job is not None and job.result is not None:
+    if result is not None:
         caption(_("Averaged over {count} generated images, until every head's average was known to within "
                   "±{halfwidth:.1f} pixels (at a confidence of 95%) or {most} images were used.").format(
-            count=len(job.result), halfwidth=halfwidth.max(), most=MAX_IMAGES))
+            count=len(result), halfwidth=halfwidth.max(), most=MAX_IMAGES))
 
 
 def attention_distance(traced: Traced) -> None:
