@@ -11,7 +11,7 @@ from vitviz import analysis, capture, figures, gradients
 from vitviz.i18n import N_
 from vitviz.images import denormalise
 from vitviz.ui import attribution, controls, navigation, page, paper, state, token_norms
-from vitviz.ui.drawing import image_grid, web_picture
+from vitviz.ui.drawing import image_grid, show_figure, web_picture
 from vitviz.ui.i18n import _, ngettext, translator
 from vitviz.ui.specials import patch_overlay, special_weights
 from vitviz.ui.state import Traced
@@ -192,15 +192,14 @@ def _occluded_probabilities(labels: list[str], before: np.ndarray, after: np.nda
     ).format(count=hidden, label=plain(labels[top]), before=before[top], after=after[top],
              now=plain(labels[int(after.argmax())]), now_probability=after.max()))
     order = np.argsort(-before)[: min(8, len(labels))]
-    st.plotly_chart(
+    show_figure(
         figures.lines(
             {_("original"): before[order], _("occluded"): after[order]},
             x=np.array([labels[i] for i in order]),
             title=_("Probabilities"),
             y_title=_("probability"),
             height=260,
-        ),
-        width="stretch",
+        )
     )
 
 
