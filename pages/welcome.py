@@ -3,16 +3,16 @@
 import streamlit as st
 
 from vitviz.ui import controls, links, navigation, page, presets, state, steps
-from vitviz.ui.i18n import _, ngettext, number
+from vitviz.ui.i18n import _, glossed, ngettext, number
 from vitviz.ui.text import plain
 
 navigation.ensure_navigation()
 st.title(_("vitviz: see a Vision Transformer think"))
-st.markdown(_(
+st.markdown(glossed(_(
     "Pick an image and follow it through a real Vision Transformer, one step per page: cut into patches, "
     "embedded, mixed by attention in every layer, and turned into a prediction. Every number and picture "
     "is computed by the model for *your* image, nothing is a mock-up."
-))
+)))
 model = state.current_model()
 left, right = st.columns([1, 1])
 with left:

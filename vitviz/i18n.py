@@ -131,12 +131,13 @@ class _SourceCatalogue(gettext.NullTranslations):
 
     def __init__(self) -> None:
         super().__init__()
-        self.numbers = number_style(SOURCE)
+        self.language, self.numbers = SOURCE, number_style(SOURCE)
 
 
 class _Catalogue(gettext.GNUTranslations):
     """A language's compiled catalogue whose sentences write numbers in that language (`NumberStyle`)."""
 
+    language: str
     numbers: NumberStyle
 
     def gettext(self, message: str) -> str:
@@ -148,14 +149,14 @@ class _Catalogue(gettext.GNUTranslations):
 
 @functools.cache
 def translations(language: str) -> gettext.NullTranslations:
-    """The catalogue of `language`, read once per process. English is the source text itself. Each has `numbers`,
-    the language's `NumberStyle`."""
+    """The catalogue of `language`, read once per process. English is the source text itself. Each has its
+    `language` and `numbers`, the language's `NumberStyle`."""
     if language not in LANGUAGES:
         raise ValueError(f"vitviz has no catalogue for {language!r}")
     if language == SOURCE:
         return _SourceCatalogue()
     catalogue = gettext.translation(DOMAIN, LOCALES, languages=[language], class_=_Catalogue)
-    catalogue.numbers = number_style(language)
+    catalogue.language, catalogue.numbers = language, number_style(language)
     return catalogue
 
 

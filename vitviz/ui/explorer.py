@@ -12,7 +12,7 @@ from vitviz.i18n import N_
 from vitviz.images import denormalise
 from vitviz.ui import attribution, controls, navigation, page, paper, state, token_norms
 from vitviz.ui.drawing import image_grid, show_figure, web_picture
-from vitviz.ui.i18n import _, ngettext, translator
+from vitviz.ui.i18n import _, glossed, ngettext, translator
 from vitviz.ui.specials import patch_overlay, special_weights
 from vitviz.ui.state import Traced
 from vitviz.ui.text import plain
@@ -47,12 +47,12 @@ def head_map(attn: np.ndarray, choice) -> np.ndarray:
 def show() -> None:
     navigation.ensure_navigation()
     st.title(_("Attention explorer"))
-    st.markdown(_(
+    st.markdown(glossed(_(
         "Click a patch to see where it looks, layer by layer and head by head. The default query is the CLS "
         "token, the one that makes the prediction. Below: every head at once, attention rollout, occlusion, "
         "the three analyses of the ViT paper's Figure 7 for this model, a test of which attribution map to "
         "believe for this image, and the norms of every token."
-    ))
+    )))
     controls.image_picker()
     traced = page.load_traced()
     if traced is None:

@@ -1,5 +1,5 @@
 """The session's language, and the calls every UI module makes inline to speak it: `_`, `ngettext`, `say`,
-and `number` for a number written outside a sentence.
+`number` for a number written outside a sentence, and `glossed` for the words that open a page.
 
 The language comes from `?lang=` in the URL, else what this session chose before (the sidebar's
 switch), else the browser's language (`st.context.locale`, then the Accept-Language header), else
@@ -26,7 +26,7 @@ from contextvars import ContextVar
 import streamlit as st
 from streamlit.runtime.scriptrunner import get_script_run_ctx
 
-from vitviz import i18n
+from vitviz import glossary, i18n
 from vitviz.i18n import LANGUAGES, SOURCE, Message
 
 LANGUAGE_KEY = "vitviz_language"  # session_state: the session's language code
@@ -97,6 +97,12 @@ def listed(parts) -> str:
 def separators() -> str:
     """The reader's decimal and thousands symbols, as plotly's `layout.separators` takes them (",." in Turkish)."""
     return catalogue().numbers.separators
+
+
+def glossed(text: str) -> str:
+    """`text` with the English term after the first use of each key term, in a language that has them
+    (`vitviz.glossary`): for the words that open a page."""
+    return glossary.glossed(text, catalogue().language)
 
 
 def say(text: object) -> str:

@@ -10,7 +10,7 @@ import streamlit as st
 from vitviz import limits, weights
 from vitviz.i18n import N_
 from vitviz.ui import navigation, presets, state
-from vitviz.ui.i18n import _, listed, ngettext, number, say, translator
+from vitviz.ui.i18n import _, glossed, listed, ngettext, number, say, translator
 from vitviz.ui.text import plain
 from vitviz.weights import CheckpointError
 
@@ -80,10 +80,10 @@ def _local_path() -> None:
 def show() -> None:
     navigation.ensure_navigation()
     st.title(_("Model"))
-    st.markdown(_("Every page shows the tensors of the model chosen here. Besides the built-in shapes model you can "
+    st.markdown(glossed(_("Every page shows the tensors of the model chosen here. Besides the built-in shapes model you can "
                   "load a Vision Transformer from a Hugging Face folder (a ViT, DeiT or DINOv2: config.json with "
                   "model.safetensors or pytorch_model.bin), a timm checkpoint (name its architecture, e.g. "
-                  "vit_small_patch16_224), a model trained in the Training studio, or a vitviz safetensors file."))
+                  "vit_small_patch16_224), a model trained in the Training studio, or a vitviz safetensors file.")))
     left, right = st.columns([3, 2])
     with left:
         source = st.radio(_("Source"), (PRESETS, BUILT_IN, *SOURCES), format_func=translator(), horizontal=True,

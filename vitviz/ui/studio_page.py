@@ -18,7 +18,7 @@ from vitviz import figures, limits, quota, studio, weights
 from vitviz.i18n import Message, message_of
 from vitviz.ui import state
 from vitviz.ui.drawing import show_figure, web_picture
-from vitviz.ui.i18n import _, ngettext, number, number_writer, say
+from vitviz.ui.i18n import _, glossed, ngettext, number, number_writer, say
 from vitviz.ui.text import plain
 
 RUN_KEY = state.TRAINING_KEY
@@ -401,12 +401,12 @@ def _model_section(run: studio.TrainingRun | None) -> None:
 
 def show() -> None:
     st.title(_("Training studio"))
-    st.markdown(_(
+    st.markdown(glossed(_(
         "Train a Vision Transformer of your own on the built-in shapes, here and now. Choose its size and how long "
         "to train, then watch the loss fall, the accuracy rise and the attention find the shape. Training runs "
         "in the background on one of the server's cores, so you can keep browsing the steps meanwhile; closing "
         "the tab stops it."
-    ))
+    )))
     run = current_run()
     if run is not None:
         run.poll()
