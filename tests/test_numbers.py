@@ -95,6 +95,13 @@ def test_no_turkish_sentence_glues_a_suffix_to_a_placeholder():
     assert not found, "write a pattern that needs no suffix (README, 'Languages'): " + str(found)
 
 
+def test_no_turkish_sentence_puts_a_comma_after_a_decimal():
+    """"silme 0,03, ekleme 0,97" reads as a list of four numbers: after a decimal number Turkish separates with ";"."""
+    after_decimal = re.compile(r"\{\w+:[^}]*[efg%]\}[*_`]*, ")
+    found = [text for message in read(PO) if message.id for text in forms(message.string) if after_decimal.search(text)]
+    assert not found, found
+
+
 def test_the_suffix_check_finds_the_patterns_that_broke():
     broken = ["{batch}'lik yığınlar", "0'dan {last}'e", "{ratio:,.0f}'e 1 oranında", "**{count}**'ü", "{n}inci"]
     fine = ["{batch} görüntülük yığınlar", "0 ile {last} arası", "{ratio:,.0f}:1 oranında", "{layer}. katmanda",

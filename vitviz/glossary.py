@@ -29,7 +29,6 @@ class Term(NamedTuple):
 # Per language, in the order the guide meets them (the glossary's order). English needs none.
 TERMS: dict[str, tuple[Term, ...]] = {
     "tr": (
-        Term("batch", "yığın", r"yığın"),
         Term("patch", "yama", r"yama"),
         Term("flatten", "düzleştirme", r"düzleştir"),
         Term("embedding", "gömme", r"gömme"),
@@ -38,15 +37,16 @@ TERMS: dict[str, tuple[Term, ...]] = {
         Term("classification token", "sınıflandırma belirteci", r"sınıflandırma belirte[çc]"),
         Term("position embedding", "konum gömmesi", r"konum gömme"),
         Term("encoder", "kodlayıcı", r"kodlayıcı"),
-        Term("LayerNorm", "katman normalizasyonu", r"katman normalizasyon"),
         Term("attention", "dikkat", r"dikkat(?! e[td])"),  # not the verb "dikkat etmek", to attend
         Term("query", "sorgu", r"sorgu"),
         Term("key", "anahtar", r"anahtar"),
         Term("value", "değer vektörü", r"değer(?=\w* vektör)"),
         Term("head", "başlık", r"başl[ıi][kğ]"),
         Term("multi-head attention", "çok başlı dikkat", r"çok başlı dikkat"),
+        Term("LayerNorm", "katman normalizasyonu", r"katman normalizasyon"),
         Term("residual connection", "artık bağlantı", r"artık bağlantı"),
         Term("classification head", "sınıflandırıcı", r"sınıflandırıcı"),
+        Term("batch", "yığın", r"yığın"),
         Term("loss", "kayıp", r"kay(?:ıp|b)"),
         Term("cross-entropy", "çapraz entropi", r"çapraz entropi"),
         Term("backpropagation", "geri yayılım", r"geri yayılım"),

@@ -12,12 +12,14 @@ from vitviz.i18n import N_
 from vitviz.images import denormalise
 from vitviz.ui import attribution, controls, navigation, page, paper, state, token_norms
 from vitviz.ui.drawing import image_grid, show_figure, web_picture
-from vitviz.ui.i18n import _, glossed, ngettext, translator
+from vitviz.ui.i18n import _, glossed, ngettext, number_writer, translator
 from vitviz.ui.specials import patch_overlay, special_weights
 from vitviz.ui.state import Traced
 from vitviz.ui.text import plain
 
 FUSIONS = ("mean", "max", "min")
+# A select slider, so its labels are written the reader's way (a plain slider writes 0.60 in every language).
+OPACITIES = tuple(round(0.05 * i, 2) for i in range(21))
 FUSION_NAMES = {"mean": N_("mean"), "max": N_("max"), "min": N_("min")}  # shown translated
 # In English, as links' tab= names them; the tabs show them translated (controls.kept_tabs).
 TABS = (N_("All heads"), N_("Layers × heads"), N_("Attribution"), N_("Occlusion"), N_("Paper Fig. 7"),
@@ -70,7 +72,8 @@ def show() -> None:
         format_func=lambda choice: head_label(choice, say),
     )
     opacity = controls.persistent(
-        st.sidebar.slider, "opacity", 0.6, label=_("Heatmap opacity"), min_value=0.0, max_value=1.0, step=0.05
+        st.sidebar.select_slider, "opacity", 0.6, label=_("Heatmap opacity"), options=OPACITIES,
+        format_func=lambda value, write=number_writer(): write(value, ".0%"),
     )
     left, right = st.columns(2)
     with left:
