@@ -7,7 +7,10 @@ script run in alternating rounds (the machine's noise hits both languages alike)
 and once:
 - lookup_us: microseconds per Turkish lookup, timed alone;
 - lookup_share_of_page: lookups × lookup_us ÷ the page's English run, the largest over the pages: what the
-  catalogue lookups add to a page at most.
+  catalogue lookups add to a page at most;
+- format_en_us, format_tr_us and format_tr_en_ratio: microseconds to look up and fill one sentence with three
+  numbers (a thousands count, a percentage, a decimal) in each language, and their ratio: what writing numbers the
+  reader's way costs (#26; English formats with str.format, Turkish through its NumberStyle).
 
     python benchmarks/bench_i18n.py [--rounds 5]
 """
@@ -82,6 +85,17 @@ def main() -> None:
         ui_i18n._("Attention scores")
     lookup_us = (time.perf_counter() - started) / calls * 1e6
 
+    sentence = "Prediction: **{label}** with probability **{probability:.1%}**."
+    formats = {}
+    for language in ("en", "tr"):
+        ui_i18n._catalogue.set(i18n.translations(language))
+        started = time.perf_counter()
+        for _call in range(calls // 10):
+            ui_i18n._(sentence).format(label="cat", probability=0.873)
+            ui_i18n._("{count:,} class.").format(count=4096)
+            ui_i18n._("{seconds:.1f} s").format(seconds=4.898)
+        formats[language] = (time.perf_counter() - started) / (calls // 10) * 1e6
+
     share = 0.0
     for page in PAGES:
         name = Path(page).stem
@@ -91,6 +105,9 @@ def main() -> None:
         share = max(share, lookups.get(page, 0) * lookup_us * 1e-6 / english)
     print(f"lookup_us {lookup_us:.3f}")
     print(f"lookup_share_of_page {share:.5f}")
+    print(f"format_en_us {formats['en']:.3f}")
+    print(f"format_tr_us {formats['tr']:.3f}")
+    print(f"format_tr_en_ratio {formats['tr'] / formats['en']:.2f}")
 
 
 if __name__ == "__main__":

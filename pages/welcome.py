@@ -3,16 +3,16 @@
 import streamlit as st
 
 from vitviz.ui import controls, links, navigation, page, presets, state, steps
-from vitviz.ui.i18n import _, ngettext
+from vitviz.ui.i18n import _, glossed, ngettext, number
 from vitviz.ui.text import plain
 
 navigation.ensure_navigation()
 st.title(_("vitviz: see a Vision Transformer think"))
-st.markdown(_(
+st.markdown(glossed(_(
     "Pick an image and follow it through a real Vision Transformer, one step per page: cut into patches, "
     "embedded, mixed by attention in every layer, and turned into a prediction. Every number and picture "
     "is computed by the model for *your* image, nothing is a mock-up."
-))
+)))
 model = state.current_model()
 left, right = st.columns([1, 1])
 with left:
@@ -37,7 +37,7 @@ with right:
             st.metric(_("Prediction"), labels[order[0]], _("{probability:.1%} probability").format(
                 probability=probs[order[0]]), delta_color="off")
             if len(labels) > 5:
-                st.text("\n".join(f"{probs[i]:6.1%}  {labels[i]}" for i in order[:5]))  # plain text: names are data
+                st.text("\n".join(f"{number(probs[i], '6.1%')}  {labels[i]}" for i in order[:5]))  # plain text: names are data
         config = traced.config
         size = _("It cuts a {width}×{height} input into {patches} patches of {patch}×{patch} pixels and runs {depth} "
                  "encoder layers with {heads} attention heads each.").format(

@@ -29,7 +29,7 @@ def test_a_turkish_browser_walks_five_pages_in_turkish(browser):  # noqa: F811
         assert heading(page) == "0 · Veri" and "lang=tr" in page.url
         assert page.get_by_text("Bir ViT örneklerden öğrenir").count() == 1
 
-        open_from_menu(page, "Kodlayıcı katmanının içi", "10.1 · Q, K ve V")
+        open_from_menu(page, "Bir kodlayıcı katmanının içi", "10.1 · Q, K ve V")
         assert heading(page) == "10.1 · Q, K ve V" and "/step_10_1?lang=tr" in page.url
         assert page.get_by_text("Üçü ne işe yarar?").count() == 1
         page.get_by_role("button", name="10.2 · Dikkat skorları").first.click()

@@ -36,7 +36,7 @@ def test_switching_layer_head_and_query_does_not_rerun_the_model(forward_passes)
     at.sidebar.selectbox(key="layer").set_value(2).run()
     at.sidebar.selectbox(key="explorer_head").set_value(1).run()
     at.sidebar.selectbox(key="explorer_head").set_value("all heads: max").run()
-    at.sidebar.slider(key="opacity").set_value(0.3).run()
+    at.sidebar.select_slider(key="opacity").set_value(0.3).run()
     at.session_state["keep_query"] = 5  # what a click on patch 4 stores
     at.run()
     at.selectbox(key="rollout_fusion").set_value("min").run()

@@ -501,3 +501,12 @@ def test_no_catalogued_text_is_shown_in_english(turkish_screens, screen):
     sentences = [text for text in texts if len(ENGLISH_WORDS.findall(text)) >= 2 and not text.startswith(
         UNWRAPPED_SENTENCES)]
     assert not sentences, f"English sentences on {screen}: {sentences}"
+
+
+@pytest.mark.parametrize("screen", TURKISH_SCREENS)
+def test_no_percent_sign_follows_a_number_in_turkish(turkish_screens, screen):
+    """Turkish writes %87,3 (#26): no text, figure label or plotly format (".0%") puts the sign after a number.
+    tests/test_numbers.py checks every number of the welcome page and steps 3 and 13 against English."""
+    _found, texts = turkish_screens[screen]
+    after = sorted({text for text in texts if re.search(r"\d%", text)})
+    assert not after, after

@@ -242,15 +242,29 @@ def channel_histograms(pixels: np.ndarray, *, title: str | None = None, height: 
 
 
 def bars(values: np.ndarray, labels: list[str], *, title: str | None = None, height: int = 300,
-         highlight: int | None = None, value_format: str = ".3f", x_title: str = "") -> go.Figure:
-    """Horizontal bars, largest on top."""
+         highlight: int | None = None, value_format: str = ".3f", x_title: str = "", top: float | None = None,
+         number=format) -> go.Figure:
+    """Horizontal bars, largest on top, each labelled with its value written by `number(value, value_format)`
+    (the page passes the reader's way of writing numbers; a percentage's sign goes where the reader puts it).
+    `top` ends the value axis there (several charts on one scale)."""
     colours = ["#4f46e5" if i != highlight else "#f59e0b" for i in range(len(values))]
     fig = go.Figure(go.Bar(x=values, y=_labels(labels), orientation="h", marker_color=colours,
-                           text=[format(v, value_format) for v in values], textposition="auto",
-                           hovertemplate="%{y}: %{x:" + value_format + "}<extra></extra>"))
+                           text=[number(v, value_format) for v in values], textposition="auto",
+                           hovertemplate="%{y}: %{text}<extra></extra>"))
     fig.update_yaxes(autorange="reversed")
-    fig.update_xaxes(title=x_title)
+    fig.update_xaxes(title=x_title, range=None if top is None else [0, top])
+    if value_format.endswith("%"):
+        fig.update_xaxes(percent_ticks(max(values, default=1.0) if top is None else top, number))
     return layout(fig, title, height)
+
+
+def percent_ticks(top: float, number=format, most: int = 6) -> dict:
+    """An axis from 0 to `top` (a fraction) labelled in whole percentages written by `number`: plotly's own ".0%"
+    always puts the sign after the number, which Turkish puts in front (%50)."""
+    top = max(float(top), 1e-9)
+    step = next((s for s in (0.01, 0.02, 0.05, 0.1, 0.2, 0.25) if top / s <= most - 1), 0.25)
+    ticks = np.arange(0, top + step / 2, step)
+    return dict(tickmode="array", tickvals=ticks, ticktext=[number(t, ".0%") for t in ticks])
 
 
 def lines(series: dict[str, np.ndarray], *, x: np.ndarray | None = None, title: str | None = None,
@@ -270,17 +284,20 @@ def lines(series: dict[str, np.ndarray], *, x: np.ndarray | None = None, title: 
 
 def perturbation_curves(fractions: np.ndarray, curves: dict[str, np.ndarray], random: np.ndarray, *,
                         title: str | None = None, x_title: str = "", y_title: str = "probability",
-                        highlight: str | None = None, height: int = 320, words: dict[str, str] = HOVER_WORDS) -> go.Figure:
-    """Deletion or insertion curves: one line per map, the random orders' mean dashed, `highlight` drawn thicker."""
+                        highlight: str | None = None, height: int = 320, words: dict[str, str] = HOVER_WORDS,
+                        number=format) -> go.Figure:
+    """Deletion or insertion curves: one line per map, the random orders' mean dashed, `highlight` drawn thicker.
+    The fractions are written as percentages by `number` (the reader's way)."""
     fig = go.Figure()
-    share = html.escape(words["share"]).format(share="%{x:.0%}") + ": %{y:.3f}<extra></extra>"
+    shares = [number(f, ".0%") for f in fractions]
+    share = html.escape(words["share"]).format(share="%{customdata}") + ": %{y:.3f}<extra></extra>"
     for name, ys in curves.items():
-        fig.add_scatter(x=fractions, y=ys, mode="lines", name=html.escape(name),
+        fig.add_scatter(x=fractions, y=ys, customdata=shares, mode="lines", name=html.escape(name),
                         line=dict(width=4 if name == highlight else 1.8), hovertemplate=f"{html.escape(name)}<br>{share}")
     random_name = html.escape(words["random order"])
-    fig.add_scatter(x=fractions, y=random, mode="lines", name=random_name, line=dict(color="#888", dash="dash"),
-                    hovertemplate=f"{random_name}<br>{share}")
-    fig.update_xaxes(title=x_title, tickformat=".0%", range=[0, 1])
+    fig.add_scatter(x=fractions, y=random, customdata=shares, mode="lines", name=random_name,
+                    line=dict(color="#888", dash="dash"), hovertemplate=f"{random_name}<br>{share}")
+    fig.update_xaxes(percent_ticks(1.0, number), title=x_title, range=[0, 1])
     fig.update_yaxes(title=y_title, range=[-0.02, 1.02])
     fig.update_layout(legend=dict(orientation="h", y=-0.25))
     return layout(fig, title, height)

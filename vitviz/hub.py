@@ -46,32 +46,32 @@ log = logging.getLogger("vitviz")
 @dataclass(frozen=True)
 class Preset:
     repo_id: str
-    title: str
+    title: str  # the model's name (marked with N_: two say a word in English)
     teaches: str  # one line: why look at this model (English, marked with N_: the app shows it translated)
     size_mb: int  # approximate download
     has_classifier: bool
 
 
 PRESETS = (
-    Preset("google/vit-base-patch16-224", "ViT-B/16",
+    Preset("google/vit-base-patch16-224", N_("ViT-B/16"),
            N_("The model of the ViT paper itself: 12 layers of 12 heads over 196 patches, pretrained on ImageNet-21k, "
               "then taught the 1,000 ImageNet-1k classes."), 350, True),
-    Preset("facebook/deit-tiny-patch16-224", "DeiT-Tiny",
+    Preset("facebook/deit-tiny-patch16-224", N_("DeiT-Tiny"),
            N_("The same design at a sixteenth of the size (3 heads, d = 192), trained on ImageNet-1k alone: "
               "quick enough on a CPU to try everything."), 22, True),
-    Preset("facebook/dino-vits16", "DINO ViT-S/16",
+    Preset("facebook/dino-vits16", N_("DINO ViT-S/16"),
            N_("Trained without a single label, so it has no classifier, yet its CLS token's attention outlines "
               "the objects in a photo."), 87, False),
-    Preset("timm/vit_tiny_patch16_224.augreg_in21k_ft_in1k", "ViT-Ti/16 (timm)",
+    Preset("timm/vit_tiny_patch16_224.augreg_in21k_ft_in1k", N_("ViT-Ti/16 (timm)"),
            N_("A timm checkpoint: other key names and its own config format, the same arithmetic once mapped."), 23,
            True),
-    Preset("facebook/deit-small-distilled-patch16-224", "DeiT-S distilled",
+    Preset("facebook/deit-small-distilled-patch16-224", N_("DeiT-S distilled"),
            N_("Two special tokens: CLS, and a distillation token that learned from a teacher network through a head "
               "of its own; the two heads' predictions are averaged."), 89, True),
-    Preset("facebook/dinov2-small", "DINOv2 ViT-S/14",
+    Preset("facebook/dinov2-small", N_("DINOv2 ViT-S/14"),
            N_("Self-supervised at scale, with LayerScale and 14-pixel patches: look for the few background patches "
               "whose vectors grow far longer than the rest (Token norms, in the attention explorer)."), 88, False),
-    Preset("facebook/dinov2-with-registers-small", "DINOv2 ViT-S/14 with registers",
+    Preset("facebook/dinov2-with-registers-small", N_("DINOv2 ViT-S/14 with registers"),
            N_("The same model given 4 register tokens as scratch space, the fix Darcet et al. proposed for those "
               "high-norm patches."), 88, False),
 )
@@ -123,8 +123,8 @@ def _fetch(repo_id: str, max_bytes: int | None, progress: Progress | None, token
     _check_size(repo_id, total, limit)
     weights_size, checkpoint_limit = sizes[files[-1]], limits.max_checkpoint_bytes()
     if weights_size > checkpoint_limit:  # the loader would refuse it: say so before downloading it
-        raise CheckpointError(Message("{repo}'s weights are {size} MB, more than this app's checkpoint limit of "
-                                      "{limit} MB.", repo=repo_id, size=_mb(weights_size), limit=_mb(checkpoint_limit)))
+        raise CheckpointError(Message("{repo}'s weights are {size:,} MB, more than this app's checkpoint limit of "
+                                      "{limit:,} MB.", repo=repo_id, size=_mb(weights_size), limit=_mb(checkpoint_limit)))
     return _download(repo_id, [(name, sizes[name]) for name in files], token, progress)
 
 
@@ -243,12 +243,13 @@ def _choose(repo_id: str, sizes: dict[str, int | None]) -> list[str]:
 
 def _check_size(repo_id: str, total: int, limit: int) -> None:
     if total > limit:
-        raise CheckpointError(Message("{repo} is {size} MB, more than this app's limit of {limit} MB.", repo=repo_id,
+        raise CheckpointError(Message("{repo} is {size:,} MB, more than this app's limit of {limit:,} MB.", repo=repo_id,
                                       size=_mb(total), limit=_mb(limit)))
 
 
-def _mb(count: int) -> str:
-    return f"{count / 1e6:,.0f}" if count >= 10e6 else f"{count / 1e6:.1f}"
+def _mb(count: int) -> float:
+    """Bytes in MB, as a sentence shows them ("{size:,} MB"): whole from 10 MB up, one decimal below."""
+    return round(count / 1e6) if count >= 10e6 else round(count / 1e6, 1)
 
 
 # --- downloading ------------------------------------------------------------------------------------------

@@ -159,8 +159,9 @@ TENSOR_NAME = re.compile(r"[A-Za-z0-9_.-]{1,200}\Z")  # module paths like blocks
 MAX_RANK = 4  # a ViT's tensors have 1 to 4 dimensions: the patch projection, a Conv2d (d, c, p, p), has the most
 
 
-def _mb(count: int) -> str:
-    return f"{count / 1e6:,.0f}" if count >= 10e6 else f"{count / 1e6:.1f}"
+def _mb(count: int) -> float:
+    """Bytes in MB, as a sentence shows them ("{size:,} MB"): whole from 10 MB up, one decimal below."""
+    return round(count / 1e6) if count >= 10e6 else round(count / 1e6, 1)
 
 
 def _regular_file_size(path: Path) -> int:
@@ -180,7 +181,7 @@ def _checked_size(source: bytes | Path) -> int:
     size = len(source) if isinstance(source, bytes) else _regular_file_size(source)
     limit = limits.max_checkpoint_bytes()
     if size > limit:
-        raise CheckpointError(Message("The checkpoint is {size} MB, more than this app's limit of {limit} MB.",
+        raise CheckpointError(Message("The checkpoint is {size:,} MB, more than this app's limit of {limit:,} MB.",
                                       size=_mb(size), limit=_mb(limit)))
     return size
 
@@ -233,8 +234,8 @@ def _check_shapes(shapes: dict) -> None:
         elements += math.prod(shape)
     limit = limits.max_checkpoint_bytes()
     if elements * 4 > limit:
-        raise CheckpointError(Message("The checkpoint's tensors take {size} MB as float32, more than this app's limit of "
-                                      "{limit} MB.", size=_mb(elements * 4), limit=_mb(limit)))
+        raise CheckpointError(Message("The checkpoint's tensors take {size:,} MB as float32, more than this app's limit of "
+                                      "{limit:,} MB.", size=_mb(elements * 4), limit=_mb(limit)))
 
 
 def _safetensors_metadata(handle, length: int) -> dict:
@@ -316,7 +317,7 @@ def _check_zip(source: bytes | Path) -> None:
     except (zipfile.BadZipFile, OSError, ValueError, EOFError) as exc:
         raise CheckpointError(Message("The .pth archive is damaged.")) from exc
     if unpacked > limit:
-        raise CheckpointError(Message("The checkpoint unpacks to {size} MB, more than this app's limit of {limit} MB.",
+        raise CheckpointError(Message("The checkpoint unpacks to {size:,} MB, more than this app's limit of {limit:,} MB.",
                                       size=_mb(unpacked), limit=_mb(limit)))
     if unpacked > ratio * size:
         raise CheckpointError(Message("The checkpoint is compressed {ratio:,.0f} to 1, far tighter than tensors pack, so "

@@ -22,7 +22,7 @@ from vitviz.faithfulness import Faithfulness, title
 from vitviz.ui import state
 from vitviz.ui.controls import class_picker
 from vitviz.ui.drawing import hover_words, image_grid, show_figure, web_picture
-from vitviz.ui.i18n import _, say
+from vitviz.ui.i18n import _, number_writer, say
 from vitviz.ui.state import Traced
 from vitviz.ui.text import plain
 
@@ -167,7 +167,7 @@ def _draw(traced: Traced, result: Faithfulness, label: str, colorscale: str, opa
             show_figure(figures.perturbation_curves(
                 result.fractions, {shown(name): curve for name, curve in zip(result.methods, curves, strict=True)},
                 random.mean(axis=0), title=what, x_title=_("share of the patches"), highlight=shown(best),
-                y_title=f"p({label})", words=hover_words(),
+                y_title=f"p({label})", words=hover_words(), number=number_writer(),
             ))
     st.caption(_(
         "Areas under the curves: lower is better for deletion, higher for insertion. Random: the mean of "

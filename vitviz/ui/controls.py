@@ -19,7 +19,7 @@ from streamlit_image_coordinates import streamlit_image_coordinates
 from vitviz import figures
 from vitviz.i18n import N_
 from vitviz.ui import drawing, state
-from vitviz.ui.i18n import _, translator
+from vitviz.ui.i18n import _, number, translator
 from vitviz.ui.text import plain
 
 UPLOAD_TYPES = ["png", "jpg", "jpeg", "webp", "gif", "bmp", "tif", "tiff"]
@@ -95,7 +95,7 @@ def persistent(widget, key: str, default, *, store: str | None = None, **kwargs)
     if "max_value" in kwargs and value > kwargs["max_value"]:
         value = default
     if not drawing.live():
-        shown = kwargs.get("format_func", str)(value)
+        shown = kwargs.get("format_func", number)(value)
         drawing.markdown(f"{plain(kwargs.get('label', store))}: **{plain(shown)}**")
         return value
     st.session_state[key] = value

@@ -21,7 +21,7 @@ import streamlit as st
 from PIL import Image
 
 from vitviz import figures
-from vitviz.ui.i18n import _
+from vitviz.ui.i18n import _, separators
 
 FIGURE_CONFIG = {"displaylogo": False}  # plotly's toolbar stays, with its "Download plot as a png"
 JPEG_QUALITY = 90
@@ -137,7 +137,9 @@ def image(picture, caption: str | None = None, width: int | str = "stretch") -> 
 
 
 def show_figure(fig, key: str | None = None) -> None:
-    current().figure(fig, key=key)
+    """Every figure reaches the page (or the story file) here, written with the reader's decimal and thousands
+    symbols: plotly formats its ticks and %{…} hover values by `layout.separators`."""
+    current().figure(fig.update_layout(separators=separators()), key=key)
 
 
 def hover_words() -> dict[str, str]:

@@ -11,13 +11,15 @@ from vitviz import analysis, capture, figures, gradients
 from vitviz.i18n import N_
 from vitviz.images import denormalise
 from vitviz.ui import attribution, controls, navigation, page, paper, state, token_norms
-from vitviz.ui.drawing import image_grid, web_picture
-from vitviz.ui.i18n import _, ngettext, translator
+from vitviz.ui.drawing import image_grid, show_figure, web_picture
+from vitviz.ui.i18n import _, glossed, ngettext, number_writer, translator
 from vitviz.ui.specials import patch_overlay, special_weights
 from vitviz.ui.state import Traced
 from vitviz.ui.text import plain
 
 FUSIONS = ("mean", "max", "min")
+# A select slider, so its labels are written the reader's way (a plain slider writes 0.60 in every language).
+OPACITIES = tuple(round(0.05 * i, 2) for i in range(21))
 FUSION_NAMES = {"mean": N_("mean"), "max": N_("max"), "min": N_("min")}  # shown translated
 # In English, as links' tab= names them; the tabs show them translated (controls.kept_tabs).
 TABS = (N_("All heads"), N_("Layers × heads"), N_("Attribution"), N_("Occlusion"), N_("Paper Fig. 7"),
@@ -47,12 +49,12 @@ def head_map(attn: np.ndarray, choice) -> np.ndarray:
 def show() -> None:
     navigation.ensure_navigation()
     st.title(_("Attention explorer"))
-    st.markdown(_(
+    st.markdown(glossed(_(
         "Click a patch to see where it looks, layer by layer and head by head. The default query is the CLS "
         "token, the one that makes the prediction. Below: every head at once, attention rollout, occlusion, "
         "the three analyses of the ViT paper's Figure 7 for this model, a test of which attribution map to "
         "believe for this image, and the norms of every token."
-    ))
+    )))
     controls.image_picker()
     traced = page.load_traced()
     if traced is None:
@@ -70,7 +72,8 @@ def show() -> None:
         format_func=lambda choice: head_label(choice, say),
     )
     opacity = controls.persistent(
-        st.sidebar.slider, "opacity", 0.6, label=_("Heatmap opacity"), min_value=0.0, max_value=1.0, step=0.05
+        st.sidebar.select_slider, "opacity", 0.6, label=_("Heatmap opacity"), options=OPACITIES,
+        format_func=lambda value, write=number_writer(): write(value, ".0%"),
     )
     left, right = st.columns(2)
     with left:
@@ -192,15 +195,14 @@ def _occluded_probabilities(labels: list[str], before: np.ndarray, after: np.nda
     ).format(count=hidden, label=plain(labels[top]), before=before[top], after=after[top],
              now=plain(labels[int(after.argmax())]), now_probability=after.max()))
     order = np.argsort(-before)[: min(8, len(labels))]
-    st.plotly_chart(
+    show_figure(
         figures.lines(
             {_("original"): before[order], _("occluded"): after[order]},
             x=np.array([labels[i] for i in order]),
             title=_("Probabilities"),
             y_title=_("probability"),
             height=260,
-        ),
-        width="stretch",
+        )
     )
 
 

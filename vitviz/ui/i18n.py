@@ -1,4 +1,5 @@
-"""The session's language, and the calls every UI module makes inline to speak it: `_`, `ngettext`, `say`.
+"""The session's language, and the calls every UI module makes inline to speak it: `_`, `ngettext`, `say`,
+`number` for a number written outside a sentence, and `glossed` for the words that open a page.
 
 The language comes from `?lang=` in the URL, else what this session chose before (the sidebar's
 switch), else the browser's language (`st.context.locale`, then the Accept-Language header), else
@@ -9,6 +10,11 @@ Every visitor shares one process, so nothing is installed globally: the session'
 in a ContextVar of the run's thread, set at the start of every page run. A fragment rerun on a fresh
 thread finds it unset and looks it up once from the session state. Catalogues are read once per
 process (`vitviz.i18n.translations`): `_` is a dict lookup.
+
+What `_` and `ngettext` return writes its numbers the reader's way when formatted (`vitviz.i18n.Text`):
+`_("{count:,} tokens").format(count=4096)` is "4.096 belirteç" in Turkish. A number shown outside such a
+sentence (a list, a metric, a figure's own text) goes through `number(value, spec)`; figures drawn through
+`drawing.show_figure` get the language's `separators()`.
 """
 
 from __future__ import annotations
@@ -20,7 +26,7 @@ from contextvars import ContextVar
 import streamlit as st
 from streamlit.runtime.scriptrunner import get_script_run_ctx
 
-from vitviz import i18n
+from vitviz import glossary, i18n
 from vitviz.i18n import LANGUAGES, SOURCE, Message
 
 LANGUAGE_KEY = "vitviz_language"  # session_state: the session's language code
@@ -70,6 +76,33 @@ def translator():
 def ngettext(singular: str, plural: str, count: int) -> str:
     """The form of `singular`/`plural` that `count` takes in the session's language."""
     return catalogue().ngettext(singular, plural, count)
+
+
+def number(value, spec: str = "") -> str:
+    """`value` written by the format `spec` (",", ".2f", ".1%", …) the reader's way: number(0.873, ".1%") is
+    "87.3%" in English and "%87,3" in Turkish."""
+    return catalogue().numbers.format(value, spec)
+
+
+def number_writer():
+    """`number` bound to this run's language: for figures, which write their own labels from numbers."""
+    return catalogue().numbers.format
+
+
+def listed(parts) -> str:
+    """Items that hold numbers, joined the reader's way: "0.485, 0.456" in English, "0,485; 0,456" in Turkish."""
+    return catalogue().numbers.list_separator.join(parts)
+
+
+def separators() -> str:
+    """The reader's decimal and thousands symbols, as plotly's `layout.separators` takes them (",." in Turkish)."""
+    return catalogue().numbers.separators
+
+
+def glossed(text: str) -> str:
+    """`text` with the English term after the first use of each key term, in a language that has them
+    (`vitviz.glossary`): for the words that open a page."""
+    return glossary.glossed(text, catalogue().language)
 
 
 def say(text: object) -> str:

@@ -262,9 +262,9 @@ def _offer_waiting_model() -> None:
     box = st.container(border=True)
     box.markdown(_("This link shows **{title}** ({repo}), about {size} MB from the Hugging Face Hub, which this server "
                    "has not downloaded yet. Until then the pages show the built-in model.").format(
-        title=preset.title, repo=repo_id, size=preset.size_mb))
+        title=_(preset.title), repo=repo_id, size=preset.size_mb))
     left, right, _rest = box.columns([2, 2, 3])
-    fetch = left.button(_("Download {title} and open the link").format(title=preset.title), type="primary",
+    fetch = left.button(_("Download {title} and open the link").format(title=_(preset.title)), type="primary",
                         key="links_fetch")
     keep = right.button(_("Stay with the built-in model"), key="links_keep")
     if fetch:

@@ -10,7 +10,7 @@ import streamlit as st
 from vitviz import limits, weights
 from vitviz.i18n import N_
 from vitviz.ui import navigation, presets, state
-from vitviz.ui.i18n import _, ngettext, say, translator
+from vitviz.ui.i18n import _, glossed, listed, ngettext, number, say, translator
 from vitviz.ui.text import plain
 from vitviz.weights import CheckpointError
 
@@ -80,10 +80,10 @@ def _local_path() -> None:
 def show() -> None:
     navigation.ensure_navigation()
     st.title(_("Model"))
-    st.markdown(_("Every page shows the tensors of the model chosen here. Besides the built-in shapes model you can "
+    st.markdown(glossed(_("Every page shows the tensors of the model chosen here. Besides the built-in shapes model you can "
                   "load a Vision Transformer from a Hugging Face folder (a ViT, DeiT or DINOv2: config.json with "
                   "model.safetensors or pytorch_model.bin), a timm checkpoint (name its architecture, e.g. "
-                  "vit_small_patch16_224), a model trained in the Training studio, or a vitviz safetensors file."))
+                  "vit_small_patch16_224), a model trained in the Training studio, or a vitviz safetensors file.")))
     left, right = st.columns([3, 2])
     with left:
         source = st.radio(_("Source"), (PRESETS, BUILT_IN, *SOURCES), format_func=translator(), horizontal=True,
@@ -124,6 +124,11 @@ def show() -> None:
         describe(choice.model, choice.title)
 
 
+def _triple(values) -> str:
+    """A channel triple such as the normalisation's mean, written the reader's way: (0.485, 0.456, 0.406)."""
+    return "(" + listed(number(round(v, 3)) for v in values) + ")"
+
+
 def describe(model, name: str) -> None:
     config = model.config
     gh, gw = config.grid
@@ -142,9 +147,8 @@ def describe(model, name: str) -> None:
         _("MLP width"): config.mlp_dim,
         "LayerScale": _("yes") if config.layer_scale else _("no"),
         _("class head reads"): _(CLASS_HEAD_READS[config.classifier]) if config.num_labels else _("no class head"),
-        _("parameters"): f"{weights.parameter_count(model):,}",
-        _("normalisation"): _("mean {mean}, std {std}").format(mean=tuple(round(m, 3) for m in config.mean),
-                                                               std=tuple(round(s, 3) for s in config.std)),
+        _("parameters"): number(weights.parameter_count(model), ","),
+        _("normalisation"): _("mean {mean}, std {std}").format(mean=_triple(config.mean), std=_triple(config.std)),
     }
     st.table({"": list(rows), _("value"): [str(v) for v in rows.values()]}, border="horizontal")
     labels = state.class_names(config)

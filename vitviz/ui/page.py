@@ -7,11 +7,12 @@ import re
 
 import streamlit as st
 
-from vitviz.i18n import N_
+from vitviz import glossary
+from vitviz.i18n import LANGUAGES, N_
 from vitviz.images import ImageError
 from vitviz.ui import controls, links, navigation, state, steps
 from vitviz.ui.controls import current_view
-from vitviz.ui.i18n import _, say
+from vitviz.ui.i18n import _, catalogue, glossed, say
 
 log = logging.getLogger("vitviz")
 
@@ -81,7 +82,18 @@ def header_parts(step: steps.Step, traced: state.Traced | None) -> tuple[str, st
         values = sizes(traced.config, traced.trace.grid)
         shape = ("**" + _("Shape") + f"** `{for_model(step.shape, specials)}` = `{shape_values(step.shape, values)}` "
                  f"&nbsp;·&nbsp; {symbols_line(values)}")
-    return for_model(step.text_for(traced), specials), shape, for_model(step.formula_for(traced), specials)
+    text = glossed(for_model(step.text_for(traced), specials))  # each key term's English where the page first uses it
+    return text, shape, for_model(step.formula_for(traced), specials)
+
+
+def glossary_line() -> str:
+    """The key terms as the reader's language writes them beside the guide's English ones (empty in English)."""
+    language = catalogue().language
+    terms = glossary.TERMS.get(language)
+    if not terms:
+        return ""
+    pairs = " · ".join(f"{term.word} = {term.english}" for term in terms)
+    return "\n\n**" + _("{language} and English").format(language=LANGUAGES[language]) + ":** " + pairs
 
 
 def header(step: steps.Step, traced: state.Traced | None) -> None:
@@ -93,7 +105,7 @@ def header(step: steps.Step, traced: state.Traced | None) -> None:
     if formula:
         st.latex(formula)
         with st.expander(_("Notation")):
-            st.markdown(_(NOTATION))
+            st.markdown(_(NOTATION) + glossary_line())
 
 
 def sidebar_controls(uses: frozenset[str], traced: state.Traced) -> None:

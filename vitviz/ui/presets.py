@@ -63,8 +63,8 @@ def preset_picker(where: str) -> None:
         text, button = st.columns([4, 1], vertical_alignment="center")
         about = _("about {size} MB").format(size=preset.size_mb)
         head = "" if preset.has_classifier else " · " + _("no classifier")
-        teaches = _(preset.teaches)
-        text.markdown(f"**{preset.title}** · {about}{head}  \n{teaches}")
+        title, teaches = _(preset.title), _(preset.teaches)
+        text.markdown(f"**{title}** · {about}{head}  \n{teaches}")
         current = in_use == hub_key(preset.repo_id)
         if button.button(_("In use") if current else _("Use"), key=f"preset_{where}_{preset.repo_id}", disabled=current,
                          width="stretch", help=preset.repo_id):

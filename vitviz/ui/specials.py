@@ -8,7 +8,7 @@ import numpy as np
 from vitviz import analysis, figures
 from vitviz.i18n import N_
 from vitviz.ui.drawing import hover_words
-from vitviz.ui.i18n import _
+from vitviz.ui.i18n import _, listed, number
 from vitviz.ui.state import Traced
 
 # What each kind of special token is for, as step 7 says it (in English: shown as _(PURPOSES[kind])).
@@ -55,15 +55,16 @@ def token_axis(traced: Traced) -> str:
 def special_weights(traced: Traced, row: np.ndarray, digits: int = 3) -> str:
     """What one attention row gives the special tokens: "CLS gets 0.120", "CLS gets 0.050, the 4 registers 0.400"."""
     labels = traced.trace.special_labels
-    parts = [_("CLS gets {weight}").format(weight=f"{row[0]:.{digits}f}")]
+    spec = f".{digits}f"
+    parts = [_("CLS gets {weight}").format(weight=number(row[0], spec))]
     if "distillation" in labels:
-        parts.append(_("distillation {weight}").format(weight=f"{row[labels.index('distillation')]:.{digits}f}"))
+        parts.append(_("distillation {weight}").format(weight=number(row[labels.index("distillation")], spec)))
     registers = [i for i, label in enumerate(labels) if label.startswith("register")]
     if registers:
-        weight = f"{row[registers].sum():.{digits}f}"
+        weight = number(row[registers].sum(), spec)
         parts.append(_("the register {weight}").format(weight=weight) if len(registers) == 1 else
                      _("the {count} registers {weight}").format(count=len(registers), weight=weight))
-    return ", ".join(parts)
+    return listed(parts)
 
 
 def patch_overlay(traced: Traced, values: np.ndarray, *, query: int | None = None, **kwargs) -> np.ndarray:

@@ -236,7 +236,7 @@ def story_html(traced: Traced, view: View, *, model_name: str, kept: dict, budge
                               "toolbar saves it as a PNG.").format(version=vitviz.__version__, made=made)),
         notation_title=html.escape(_("Notation")),
         contents=contents,
-        notation=_markdown(_(page.NOTATION)),
+        notation=_markdown(_(page.NOTATION) + page.glossary_line()),
         sections="\n".join(sections),
     )
     return page_html.encode("utf-8")

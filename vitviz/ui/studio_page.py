@@ -17,8 +17,8 @@ import streamlit as st
 from vitviz import figures, limits, quota, studio, weights
 from vitviz.i18n import Message, message_of
 from vitviz.ui import state
-from vitviz.ui.drawing import web_picture
-from vitviz.ui.i18n import _, ngettext, say
+from vitviz.ui.drawing import show_figure, web_picture
+from vitviz.ui.i18n import _, glossed, ngettext, number, number_writer, say
 from vitviz.ui.text import plain
 
 RUN_KEY = state.TRAINING_KEY
@@ -113,7 +113,7 @@ def _settings_form(run: studio.TrainingRun | None) -> None:
         batches = [16, 32, 64, 128]
         batch = batch_col.selectbox(_("Batch size"), batches, index=batches.index(kept.batch_size), key="studio_batch")
         lr = lr_col.select_slider(_("Peak learning rate"), LEARNING_RATES,
-                                  value=kept.lr if kept.lr in LEARNING_RATES else 3e-3, format_func=lambda v: f"{v:g}",
+                                  value=kept.lr if kept.lr in LEARNING_RATES else 3e-3, format_func=lambda v, write=number_writer(): write(v, "g"),
                                   key="studio_lr")
         seed = seed_col.number_input(_("Seed"), 0, 1_000_000, kept.seed, key="studio_seed")
         label = _("Start a new run") if run is not None else _("Start training")
@@ -192,12 +192,12 @@ def _progress(run: studio.TrainingRun) -> None:
         last = run.history[-1]
         measured = [p for p in run.history if p.eval_loss is not None]
         loss_col, accuracy_col, held_loss_col, held_accuracy_col = st.columns(4)
-        loss_col.metric(_("Training loss"), f"{last.loss:.3f}", help=_("Cross-entropy of the latest batch."))
-        accuracy_col.metric(_("Training accuracy"), f"{last.accuracy:.0%}", help=_("On the latest batch."))
+        loss_col.metric(_("Training loss"), number(last.loss, ".3f"), help=_("Cross-entropy of the latest batch."))
+        accuracy_col.metric(_("Training accuracy"), number(last.accuracy, ".0%"), help=_("On the latest batch."))
         if measured:
             at_step = _("At step {step}.").format(step=measured[-1].step)
-            held_loss_col.metric(_("Held-out loss"), f"{measured[-1].eval_loss:.3f}", help=at_step)
-            held_accuracy_col.metric(_("Held-out accuracy"), f"{measured[-1].eval_accuracy:.0%}",
+            held_loss_col.metric(_("Held-out loss"), number(measured[-1].eval_loss, ".3f"), help=at_step)
+            held_accuracy_col.metric(_("Held-out accuracy"), number(measured[-1].eval_accuracy, ".0%"),
                      help=_("{count} images the model never trains on, at step {step}.").format(
                          count=run.eval_size, step=measured[-1].step))
 
@@ -205,16 +205,19 @@ def _progress(run: studio.TrainingRun) -> None:
 def _curve(training: tuple[np.ndarray, np.ndarray], held_out: tuple[np.ndarray, np.ndarray], title: str,
            y_title: str, percent: bool) -> go.Figure:
     fig = go.Figure()
-    step = _("step")
+    step, write = _("step"), number_writer()
     for name, (xs, ys), style in (
         (_("training batches"), training, dict(mode="lines", line=dict(width=1, color="#a5b4fc"))),
         (_("held-out images"), held_out, dict(mode="lines+markers", line=dict(width=2, color="#f59e0b"))),
     ):
-        fig.add_scatter(x=xs, y=ys, name=name, **style,
-                        hovertemplate=step + " %{x}<br>%{y:" + (".1%" if percent else ".3f") + "}<extra>" + name
-                        + "</extra>")
+        # Accuracies are written here, not by plotly, whose ".1%" puts the sign after the number in every language.
+        fig.add_scatter(x=xs, y=ys, name=name, **style, customdata=[write(y, ".1%") for y in ys] if percent else None,
+                        hovertemplate=step + " %{x}<br>" + ("%{customdata}" if percent else "%{y:.3f}") + "<extra>"
+                        + name + "</extra>")
     fig.update_xaxes(title=step, rangemode="tozero")
-    fig.update_yaxes(title=y_title, tickformat=".0%" if percent else None, range=[0, 1.02] if percent else None)
+    fig.update_yaxes(title=y_title, range=[0, 1.02] if percent else None)
+    if percent:
+        fig.update_yaxes(figures.percent_ticks(1.0, write))
     fig.update_layout(legend=dict(orientation="h", y=1.12, x=1, xanchor="right"))
     return figures.layout(fig, title, height=300)
 
@@ -234,11 +237,11 @@ def _curves(run: studio.TrainingRun) -> None:
     c = {name: _thin(series) for name, series in run.curves().items()}
     left, right = st.columns(2)
     with left:
-        st.plotly_chart(_curve(c["train_loss"], c["eval_loss"], _("Loss (cross-entropy)"), _("loss"), False),
-                        width="stretch", config={"displaylogo": False}, key="studio_loss")
+        show_figure(_curve(c["train_loss"], c["eval_loss"], _("Loss (cross-entropy)"), _("loss"), False),
+                    key="studio_loss")
     with right:
-        st.plotly_chart(_curve(c["train_accuracy"], c["eval_accuracy"], _("Accuracy"), _("accuracy"), True),
-                        width="stretch", config={"displaylogo": False}, key="studio_accuracy")
+        show_figure(_curve(c["train_accuracy"], c["eval_accuracy"], _("Accuracy"), _("accuracy"), True),
+                    key="studio_accuracy")
 
 
 def _evenly(items: list, count: int) -> list:
@@ -282,7 +285,7 @@ def _snapshots(run: studio.TrainingRun) -> None:
     columns = st.columns(SHOWN_SNAPSHOTS)
     for column, shot, picture in zip(columns, shown, kept[1], strict=False):
         column.image(web_picture(picture), width="stretch", caption=_("step {step}").format(step=shot.step)
-                     + f" · {truth} {shot.probs[run.probe_label]:.0%}")
+                     + f" · {truth} {number(shot.probs[run.probe_label], '.0%')}")
     if len(run.snapshots) < 2:
         return
     steps = np.array([s.step for s in run.snapshots])
@@ -292,7 +295,7 @@ def _snapshots(run: studio.TrainingRun) -> None:
                         title=_("Spread of the CLS attention, mean of the heads: 1 is even, lower is more focused"),
                         x_title=_("step"), y_title=_("entropy / log N"), height=280)
     fig.update_yaxes(range=[0, 1.05])
-    st.plotly_chart(fig, width="stretch", config={"displaylogo": False}, key="studio_spread")
+    show_figure(fig, key="studio_spread")
 
 
 def _confusion(run: studio.TrainingRun) -> None:
@@ -311,7 +314,7 @@ def _confusion(run: studio.TrainingRun) -> None:
                           colorscale="Blues", value_name=images, height=420)
     fig.update_traces(text=matrix, texttemplate="%{text}",
                       hovertemplate=f"{true} %{{y}}<br>{predicted} %{{x}}<br>%{{z}} {images}<extra></extra>")
-    st.plotly_chart(fig, width="stretch", config={"displaylogo": False}, key="studio_confusion")
+    show_figure(fig, key="studio_confusion")
 
 
 def _live(run: studio.TrainingRun) -> None:
@@ -398,12 +401,12 @@ def _model_section(run: studio.TrainingRun | None) -> None:
 
 def show() -> None:
     st.title(_("Training studio"))
-    st.markdown(_(
+    st.markdown(glossed(_(
         "Train a Vision Transformer of your own on the built-in shapes, here and now. Choose its size and how long "
         "to train, then watch the loss fall, the accuracy rise and the attention find the shape. Training runs "
         "in the background on one of the server's cores, so you can keep browsing the steps meanwhile; closing "
         "the tab stops it."
-    ))
+    )))
     run = current_run()
     if run is not None:
         run.poll()

@@ -10,7 +10,7 @@ from vitviz import analysis, figures
 from vitviz.i18n import N_
 from vitviz.ui.controls import View, persistent, query_picker, token_label
 from vitviz.ui.drawing import caption, columns, hover_words, image, image_grid, latex, markdown, show_figure, to_numpy
-from vitviz.ui.i18n import _
+from vitviz.ui.i18n import _, listed, number
 from vitviz.ui.specials import patch_overlay, special_weights, token_axis, token_heatmap
 from vitviz.ui.state import Traced
 from vitviz.ui.steps.step import HEAD, LAYER, QUERY, Section
@@ -50,7 +50,8 @@ def _residual_sum(traced: Traced, view: View, names: tuple[str, str, str], befor
             figures.lines({_("‖update‖ / ‖input‖"): ratio}, title=title, x_title=token_axis(traced),
                           y_title=_("ratio"))
         )
-    specials = ", ".join(f"{label}: {value:.3f}" for label, value in zip(traced.trace.special_labels, ratio, strict=False))
+    specials = listed(f"{label}: {number(value, '.3f')}"
+                      for label, value in zip(traced.trace.special_labels, ratio, strict=False))
     right.image(
         patch_overlay(traced, ratio, colorscale=view.colorscale, opacity=0.7),
         caption=_("The same ratio per patch ({specials})").format(specials=specials),

@@ -11,7 +11,7 @@ from vitviz.i18n import N_
 from vitviz.ui import attribution, drawing, paper
 from vitviz.ui.controls import View
 from vitviz.ui.drawing import caption, columns, hover_words, image, info, markdown, show_figure, text, to_numpy
-from vitviz.ui.i18n import _
+from vitviz.ui.i18n import _, number, number_writer
 from vitviz.ui.specials import patch_overlay
 from vitviz.ui.state import Traced
 from vitviz.ui.steps.step import Section
@@ -204,20 +204,22 @@ def step_13(traced: Traced, view: View) -> None:
     if traced.config.classifier == "cls_distillation_mean":
         _two_heads(traced)
     if len(labels) > 5:  # plain text: class names come from the checkpoint
-        text(_("Top 5:") + "\n" + "\n".join(f"{probs[i]:6.1%}  {labels[i]}" for i in order[:5]))
+        text(_("Top 5:") + "\n" + "\n".join(f"{number(probs[i], '6.1%')}  {labels[i]}" for i in order[:5]))
     shown = order[: min(10, len(labels))]
     rest = len(labels) - len(shown)
     left, right = columns(2)
     with left:
         show_figure(
-            figures.bars(logits[shown], [labels[i] for i in shown], title=_("Logits (top classes)"), value_format=".2f")
+            figures.bars(logits[shown], [labels[i] for i in shown], title=_("Logits (top classes)"), value_format=".2f",
+                         number=number_writer())
         )
     with right:
         values, names = probs[shown], [labels[i] for i in shown]
         if rest:  # a 1,000-class model: the top ten, and what all the others share
             values, names = np.append(values, probs[order[len(shown) :]].sum()), [*names, _("the other {count} classes").format(count=rest)]
         show_figure(
-            figures.bars(values, names, title=_("Probabilities (softmax of the logits)"), value_format=".1%", highlight=0)
+            figures.bars(values, names, title=_("Probabilities (softmax of the logits)"), value_format=".1%", highlight=0,
+                         number=number_writer())
         )
     attribution.which_patches(traced, view.colorscale)
 

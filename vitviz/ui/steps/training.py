@@ -12,7 +12,7 @@ from vitviz import figures, gradients
 from vitviz.i18n import N_
 from vitviz.ui.controls import View, class_picker, persistent
 from vitviz.ui.drawing import caption, columns, hover_words, markdown, show_figure
-from vitviz.ui.i18n import _
+from vitviz.ui.i18n import _, number_writer
 from vitviz.ui.state import Traced
 from vitviz.ui.steps.output import no_class_head
 from vitviz.ui.steps.step import Section
@@ -106,7 +106,7 @@ def step_14(traced: Traced, view: View) -> None:
             0.01,
             label=_("Learning rate η of the one step"),
             options=list(STEP_LEARNING_RATES),
-            format_func=lambda v: f"{v:g}",
+            format_func=lambda v, write=number_writer(): write(v, "g"),
         )
     label = labels[index]
     result = _gradient(traced.image_key, traced.model_key, index, float(lr), traced.model, traced.trace.pixels)
@@ -157,5 +157,5 @@ def step_14(traced: Traced, view: View) -> None:
         (right, result.probs_after, _("Probabilities after one step")),
     ):
         with column:
-            fig = figures.bars(probs[order], names, title=title, value_format=".1%", highlight=mark)
-            show_figure(fig.update_xaxes(range=[0, top], tickformat=".0%"))
+            show_figure(figures.bars(probs[order], names, title=title, value_format=".1%", highlight=mark, top=top,
+                                     number=number_writer()))
