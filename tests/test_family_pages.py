@@ -129,8 +129,8 @@ HEAD_SENTENCES = {  # step 7
     "none": "This model has no class head: CLS's final vector y is its description of the whole image",
 }
 PICTURES = {  # step 1, and the Model page
-    "vit-224": "Here, as its own processor does (preprocessor_config.json), the whole picture is resized to 224×224 "
-               "pixels (bilinear), squeezing a picture of another shape.",
+    "vit-224": "vitviz follows this model's own processor (its preprocessor_config.json): the whole picture is "
+               "resized to 224×224 pixels (bilinear), squeezing a picture of another shape.",
     "deit-distilled": "the whole picture is resized to 256×256 pixels (bicubic), squeezing a picture of another "
                       "shape, and the central 224×224 pixels are cut out.",
     "dinov2-registers-classifier": "its shorter side is resized to 48 pixels and the longer in proportion (bicubic), "

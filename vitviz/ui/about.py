@@ -81,36 +81,35 @@ def zero_colour(facts: ModelFacts) -> str:
 
 
 def preprocessing(facts: ModelFacts, image_size: tuple[int, int]) -> str:
-    """What was done to a picture before normalisation, in a sentence: the checkpoint's own processor's resize and
-    crop, or vitviz's centre crop."""
+    """What was done to a picture before normalisation, in a sentence or two: the checkpoint's own processor's resize
+    and crop, or vitviz's centre crop."""
     plan = facts.preprocessing
     h, w = image_size
     if plan.kind == "vitviz":
         done = _("vitviz cuts the largest centred piece of the model's shape out of it and resizes that to {w}×{h} "
                  "pixels (bicubic).").format(w=w, h=h)
         if plan.declined:
-            return _("This model runs at {w}×{h} pixels, not at the size its own processor makes, so instead of that "
-                     "processor: {done}").format(w=w, h=h, done=done)
+            return _("This model runs at {w}×{h} pixels, not at the size its own processor makes, so vitviz does not "
+                     "follow that processor.").format(w=w, h=h) + " " + done
         return done
-    filter_name = _(images.RESAMPLE_NAMES[plan.resample])
-    source = _("as its timm configuration says") if plan.origin == "timm" else \
-        _("as its own processor does (preprocessor_config.json)")
+    source = _("vitviz follows this model's timm configuration:") if plan.origin == "timm" else \
+        _("vitviz follows this model's own processor (its preprocessor_config.json):")
+    names = {"filter": _(images.RESAMPLE_NAMES[plan.resample])}
+    if plan.crop is not None:
+        names.update(cw=plan.crop[1], ch=plan.crop[0])
     if isinstance(plan.resize, tuple):
-        rh, rw = plan.resize
-        resized = _("the whole picture is resized to {w}×{h} pixels ({filter}), squeezing a picture of another shape"
-                    ).format(w=rw, h=rh, filter=filter_name)
+        names.update(w=plan.resize[1], h=plan.resize[0])
+        done = _("the whole picture is resized to {w}×{h} pixels ({filter}), squeezing a picture of another shape, "
+                 "and the central {cw}×{ch} pixels are cut out.") if plan.crop else \
+            _("the whole picture is resized to {w}×{h} pixels ({filter}), squeezing a picture of another shape.")
     elif plan.resize is not None:
-        resized = _("its shorter side is resized to {side} pixels and the longer in proportion ({filter})").format(
-            side=plan.resize, filter=filter_name)
+        names.update(side=plan.resize)
+        done = _("its shorter side is resized to {side} pixels and the longer in proportion ({filter}), and the "
+                 "central {cw}×{ch} pixels are cut out.") if plan.crop else \
+            _("its shorter side is resized to {side} pixels and the longer in proportion ({filter}).")
     else:
-        resized = ""
-    if plan.crop is None:
-        return _("Here, {source}, {resized}.").format(source=source, resized=resized)
-    ch, cw = plan.crop
-    if not resized:
-        return _("Here, {source}, the central {w}×{h} pixels are cut out.").format(source=source, w=cw, h=ch)
-    return _("Here, {source}, {resized}, and the central {w}×{h} pixels are cut out.").format(
-        source=source, resized=resized, w=cw, h=ch)
+        done = _("the central {cw}×{ch} pixels are cut out.")
+    return source + " " + done.format(**names)
 
 
 # PIL's filters as step 1 names them (the numbers of `images.RESAMPLE_NAMES`)

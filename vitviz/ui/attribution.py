@@ -186,7 +186,8 @@ def _draw(traced: Traced, result: Faithfulness, label: str, colorscale: str, opa
 
 def _what_each_computes(traced: Traced) -> None:
     """One line per method, and which of them see only part of what this model's head reads."""
-    st.markdown("\n".join(f"- **{shown(name)}**: {_(faithfulness.DESCRIPTIONS[name])}" for name in faithfulness.METHODS))
+    st.markdown("\n".join("- **" + shown(name) + "**: " + _(faithfulness.DESCRIPTIONS[name])
+                           for name in faithfulness.METHODS))
     note = cls_row_note(traced)
     if note:
         st.caption(note)

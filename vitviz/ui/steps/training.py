@@ -106,13 +106,16 @@ def _loss_text(traced: Traced) -> str:
         "gradient with respect to the input x, shown below, is a diagnostic of which pixels the loss is sensitive to."
     )
     if facts.head == "cls_distillation_mean":
-        trained = _("This DeiT was trained with two losses, one per head:") if facts.training == "deit-distilled" else \
-            _("DeiT trains a model like this one with two losses, one per head:")
-        words += " " + trained + " " + _(
-            "half the cross-entropy of the CLS head against the true label, plus half the cross-entropy of the "
-            "distillation head against the class a teacher network predicts. The one step below instead uses the "
-            "cross-entropy of the averaged logits, the model's output, against the label you choose."
-        )
+        if facts.training == "deit-distilled":
+            words += " " + _("This DeiT was trained with two losses, one per head: half the cross-entropy of the CLS "
+                             "head against the true label, plus half the cross-entropy of the distillation head against "
+                             "the class a teacher network predicted.")
+        else:
+            words += " " + _("DeiT trains a model like this one with two losses, one per head: half the cross-entropy "
+                             "of the CLS head against the true label, plus half the cross-entropy of the distillation "
+                             "head against the class a teacher network predicts.")
+        words += " " + _("The one step below instead uses the cross-entropy of the averaged logits, the model's output, "
+                         "against the label you choose.")
     return words
 
 
