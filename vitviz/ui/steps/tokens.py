@@ -127,7 +127,7 @@ def step_4(traced: Traced, view: View) -> None:
         "each filter."
     ),
     formula=r"Z_i = X_{p,i}\, E + b,\quad E \in \mathbb{R}^{p' \times d}",
-    shape="(1, d)",
+    shape="(d,)",
 )
 def step_5(traced: Traced, view: View) -> None:
     n, d = traced.config.num_patches, traced.config.dim
@@ -284,7 +284,10 @@ def _position_text(traced: Traced) -> str:
         "Attention by itself does not know where a token came from, so one vector per position is added to "
         "every token: the same patch content at two places gives two different tokens."
     ) + " "
-    if _trained_by_vitviz(traced):
+    if _trained_by_vitviz(traced) and facts.position_grid is not None:  # no start to compare with on this grid
+        words += _("vitviz starts these vectors as 2-D sine and cosine waves of the row and column, and training "
+                   "adjusts them.")
+    elif _trained_by_vitviz(traced):
         words += _(
             "vitviz starts these vectors as 2-D sine and cosine waves of the row and column, and "
             "training adjusts them; below, how much it changed them."
@@ -312,8 +315,10 @@ def _position_text(traced: Traced) -> str:
 )
 def step_8(traced: Traced, view: View) -> None:
     pos = to_numpy(traced.trace.pos_embedding)
-    # How vitviz initialises them; None for a checkpoint, whose start vitviz does not know.
-    start = sincos_2d(traced.config.grid, traced.config.dim).numpy() if _trained_by_vitviz(traced) else None
+    # How vitviz initialises them; None for a checkpoint, whose start vitviz does not know, and for vectors resampled
+    # from another grid, whose start was that grid's.
+    start = sincos_2d(traced.config.grid, traced.config.dim).numpy() \
+        if _trained_by_vitviz(traced) and traced.facts.position_grid is None else None
     s = traced.trace.num_special
     if start is not None:
         kept = analysis.row_cosines(pos[s:], start)
