@@ -63,7 +63,7 @@ def _data_text(traced: Traced) -> str:
 def step_0(traced: Traced, view: View) -> None:
     names = traced.labels  # the shapes' names in the reader's language
     if traced.config.image_size[0] != traced.config.image_size[1] or traced.facts.training != "shapes":
-        info(_("This model was not trained on the built-in shapes, so there is no dataset preview for it."))
+        info(_("The dataset preview shows vitviz's built-in shapes, and only for a model vitviz trained on them."))
         return
     images, labels, predicted = _dataset_preview(traced.model_key, traced.model)
     markdown("**" + _("{count} classes:").format(count=len(names)) + "** " + ", ".join(names))
