@@ -52,8 +52,11 @@ with right:
             st.markdown(ngettext("The model in use is {name}, a ViT with {count:,} output class. {size}",
                                  "The model in use is {name}, a ViT with {count:,} output classes. {size}",
                                  len(labels)).format(name=plain(model.title), count=len(labels), size=size))
-        else:
+        elif traced.facts.self_supervised:
             st.markdown(_("The model in use is {name}, a ViT trained without labels, so it makes no prediction; its "
+                          "attention maps are the thing to see. {size}").format(name=plain(model.title), size=size))
+        else:
+            st.markdown(_("The model in use is {name}, a ViT without a class head, so it makes no prediction; its "
                           "attention maps are the thing to see. {size}").format(name=plain(model.title), size=size))
     st.subheader(_("3. Follow the steps"))
     if st.button(_("Start with {step} →").format(step=steps.STEPS[0].label), type="primary", key="start"):

@@ -45,7 +45,7 @@ def test_several_40_megapixel_uploads_keep_memory_bounded(capsys):
     assert after - before < RSS_GROWTH_MB, (before, after)
     assert at.session_state["vitviz_image"]["name"] == f"huge-{HUGE_UPLOADS}.png"
     shown = " ".join(str(image.proto) for image in at.get("image"))
-    assert 'caption: "Your image, 8000×5000 pixels"' in shown  # the size of the file's picture
+    assert 'caption: "Your image, 8000×5000 pixels' in shown  # the size of the file's picture
 
 
 # --- images: decoded, then kept no larger than vitviz needs ------------------------------------------------

@@ -95,4 +95,4 @@ def test_a_model_without_a_class_head_runs_every_page_and_says_so(tmp_path):
         assert any("no class head" in i.value for i in at.info), page
     open_page(at, "pages/welcome.py")
     shown = " ".join(m.value for m in at.markdown)
-    assert "without labels" in shown and "built-in" not in shown
+    assert "without a class head" in shown and "without labels" not in shown and "built-in" not in shown

@@ -117,6 +117,18 @@ def position_similarity(pos_embedding: np.ndarray, grid: tuple[int, int]) -> np.
     return (unit @ unit.T).reshape(gh, gw, gh, gw)
 
 
+def neighbour_similarity(similarity: np.ndarray) -> tuple[float, float]:
+    """(mean cosine between grid neighbours, mean cosine between positions that are not neighbours) of a
+    (gh, gw, gh, gw) `position_similarity`: whether nearby positions resemble each other more. NaN where a grid has
+    no such pair."""
+    gh, gw = similarity.shape[:2]
+    rows, cols = np.divmod(np.arange(gh * gw), gw)
+    apart = np.abs(rows[:, None] - rows[None]) + np.abs(cols[:, None] - cols[None])  # grid steps between positions
+    flat = similarity.reshape(gh * gw, gh * gw)
+    near, far = flat[apart == 1], flat[apart > 1]
+    return (float(near.mean()) if near.size else float("nan"), float(far.mean()) if far.size else float("nan"))
+
+
 def embedding_filter_components(weight: np.ndarray, count: int = 28) -> tuple[np.ndarray, np.ndarray]:
     """Principal components of the patch-embedding filters (Fig. 7 left).
 

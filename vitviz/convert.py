@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import math
 import re
 import reprlib
 from pathlib import Path
@@ -165,9 +166,9 @@ def _hf_layout(state: dict, base: str) -> dict:
     return _HF_LAYOUTS[("dinov2-" if dinov2 else "") + ("new" if new else "old")]
 
 
-def _crop_size(hf_config: dict, patch: int) -> tuple[int, int] | None:
-    """The size a preprocessor_config.json crops to ({"height", "width"} or a number), if it fits the patches."""
-    crop = hf_config.get("crop_size")
+def _crop_size(crop: object, patch: int) -> tuple[int, int] | None:
+    """The size a preprocessor_config.json crops to ({"height", "width"}, (h, w) or a number), if it fits the
+    patches."""
     if isinstance(crop, dict):
         crop = (crop.get("height"), crop.get("width"))
     elif is_whole(crop):
@@ -178,11 +179,96 @@ def _crop_size(hf_config: dict, patch: int) -> tuple[int, int] | None:
     return (int(crop[0]), int(crop[1]))
 
 
-def from_hf(state: dict, hf_config: dict) -> tuple[ViTConfig, dict]:
+# transformers' image processors, by the name a preprocessor_config.json gives (or, without one, by the model's
+# type, as AutoImageProcessor finds them), with their defaults for every setting the file leaves out (transformers
+# 5's ViTImageProcessor, DeiTImageProcessor and BitImageProcessor). A size given as one number is a square for ViT
+# and DeiT, the shorter side for Bit (`square`).
+_PROCESSORS = {
+    "vit": {"size": {"height": 224, "width": 224}, "resample": 2, "do_center_crop": False, "square": True,
+            "image_mean": HALF, "image_std": HALF},
+    "deit": {"size": {"height": 256, "width": 256}, "crop_size": {"height": 224, "width": 224}, "resample": 3,
+             "do_center_crop": True, "square": True, "image_mean": HALF, "image_std": HALF},
+    "bit": {"size": {"shortest_edge": 224}, "crop_size": {"height": 224, "width": 224}, "resample": 3,
+            "do_center_crop": True, "square": False, "image_mean": (0.48145466, 0.4578275, 0.40821073),
+            "image_std": (0.26862954, 0.26130258, 0.27577711)},
+}
+_PROCESSOR_NAMES = {"ViTImageProcessor": "vit", "ViTFeatureExtractor": "vit", "DeiTImageProcessor": "deit",
+                    "DeiTFeatureExtractor": "deit", "BitImageProcessor": "bit"}
+_MODEL_PROCESSORS = {"vit": "vit", "deit": "deit", "dinov2": "bit", "dinov2_with_registers": "bit"}
+
+
+def _processor_kind(preprocessor: dict, model_type: str) -> str | None:
+    named = preprocessor.get("image_processor_type") or preprocessor.get("feature_extractor_type")
+    if isinstance(named, str):
+        return _PROCESSOR_NAMES.get(named.removesuffix("Fast").removesuffix("Pil"))
+    return _MODEL_PROCESSORS.get(model_type)
+
+
+def _size_setting(value: object, square: bool) -> tuple[int, int] | int | None:
+    """A processor's "size" or "crop_size" as (h, w) or a shorter side; None when vitviz does not follow it (a
+    longest edge, a maximum height and width)."""
+    if is_whole(value):
+        return (int(value), int(value)) if square else int(value)
+    if isinstance(value, dict):
+        if set(value) == {"height", "width"} and is_whole(value["height"]) and is_whole(value["width"]):
+            return (int(value["height"]), int(value["width"]))
+        if set(value) == {"shortest_edge"} and is_whole(value["shortest_edge"]):
+            return int(value["shortest_edge"])
+    return None
+
+
+def hf_processor(preprocessor: dict, model_type: str) -> dict | None:
+    """What a preprocessor_config.json does to a picture, as `extra["preprocessing"]` records it for
+    `images.preprocessing` (resize, crop, resample, rescale), with its mean and std; None when the processor is not
+    one vitviz follows (its model then sees vitviz's own centre crop)."""
+    kind = _processor_kind(preprocessor, model_type)
+    if kind is None:
+        return None
+    settings = {**_PROCESSORS[kind], **preprocessor}
+    square = _PROCESSORS[kind]["square"]
+    resize = _size_setting(settings.get("size"), square) if settings.get("do_resize", True) else None
+    crop = _size_setting(settings.get("crop_size"), True) if settings.get("do_center_crop") else None
+    if (settings.get("do_resize", True) and resize is None) or (settings.get("do_center_crop") and crop is None) \
+            or (resize is None and crop is None):
+        return None
+    rescale = settings.get("rescale_factor", 1 / 255) if settings.get("do_rescale", True) else 1.0
+    normalize = settings.get("do_normalize", True)
+    return {"resize": resize, "crop": crop, "resample": settings.get("resample"), "rescale": rescale,
+            "offsets": "floor", "origin": "preprocessor_config.json",
+            "mean": settings.get("image_mean") if normalize else (0.0, 0.0, 0.0),
+            "std": settings.get("image_std") if normalize else (1.0, 1.0, 1.0)}
+
+
+# timm's names for PIL's filters (timm.data.transforms.str_to_pil_interp)
+_TIMM_INTERPOLATION = {"nearest": 0, "lanczos": 1, "bilinear": 2, "bicubic": 3, "box": 4, "hamming": 5}
+
+
+def timm_processor(pretrained: dict, image_size: tuple[int, int]) -> dict | None:
+    """timm's eval transform for a pretrained_cfg that names its interpolation and crop_pct
+    (transforms_imagenet_eval): the shorter side resized to ⌊size / crop_pct⌋ ("center", for a square input), or
+    both sides ("squash"), then a centre crop to the input size; None for another crop mode."""
+    interpolation, crop_pct = pretrained.get("interpolation"), pretrained.get("crop_pct")
+    mode = pretrained.get("crop_mode") or "center"
+    if interpolation not in _TIMM_INTERPOLATION or not isinstance(crop_pct, (int, float)) or not 0 < crop_pct <= 1:
+        return None
+    scaled = tuple(math.floor(side / crop_pct) for side in image_size)
+    if mode == "squash":
+        resize = scaled
+    elif mode == "center" and scaled[0] == scaled[1]:
+        resize = scaled[0]
+    else:
+        return None
+    return {"resize": resize, "crop": tuple(image_size), "resample": _TIMM_INTERPOLATION[interpolation],
+            "rescale": 1 / 255, "offsets": "round", "origin": "timm"}
+
+
+def from_hf(state: dict, hf_config: dict, preprocessor: dict | None = None) -> tuple[ViTConfig, dict]:
     """A transformers ViT, DeiT or DINOv2 state dict (any naming, a class head or none) and its config.json.
 
     The config is at the checkpoint's trained size. A DINOv2's preprocessor crops to another (224 for the
-    Hub's models, trained at 518): that size is `extra["crop_size"]`, where `weights.load` runs it.
+    Hub's models, trained at 518): that size is `extra["crop_size"]`, where `weights.load` runs it. What its
+    `preprocessor` (preprocessor_config.json) does to a picture is `extra["preprocessing"]` (`hf_processor`), and
+    the grid its position embeddings were learned on `extra["position_grid"]`.
     """
     base = _hf_base(state) or ""
     layout = _hf_layout(state, base)
@@ -235,20 +321,33 @@ def from_hf(state: dict, hf_config: dict) -> tuple[ViTConfig, dict]:
     elif heads_in_state:
         out["head.weight"], out["head.bias"] = state["classifier.weight"], state["classifier.bias"]
     out |= _hf_blocks(state, layout, depth)
-    extra = {"source": "huggingface", "model_type": str(hf_config.get("model_type", ""))}
-    crop = _crop_size(hf_config, patch) if dinov2 else None
+    model_type = str(hf_config.get("model_type", ""))
+    image_size = hf_config.get("image_size", 224)
+    extra = {"source": "huggingface", "model_type": model_type}
+    trained = (image_size, image_size) if is_whole(image_size) else image_size
+    if isinstance(trained, (list, tuple)) and len(trained) == 2 and all(is_whole(side) for side in trained):
+        extra["position_grid"] = (trained[0] // patch, trained[1] // patch)  # where E_pos was learned (step 8)
+    processor = hf_processor(preprocessor, model_type) if preprocessor is not None else None
+    given = {**(preprocessor or {}), **hf_config}
+    mean, std = given.get("image_mean", HALF), given.get("image_std", HALF)
+    if processor is not None:  # its normalisation, with the processor's defaults for what the file leaves out
+        mean, std = processor.pop("mean"), processor.pop("std")
+        extra["preprocessing"] = processor
+    crop = None
+    if dinov2:  # the size its processor crops to, else a crop_size given without a processor vitviz follows
+        crop = _crop_size(processor["crop"] if processor and processor["crop"] else given.get("crop_size"), patch)
     if crop is not None:  # weights.load runs the model at this size unless told another
         extra["crop_size"] = crop
     labels = _hf_labels(hf_config, out["head.weight"].shape[0]) if "head.weight" in out else ()
     if labels is None:
         labels, extra["labels"] = _numbered_labels(out["head.weight"].shape[0]), NUMBERED
     config = _config(
-        image_size=hf_config.get("image_size", 224), patch_size=patch, channels=conv.shape[1], dim=dim, depth=depth,
+        image_size=image_size, patch_size=patch, channels=conv.shape[1], dim=dim, depth=depth,
         heads=heads, mlp_dim=hf_config.get("intermediate_size", out["blocks.0.mlp.fc1.weight"].shape[0]),
         labels=labels,
         layer_norm_eps=hf_config.get("layer_norm_eps", 1e-6 if dinov2 else 1e-12),
         activation=_activation(hf_config.get("hidden_act", "gelu")),
-        mean=hf_config.get("image_mean", HALF), std=hf_config.get("image_std", HALF),
+        mean=mean, std=std,
         special_tokens=tuple(special), layer_scale=dinov2, classifier=classifier,
         position_antialias=registers in expected,  # as transformers' Dinov2WithRegistersEmbeddings resamples
         extra=extra,
@@ -308,6 +407,18 @@ def _timm_depth(state: dict) -> int:
     return 1 + max((int(n) for n in numbers), default=-1)
 
 
+# A timm tag's data (vit_tiny_patch16_224.augreg_in21k_ft_in1k): the recipes `vitviz.facts.TRAINING` names.
+_TIMM_TAGS = ((re.compile(r"in21k_ft_in1k"), "imagenet-21k-1k"), (re.compile(r"in21k$"), "imagenet-21k"),
+              (re.compile(r"(?:^|_)in1k$"), "imagenet-1k"))
+
+
+def timm_training(tag: object) -> str | None:
+    """The training data a timm pretrained tag names, as `vitviz.facts.TRAINING` calls it, or None."""
+    if not isinstance(tag, str):
+        return None
+    return next((recipe for pattern, recipe in _TIMM_TAGS if pattern.search(tag)), None)
+
+
 def from_timm(state: dict, architecture: str, hub_config: dict | None = None) -> tuple[ViTConfig, dict]:
     """A timm VisionTransformer state dict; `architecture` gives the head count (e.g. vit_small_patch16_224)."""
     heads = timm_heads(architecture)
@@ -328,6 +439,14 @@ def from_timm(state: dict, architecture: str, hub_config: dict | None = None) ->
     classes = state["head.weight"].shape[0]
     labels = _timm_labels(hub_config.get("label_names") or pretrained.get("label_names"), classes)
     extra = {"source": "timm", "architecture": architecture}
+    if side * side == count:  # the grid E_pos was learned on
+        extra["position_grid"] = (side, side)
+    training = timm_training(pretrained.get("tag"))
+    if training:  # the checkpoint's own word for its data: "augreg_in21k_ft_in1k"
+        extra["training"] = training
+    processor = timm_processor(pretrained, image_size) if all(is_whole(side) for side in image_size) else None
+    if processor is not None:
+        extra["preprocessing"] = processor
     if labels is None:
         labels, extra["labels"] = _numbered_labels(classes), NUMBERED
     out = {k: v for k, v in state.items() if k not in ("patch_embed.proj.weight", "patch_embed.proj.bias")}

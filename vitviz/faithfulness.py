@@ -52,6 +52,24 @@ RELEVANCE = {
     "input × gradient": lambda a, n, p: analysis.input_times_gradient(a["pixels"], a["pixel_grad"], p),
 }
 METHODS = tuple(RELEVANCE)
+# What each method computes, in one line (English, marked with N_; a page shows it translated).
+DESCRIPTIONS = {
+    "raw attention": N_("the last layer's attention from CLS to each patch, averaged over the heads."),
+    "attention rollout": N_("attention multiplied through every layer, each as 0.5·A + 0.5·I for the residual path, "
+                            "read from CLS's row (Abnar and Zuidema, 2020); a heuristic that ignores the values, W_o "
+                            "and the MLPs."),
+    "gradient rollout": N_("the same rollout, each layer's attention first multiplied by its gradient for the class "
+                           "and averaged over the heads, negative parts dropped."),
+    "Chefer relevance": N_("relevance passed from layer to layer through the positive part of gradient × attention, "
+                           "read from CLS's row (Chefer, Gur and Wolf, 2021)."),
+    "Grad-CAM": N_("the last block's patch tokens (after LN₁), each channel weighted by its mean gradient for the "
+                   "class, negative sums dropped."),
+    "input × gradient": N_("the normalised input times the class's gradient, value by value, and the size of that "
+                           "product over each patch."),
+}
+# The maps that follow only what flows into CLS: for a head that also reads other tokens, they see part of it
+# (attribution.cls_row_note names them in its sentence).
+CLS_ROW_METHODS = ("raw attention", "attention rollout", "gradient rollout", "Chefer relevance")
 # The names as pages show them, mid-sentence and at the start of one (`title`): marked for the catalogue, and
 # translated where they are shown (the verdicts name them as Messages).
 SHOWN_NAMES = (N_("raw attention"), N_("Raw attention"), N_("attention rollout"), N_("Attention rollout"),

@@ -347,6 +347,19 @@ def draw_grid(image: np.ndarray, patch: int, factor: int, colour=(255, 255, 255)
     return big
 
 
+def outline_box(image: np.ndarray, box: tuple[int, int, int, int], colour=(255, 200, 0), width: int = 3) -> np.ndarray:
+    """A copy of `image` (h, w, 3) with the box (left, top, right, bottom) outlined inside its edges."""
+    out = to_uint8(image).copy()
+    left, top, right, bottom = (int(v) for v in box)
+    right, bottom = min(right, out.shape[1]), min(bottom, out.shape[0])
+    for t in range(width):
+        out[min(top + t, bottom - 1), left:right] = colour
+        out[max(bottom - 1 - t, top), left:right] = colour
+        out[top:bottom, min(left + t, right - 1)] = colour
+        out[top:bottom, max(right - 1 - t, left)] = colour
+    return out
+
+
 def mosaic(tiles: np.ndarray, columns: int, gap: int = 2, factor: int = 1, background: int = 255) -> np.ndarray:
     """Tiles (N, h, w, 3) laid out in a grid with gaps."""
     tiles = to_uint8(tiles)

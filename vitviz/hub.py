@@ -50,30 +50,32 @@ class Preset:
     teaches: str  # one line: why look at this model (English, marked with N_: the app shows it translated)
     size_mb: int  # approximate download
     has_classifier: bool
+    training: str  # how it was trained, one of `vitviz.facts.TRAINING`: recorded in the model's extra when loaded
 
 
 PRESETS = (
     Preset("google/vit-base-patch16-224", N_("ViT-B/16"),
            N_("The model of the ViT paper itself: 12 layers of 12 heads over 196 patches, pretrained on ImageNet-21k, "
-              "then taught the 1,000 ImageNet-1k classes."), 350, True),
+              "then taught the 1,000 ImageNet-1k classes."), 350, True, "imagenet-21k-1k"),
     Preset("facebook/deit-tiny-patch16-224", N_("DeiT-Tiny"),
            N_("The same design at a sixteenth of the size (3 heads, d = 192), trained on ImageNet-1k alone: "
-              "quick enough on a CPU to try everything."), 22, True),
+              "quick enough on a CPU to try everything."), 22, True, "deit"),
     Preset("facebook/dino-vits16", N_("DINO ViT-S/16"),
            N_("Trained without a single label, so it has no classifier, yet its CLS token's attention outlines "
-              "the objects in a photo."), 87, False),
+              "the objects in a photo."), 87, False, "dino"),
     Preset("timm/vit_tiny_patch16_224.augreg_in21k_ft_in1k", N_("ViT-Ti/16 (timm)"),
            N_("A timm checkpoint: other key names and its own config format, the same arithmetic once mapped."), 23,
-           True),
+           True, "imagenet-21k-1k"),
     Preset("facebook/deit-small-distilled-patch16-224", N_("DeiT-S distilled"),
            N_("Two special tokens: CLS, and a distillation token that learned from a teacher network through a head "
-              "of its own; the two heads' predictions are averaged."), 89, True),
+              "of its own; the two heads' predictions are averaged."), 89, True, "deit-distilled"),
     Preset("facebook/dinov2-small", N_("DINOv2 ViT-S/14"),
-           N_("Self-supervised at scale, with LayerScale and 14-pixel patches: look for the few background patches "
-              "whose vectors grow far longer than the rest (Token norms, in the attention explorer)."), 88, False),
+           N_("Self-supervised at scale, with LayerScale and 14-pixel patches. Darcet et al. found a few background "
+              "patches whose vectors grow far longer than the rest in the large DINOv2 models; the attention "
+              "explorer's Token norms tab shows whether this small one has any."), 88, False, "dinov2"),
     Preset("facebook/dinov2-with-registers-small", N_("DINOv2 ViT-S/14 with registers"),
            N_("The same model given 4 register tokens as scratch space, the fix Darcet et al. proposed for those "
-              "high-norm patches."), 88, False),
+              "high-norm patches."), 88, False, "dinov2"),
 )
 
 
@@ -128,6 +130,16 @@ def _fetch(repo_id: str, max_bytes: int | None, progress: Progress | None, token
     return _download(repo_id, [(name, sizes[name]) for name in files], token, progress)
 
 
+def provenance(repo_id: str, model: ViT) -> ViT:
+    """Record where `model` came from in its configuration's `extra`: the repo, and the training recipe its preset
+    names (`vitviz.facts` reads them), unless the checkpoint recorded one itself."""
+    model.config.extra["repo"] = repo_id
+    preset = next((preset for preset in PRESETS if preset.repo_id == repo_id), None)
+    if preset is not None:
+        model.config.extra.setdefault("training", preset.training)
+    return model
+
+
 def load(repo_id: str, *, max_bytes: int | None = None, progress: Progress | None = None,
          token: str | bool | None = None, image_size: tuple[int, int] | None = None) -> ViT:
     """`fetch` the Hub model `repo_id` and load it as a vitviz `ViT` (see `weights.load` for `image_size`)."""
@@ -137,7 +149,7 @@ def load(repo_id: str, *, max_bytes: int | None = None, progress: Progress | Non
             model = weights.load(folder, image_size=image_size)
         except CheckpointError as exc:
             raise CheckpointError(Message("{repo}: {reason}", repo=repo_id, reason=message_of(exc))) from exc
-        return loaded_from(repo_id, model)
+        return loaded_from(repo_id, provenance(repo_id, model))
 
 
 # --- the cache's size -----------------------------------------------------------------------------------

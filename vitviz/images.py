@@ -137,8 +137,91 @@ class Prepared:
     """What the model saw: the normalised input and the same pixels for display."""
 
     pixels: torch.Tensor  # (c, H, W), normalised
-    display: np.ndarray  # (H, W, 3) uint8: the resized, cropped image
-    crop_box: tuple[int, int, int, int]  # (left, top, right, bottom) in the image prepare() was given
+    display: np.ndarray  # (H, W, 3) uint8: the picture the model saw, before normalisation
+    crop_box: tuple[int, int, int, int]  # (left, top, right, bottom): the part of the given image it shows
+    preprocessing: Preprocessing = None  # how it was made (None only in code that built one by hand)
+
+
+# PIL's filters by the numbers preprocessor_config.json files use for "resample" (PIL's own numbering).
+RESAMPLE_NAMES = {0: "nearest", 1: "Lanczos", 2: "bilinear", 3: "bicubic", 4: "box", 5: "Hamming"}
+PIXEL_SCALE = 1 / 255  # 8-bit pixels to [0, 1]: the rescale vitviz uses and every known processor's default
+MAX_PROCESSOR_SIDE = 2  # a processor may resize to at most twice the model's input before it crops
+
+
+@dataclass(frozen=True)
+class Preprocessing:
+    """How a picture becomes the model's (H, W) input before normalisation.
+
+    vitviz's own (`kind` "vitviz", for vitviz's models and any checkpoint whose processor is not known): the
+    largest centred box of the input's shape, resized to it (bicubic). A checkpoint's own processor (`kind`
+    "processor": its preprocessor_config.json, or timm's pretrained_cfg): resize, to (h, w) or with the shorter
+    side at `resize` pixels (the longer rounded down), then a centre crop, as transformers' PIL image processors
+    (and timm's eval transform) do. `declined` is True when the checkpoint's processor was set aside because
+    the model runs at another size than it makes.
+    """
+
+    kind: str = "vitviz"
+    resize: tuple[int, int] | int | None = None  # (h, w), or the shorter side's length; None: no resize
+    crop: tuple[int, int] | None = None  # (h, w) centre crop after the resize; None: no crop
+    resample: int = 3  # a PIL filter (RESAMPLE_NAMES)
+    rescale: float = PIXEL_SCALE  # what a 0–255 pixel is multiplied by before the mean is taken away
+    offsets: str = "floor"  # a crop's odd margin: transformers floors it, torchvision (timm) rounds half to even
+    origin: str = ""  # where the settings came from: "preprocessor_config.json" or "timm"
+    declined: bool = False
+
+    def output_size(self, image_size: tuple[int, int]) -> tuple[int, int] | None:
+        """The (h, w) this makes whatever the picture: the crop, or an exact resize; None when it depends on the
+        picture (a shorter-side resize with no crop). vitviz's own always makes the model's `image_size`."""
+        if self.kind == "vitviz":
+            return tuple(image_size)
+        if self.crop is not None:
+            return self.crop
+        return self.resize if isinstance(self.resize, tuple) else None
+
+
+VITVIZ_OWN = Preprocessing()
+
+
+def _side(value: object, top: int) -> int | None:
+    return int(value) if isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= top else None
+
+
+def _pair(value: object, top: int) -> tuple[int, int] | None:
+    if isinstance(value, (list, tuple)) and len(value) == 2:
+        sides = (_side(value[0], top), _side(value[1], top))
+        return sides if None not in sides else None
+    return None
+
+
+def recorded_preprocessing(settings: object, image_size: tuple[int, int]) -> Preprocessing | None:
+    """The processor settings `convert` records in a configuration's `extra["preprocessing"]`, checked (they may
+    come from an uploaded file), or None when they are missing, malformed or too large for a model whose input
+    is `image_size`."""
+    if not isinstance(settings, dict):
+        return None
+    top = MAX_PROCESSOR_SIDE * max(image_size)
+    resize, crop = settings.get("resize"), settings.get("crop")
+    resize = _pair(resize, top) if isinstance(resize, (list, tuple)) else _side(resize, top) if resize is not None \
+        else None
+    crop = _pair(crop, top) if crop is not None else None
+    resample, rescale = settings.get("resample"), settings.get("rescale", PIXEL_SCALE)
+    offsets, origin = settings.get("offsets", "floor"), settings.get("origin", "")
+    if (settings.get("resize") is not None and resize is None) or (settings.get("crop") is not None and crop is None) \
+            or resample not in RESAMPLE_NAMES or offsets not in ("floor", "round") or not isinstance(origin, str) \
+            or not isinstance(rescale, (int, float)) or isinstance(rescale, bool) or not 0 < rescale <= 1:
+        return None
+    return Preprocessing("processor", resize, crop, int(resample), float(rescale), offsets, origin[:40])
+
+
+def preprocessing(config: ViTConfig) -> Preprocessing:
+    """How pictures become this model's input: the checkpoint's own processor when one was recorded and it makes
+    the model's input size, else vitviz's own (`declined` when a recorded one was set aside)."""
+    recorded = recorded_preprocessing(config.extra.get("preprocessing"), config.image_size)
+    if recorded is None:
+        return VITVIZ_OWN
+    if recorded.output_size(config.image_size) != tuple(config.image_size):
+        return Preprocessing(rescale=recorded.rescale, declined=True)
+    return recorded
 
 
 def center_crop_box(width: int, height: int, target: tuple[int, int]) -> tuple[int, int, int, int]:
@@ -150,13 +233,57 @@ def center_crop_box(width: int, height: int, target: tuple[int, int]) -> tuple[i
     return (left, top, left + cw, top + ch)
 
 
+def resized_size(width: int, height: int, resize: tuple[int, int] | int) -> tuple[int, int]:
+    """(width, height) after a resize to (h, w), or with the shorter side at `resize` and the longer rounded down,
+    as transformers' get_resize_output_image_size and torchvision's Resize compute it."""
+    if isinstance(resize, tuple):
+        return resize[1], resize[0]
+    if width <= height:
+        return resize, int(resize * height / width)
+    return int(resize * width / height), resize
+
+
+def _processed(image: Image.Image, plan: Preprocessing) -> tuple[np.ndarray, tuple[int, int, int, int]]:
+    """A checkpoint processor's picture (h, w, 3) uint8, and the part of `image` it shows (left, top, right,
+    bottom)."""
+    width, height = image.size
+    size = resized_size(width, height, plan.resize) if plan.resize is not None else (width, height)
+    picture = np.asarray(image.resize(size, plan.resample) if size != (width, height) else image, dtype=np.uint8)
+    left, top, right, bottom = 0, 0, size[0], size[1]
+    if plan.crop is not None:
+        (ch, cw), (rh, rw) = plan.crop, picture.shape[:2]
+        # Smaller than the crop: padded with black first, the odd pixel of padding before the picture
+        # (transformers) or after it (torchvision), as each pads.
+        before = [(need - have + (plan.offsets == "floor")) // 2 if need > have else 0
+                  for need, have in ((ch, rh), (cw, rw))]
+        if rh < ch or rw < cw:
+            padded = np.zeros((max(ch, rh), max(cw, rw), 3), dtype=np.uint8)
+            padded[before[0] : before[0] + rh, before[1] : before[1] + rw] = picture
+            picture = padded
+        margins = (picture.shape[0] - ch, picture.shape[1] - cw)
+        # transformers floors a crop's odd margin; torchvision rounds it half to even (Python's round)
+        top, left = (round(m / 2) if plan.offsets == "round" else m // 2 for m in margins)
+        picture = picture[top : top + ch, left : left + cw]
+        top, left = top - before[0], left - before[1]
+        right, bottom = left + cw, top + ch
+    sx, sy = width / size[0], height / size[1]  # back into the given image's pixels
+    box = (round(left * sx), round(top * sy), round(right * sx), round(bottom * sy))
+    return np.array(picture), tuple(max(0, min(v, limit)) for v, limit in zip(box, (width, height) * 2, strict=True))
+
+
 def prepare(image: Image.Image, config: ViTConfig) -> Prepared:
-    """Centre-crop to the model's aspect ratio, resize to its input size, normalise."""
-    box = center_crop_box(image.width, image.height, config.image_size)
-    h, w = config.image_size
-    resized = image.convert("RGB").resize((w, h), Image.Resampling.BICUBIC, box=box, reducing_gap=3.0)
-    display = np.asarray(resized, dtype=np.uint8).copy()
-    return Prepared(pixels=normalise(display[None], config)[0], display=display, crop_box=box)
+    """The model's input for `image`: its processor's resize and crop (or vitviz's centre crop and resize), then
+    normalised with its mean and std."""
+    plan = preprocessing(config)
+    image = image.convert("RGB")
+    if plan.kind == "vitviz":
+        box = center_crop_box(image.width, image.height, config.image_size)
+        h, w = config.image_size
+        resized = image.resize((w, h), Image.Resampling.BICUBIC, box=box, reducing_gap=3.0)
+        display = np.asarray(resized, dtype=np.uint8).copy()
+    else:
+        display, box = _processed(image, plan)
+    return Prepared(pixels=normalise(display[None], config)[0], display=display, crop_box=box, preprocessing=plan)
 
 
 def preprocess(image: Image.Image, config: ViTConfig) -> torch.Tensor:
@@ -173,11 +300,17 @@ def normalise(images: np.ndarray, config: ViTConfig) -> torch.Tensor:
     x = torch.from_numpy(images).permute(0, 3, 1, 2).float()
     mean = torch.tensor(config.mean).view(1, -1, 1, 1)
     std = torch.tensor(config.std).view(1, -1, 1, 1)
-    return x.div_(255).sub_(mean).div_(std)
+    return _rescaled(x, preprocessing(config).rescale).sub_(mean).div_(std)
+
+
+def _rescaled(x: torch.Tensor, rescale: float) -> torch.Tensor:
+    """x · rescale in place; the usual 1/255 as a division by 255 (exact for every 8-bit value, as torchvision's)."""
+    return x.div_(255) if rescale == PIXEL_SCALE else x.mul_(rescale)
 
 
 def denormalise(pixels: torch.Tensor, config: ViTConfig) -> np.ndarray:
     """(c, H, W) normalised -> (H, W, c) floats in [0, 1], for display."""
     mean = torch.tensor(config.mean).view(-1, 1, 1)
     std = torch.tensor(config.std).view(-1, 1, 1)
-    return (pixels * std + mean).clamp(0, 1).permute(1, 2, 0).numpy()
+    scale = preprocessing(config).rescale * 255  # 1 for the usual 1/255
+    return ((pixels * std + mean) / scale).clamp(0, 1).permute(1, 2, 0).numpy()

@@ -4,7 +4,7 @@ The layout follows timm and Hugging Face (pre-norm blocks, one `qkv` Linear laid
 [q | k | v] with each part head-major, CLS token first, learned position embeddings), so
 real checkpoints can be mapped onto it. What later ViTs add is data in `ViTConfig`, not a second
 forward: more special tokens after CLS (DeiT's distillation token, DINOv2's registers), LayerScale
-(DINOv2), and which tokens the class head reads. Every tensor of the forward pass enters or leaves a
+(CaiT's, which DINOv2 uses), and which tokens the class head reads. Every tensor of the forward pass enters or leaves a
 module (an `nn.Identity` tap where no real module does), so the capture module can record it
 with forward hooks, which cost almost nothing when nobody is listening.
 """
@@ -88,7 +88,7 @@ class ViTConfig:
     # The tokens before the patches, in order: "cls", then a "distillation" token (DeiT) or "register"s (DINOv2).
     # Registers carry no position: their rows of E_pos are zero, as DINOv2 adds none to them.
     special_tokens: tuple[str, ...] = ("cls",)
-    layer_scale: bool = False  # DINOv2: each residual branch is scaled channel by channel by a learned λ
+    layer_scale: bool = False  # LayerScale (CaiT; DINOv2 uses it): each residual branch scaled channel by channel by λ
     classifier: str = "cls"  # which final tokens the class head reads: one of CLASSIFIERS
     position_antialias: bool = False  # resample E_pos with antialiasing, as transformers does for DINOv2 with registers
     extra: dict = field(default_factory=dict, compare=False)  # free-form provenance
@@ -296,7 +296,8 @@ class MLP(nn.Module):
 
 
 class LayerScale(nn.Module):
-    """DINOv2's LayerScale: a residual branch's output scaled channel by channel, λ ⊙ x."""
+    """LayerScale (Touvron et al., CaiT, 2021; used by DINOv2): a residual branch's output scaled channel by channel,
+    λ ⊙ x."""
 
     def __init__(self, dim: int) -> None:
         super().__init__()
@@ -333,7 +334,7 @@ class ViT(nn.Module):
         self.with_cls = nn.Identity()
         self.blocks = nn.ModuleList(Block(config) for _ in range(config.depth))
         self.norm = nn.LayerNorm(config.dim, eps=config.layer_norm_eps)
-        # A self-supervised checkpoint (DINO, a plain ViTModel) has no class head: it ends at y.
+        # A checkpoint without a class head (DINO, a plain ViTModel) ends at y.
         k = config.num_labels
         self.head = nn.Linear(config.head_width, k) if k else None
         self.dist_head = nn.Linear(config.dim, k) if k and config.classifier == "cls_distillation_mean" else None

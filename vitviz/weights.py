@@ -364,7 +364,8 @@ def _read_checkpoint(source: bytes | Path) -> tuple[dict[str, torch.Tensor], dic
 
 
 def _from_state(state: dict, *, metadata: dict | None = None, hf_config: dict | None = None,
-                architecture: str | None = None, hub_config: dict | None = None) -> ViT:
+                architecture: str | None = None, hub_config: dict | None = None,
+                preprocessor: dict | None = None) -> ViT:
     """Recognise the key naming of `state` and build the model."""
     metadata = metadata or {}
     if CONFIG_KEY in metadata:
@@ -373,7 +374,7 @@ def _from_state(state: dict, *, metadata: dict | None = None, hf_config: dict | 
         if convert.is_hf(state):
             if hf_config is None:
                 raise CheckpointError(Message("A Hugging Face checkpoint needs its config.json: load the folder that holds both."))
-            config, mapped = convert.from_hf(state, hf_config)
+            config, mapped = convert.from_hf(state, hf_config, preprocessor)
         elif convert.is_timm(state):
             architecture = architecture or (hub_config or {}).get("architecture")
             if not architecture:
@@ -415,16 +416,15 @@ def _load_folder(folder: Path, architecture: str | None) -> ViT:
         raise CheckpointError(Message("The folder has no config.json."))
     config = _json_file(config_path)
     preprocessor_path = folder / "preprocessor_config.json"
-    if preprocessor_path.exists():  # transformers keeps the normalisation (and the crop) there, not in config.json
-        preprocessor = _json_file(preprocessor_path)
-        config = {**{k: preprocessor[k] for k in ("image_mean", "image_std", "crop_size") if k in preprocessor}, **config}
+    # transformers keeps the normalisation, the resize and the crop there, not in config.json
+    preprocessor = _json_file(preprocessor_path) if preprocessor_path.exists() else None
     weights_path = next((folder / n for n in SAFETENSORS_FILES + PICKLE_FILES if (folder / n).exists()), None)
     if weights_path is None:
         raise CheckpointError(Message("The folder has no model.safetensors or pytorch_model.bin."))
     state, metadata, _ = _read_checkpoint(weights_path)
     is_timm_hub = "architecture" in config and "model_type" not in config
     return _from_state(state, metadata=metadata, hf_config=None if is_timm_hub else config,
-                       architecture=architecture, hub_config=config if is_timm_hub else None)
+                       architecture=architecture, hub_config=config if is_timm_hub else None, preprocessor=preprocessor)
 
 
 def _load_file(source: bytes | Path, architecture: str | None) -> ViT:
@@ -531,7 +531,8 @@ def resize(model: ViT, image_size: tuple[int, int]) -> ViT:
     if image_size[0] % p or image_size[1] % p or min(image_size) < p:
         raise CheckpointError(Message("The input size must be a multiple of the patch size {p}.", p=p))
     _check_tokens(image_size, p, model.config.num_special)
-    config = dataclasses.replace(model.config, image_size=image_size, extra=dict(model.config.extra))
+    extra = {"position_grid": model.config.grid, **model.config.extra}  # where E_pos was learned, kept once set
+    config = dataclasses.replace(model.config, image_size=image_size, extra=extra)
     resized = ViT(config)
     state = {k: v for k, v in model.state_dict().items() if k != "pos_embed"}
     state["pos_embed"] = convert.resample_positions(model.pos_embed.detach(), model.config.grid, config.grid,

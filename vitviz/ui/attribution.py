@@ -19,6 +19,7 @@ import streamlit as st
 
 from vitviz import faithfulness, figures, limits, quota, train
 from vitviz.faithfulness import Faithfulness, title
+from vitviz.i18n import N_
 from vitviz.ui import state
 from vitviz.ui.controls import class_picker
 from vitviz.ui.drawing import hover_words, image_grid, show_figure, web_picture
@@ -112,9 +113,12 @@ def faithfulness_tab(traced: Traced, colorscale: str, opacity: float) -> None:
     st.markdown(_(
         "Six ways to say which patches matter for a class. Each is tested on this image: delete the patches it "
         "ranks first (they take the image's mean colour) and the class's probability should fall fast; start from "
-        "a blurred copy and put them back first, and it should rise fast. A map is only as good as the areas under "
-        "these curves, compared with random orders of the patches."
+        "a blurred copy and put them back first, and it should rise fast. The areas under these curves, compared "
+        "with random orders of the patches, score the maps. The scores depend on what replaces a patch (another "
+        "colour or blur could rank the maps differently), and the half-deleted images look like no natural photo, so a "
+        "map can also score well or badly for how the model reacts to such images."
     ))
+    _what_each_computes(traced)
     labels = traced.labels
     target = class_picker(st.selectbox, "faithfulness_class", traced, int(traced.trace.probs.argmax()),
                           _("Class to explain"))
@@ -180,6 +184,30 @@ def _draw(traced: Traced, result: Faithfulness, label: str, colorscale: str, opa
              forwards=result.forwards, duration=duration(result.seconds)))
 
 
+def _what_each_computes(traced: Traced) -> None:
+    """One line per method, and which of them see only part of what this model's head reads."""
+    st.markdown("\n".join("- **" + shown(name) + "**: " + _(faithfulness.DESCRIPTIONS[name])
+                           for name in faithfulness.METHODS))
+    note = cls_row_note(traced)
+    if note:
+        st.caption(note)
+
+
+def cls_row_note(traced: Traced) -> str:
+    """For a head that reads more than CLS: which maps follow only CLS's row; "" otherwise."""
+    if not traced.facts.reads_more_than_cls:
+        return ""
+    return _("The four attention maps (raw attention, both rollouts and Chefer relevance) follow only what flows into "
+             "CLS, while this model's prediction also reads {more}: they see part of what the prediction reads. "
+             "Grad-CAM and input × gradient follow the gradient of the whole prediction.").format(
+        more=_(OTHER_READS[traced.facts.head]))
+
+
+# What a class head reads besides CLS (the heads `ModelFacts.reads_more_than_cls` names).
+OTHER_READS = {"cls_distillation_mean": N_("the distillation token"),
+               "cls_patch_mean": N_("the mean of the patch tokens")}
+
+
 def which_patches(traced: Traced, colorscale: str) -> None:
     """Step 13's short version: the predicted class and the most faithful map for it, computed on request."""
     st.markdown("**" + _("Which patches made this prediction?") + "**")
@@ -205,4 +233,10 @@ def which_patches(traced: Traced, colorscale: str) -> None:
     left.image(web_picture(_overlay(traced, result.maps[best], colorscale, 0.6, 256)), caption=shown(result.methods[best]),
                width="stretch")
     right.markdown(say(result.verdict()))
-    right.caption(_("The Attention explorer's Faithfulness tab shows all six maps and their curves, for any class."))
+    right.caption(_("{method}: {description}").format(method=shown(result.methods[best]),
+                                                      description=_(faithfulness.DESCRIPTIONS[result.methods[best]])))
+    note = cls_row_note(traced)
+    if note:
+        right.caption(note)
+    right.caption(_("The Attention explorer's Faithfulness tab shows all six maps and their curves, for any class, "
+                    "and what each computes."))

@@ -10,7 +10,7 @@ import torch
 from vitviz import analysis, capture, figures, gradients
 from vitviz.i18n import N_
 from vitviz.images import denormalise
-from vitviz.ui import attribution, controls, navigation, page, paper, state, token_norms
+from vitviz.ui import about, attribution, controls, navigation, page, paper, state, token_norms
 from vitviz.ui.drawing import image_grid, show_figure, web_picture
 from vitviz.ui.i18n import _, glossed, ngettext, number_writer, translator
 from vitviz.ui.specials import patch_overlay, special_weights
@@ -49,16 +49,15 @@ def head_map(attn: np.ndarray, choice) -> np.ndarray:
 def show() -> None:
     navigation.ensure_navigation()
     st.title(_("Attention explorer"))
-    st.markdown(glossed(_(
-        "Click a patch to see where it looks, layer by layer and head by head. The default query is the CLS "
-        "token, the one that makes the prediction. Below: every head at once, attention rollout, occlusion, "
-        "the three analyses of the ViT paper's Figure 7 for this model, a test of which attribution map to "
-        "believe for this image, and the norms of every token."
-    )))
     controls.image_picker()
     traced = page.load_traced()
     if traced is None:
         return
+    st.markdown(glossed(_(
+        "Click a patch to see where it looks, layer by layer and head by head. The default query is {cls}. Below: "
+        "every head at once, attention rollout, occlusion, the three analyses of the ViT paper's Figure 7 for this "
+        "model, a test of which attribution map to believe for this image, and the norms of every token."
+    ).format(cls=about.cls_role(traced.facts))))
     config = traced.config
     colorscale = controls.colour_scale()
     layer, _head = controls.layer_head(config.depth, config.heads, with_head=False)
@@ -165,8 +164,11 @@ def _attribution(traced: Traced, colorscale: str, opacity: float) -> None:
     left, right = st.columns(2)
     left.image(
         web_picture(patch_overlay(traced, rollout, size=320, opacity=opacity, colorscale=colorscale)),
-        caption=_("Attention rollout from CLS ({fusion} over heads): how much each patch feeds the CLS token "
-                  "through all layers").format(fusion=_(FUSION_NAMES[fusion])),
+        caption=_("Attention rollout from CLS ({fusion} over heads), a heuristic (Abnar and Zuidema, 2020): each "
+                  "layer's attention plus the identity for the residual path, each row rescaled to sum to 1 (0.5·A + "
+                  "0.5·I for averaged heads), multiplied through the layers. It ignores the values, W_o and the MLPs, "
+                  "so it estimates rather than measures how much each patch feeds the CLS token.").format(
+            fusion=_(FUSION_NAMES[fusion])),
         width="stretch",
     )
     if traced.trace.probs is None:
@@ -179,8 +181,9 @@ def _attribution(traced: Traced, colorscale: str, opacity: float) -> None:
     weighted = analysis.gradient_rollout(maps, grads, discard_ratio=discard)[0]
     right.image(
         web_picture(patch_overlay(traced, weighted, size=320, opacity=opacity, colorscale=colorscale)),
-        caption=_("Gradient-weighted rollout for “{label}”: attention that raises that class's score").format(
-            label=plain(target)),
+        caption=_("Gradient-weighted rollout for “{label}”, the same heuristic with each layer's attention first "
+                  "multiplied by its gradient for that class's score, averaged over heads, negative parts dropped: "
+                  "attention that raises the score.").format(label=plain(target)),
         width="stretch",
     )
 
@@ -207,7 +210,8 @@ def _occluded_probabilities(labels: list[str], before: np.ndarray, after: np.nda
 
 
 def occlude(pixels: torch.Tensor, hidden: tuple[int, ...], grid: tuple[int, int], patch: int) -> torch.Tensor:
-    """Set the hidden patches to zero in normalised space, i.e. to the training data's mean colour."""
+    """Set the hidden patches to zero in normalised space: the colour whose normalised value is 0, the model's
+    normalisation mean (`ModelFacts.zero_colour`)."""
     out = pixels.clone()
     for index in hidden:
         r, c = divmod(index, grid[1])
@@ -233,7 +237,8 @@ def _occlusion(traced: Traced, layer: int, head, colorscale: str, opacity: float
     factor = figures.enlargement(shown, 320)
     left, right = st.columns(2)
     with left:
-        st.caption(_("Click patches to hide or show them; hidden patches take the training data's mean colour."))
+        st.caption(_("Click patches to hide or show them. A hidden patch is set to 0 after normalisation, which for "
+                     "this model is {colour}.").format(colour=about.zero_colour(traced.facts)))
         index = controls.clicked_patch(
             figures.draw_grid(shown, patch, factor), grid, patch * factor, key="occlusion_click"
         )

@@ -8,8 +8,9 @@ import math
 import streamlit as st
 
 from vitviz import limits, weights
+from vitviz.facts import ModelFacts
 from vitviz.i18n import N_
-from vitviz.ui import navigation, presets, state
+from vitviz.ui import about, navigation, presets, state
 from vitviz.ui.i18n import _, glossed, listed, ngettext, number, say, translator
 from vitviz.ui.text import plain
 from vitviz.weights import CheckpointError
@@ -131,6 +132,7 @@ def _triple(values) -> str:
 
 def describe(model, name: str) -> None:
     config = model.config
+    facts = ModelFacts.of(config)
     gh, gw = config.grid
     st.subheader(_("In use now"))
     st.markdown(f"**{plain(name)}**")
@@ -149,8 +151,14 @@ def describe(model, name: str) -> None:
         _("class head reads"): _(CLASS_HEAD_READS[config.classifier]) if config.num_labels else _("no class head"),
         _("parameters"): number(weights.parameter_count(model), ","),
         _("normalisation"): _("mean {mean}, std {std}").format(mean=_triple(config.mean), std=_triple(config.std)),
+        _("a normalised 0 is"): about.zero_colour(facts),
+        _("trained on"): _(about.TRAINING_SHORT[facts.training]),
     }
     st.table({"": list(rows), _("value"): [str(v) for v in rows.values()]}, border="horizontal")
+    st.caption(about.preprocessing(facts, config.image_size))
     labels = state.class_names(config)
+    if not labels:
+        st.markdown(_("No class labels: this model has no class head."))
+        return
     count = ngettext("{count:,} label:", "{count:,} labels:", len(labels)).format(count=len(labels))
     st.markdown(f"**{count}** " + ", ".join(plain(label) for label in labels[:30]) + (" …" if len(labels) > 30 else ""))

@@ -18,15 +18,18 @@ log = logging.getLogger("vitviz")
 
 
 def sizes(config, grid: tuple[int, int]) -> dict[str, int]:
-    """Each shape symbol's value for this model and image."""
+    """Each shape symbol's value for this model and image (k only for a model with a class head)."""
     gh, gw = grid
-    return {
+    values = {
         "N": config.num_special + gh * gw, "n": gh * gw, "s": config.num_special, "p": config.patch_size,
         "c": config.channels,
         "p'": config.patch_dim, "d": config.dim, "h": config.heads, "d_h": config.head_dim,
-        "H": config.image_size[0], "W": config.image_size[1], "L": config.depth, "k": max(1, config.num_labels),
+        "H": config.image_size[0], "W": config.image_size[1], "L": config.depth,
         "mlp": config.mlp_dim,
     }  # fmt: skip
+    if config.num_labels:
+        values["k"] = config.num_labels
+    return values
 
 
 _SYMBOL = re.compile(r"n\+1|p'|d_h|mlp|\b[NnpcdhHWLk]\b")
@@ -50,37 +53,40 @@ def for_model(words: str | None, specials: int) -> str | None:
 def symbols_line(values: dict[str, int]) -> str:
     order = ["n", "p", "c", "p'", "d", "h", "d_h", "mlp", "L", "k"] if values["s"] == 1 else \
         ["n", "s", "p", "c", "p'", "d", "h", "d_h", "mlp", "L", "k"]
-    return " · ".join(f"{name} = {values[name]}" for name in order)
+    return " · ".join(f"{name} = {values[name]}" for name in order if name in values)
 
 
-# The one notation every step uses; each page shows it under its formula.
+# The one notation every step uses; each page shows it under its formula. Row i of a matrix M is M_i.
 NOTATION = N_("""
 | symbol | meaning |
 |---|---|
-| n, N = n + 1 | patches; tokens (CLS first, at index 0; patch i is token i + 1) |
-| s | special tokens in front of the patches, in models with more than CLS (a distillation token, registers); there N = n + s |
+| n, s, N = s + n | patches; special tokens in front of them (CLS first; a distillation token or registers in some models); tokens |
+| I, x | the picture as the model receives it (H×W pixels, c channels, values 0–255); x, the normalised input |
 | p, c, p' = p²c | patch side in pixels; channels; length of a flattened patch |
 | d, h, d_h = d / h | token width; heads; width of one head |
-| mlp, L, k | hidden width of the MLP; number of blocks; number of classes |
-| X_p, E, Z, Z₀ | the n×p' patch matrix; the patch embedding; XₚE + b; Z with CLS and positions |
-| X = X_{l−1}, X', H, M | block l's input (X₀ = Z₀); X + attention; the MLP's hidden layer; the MLP's output |
-| Q, K, V, A, P | queries, keys, values; scores QKᵀ/√d_h; attention, the row softmax of A |
+| mlp, L, k | hidden width of the MLP; number of blocks; number of classes (none without a class head) |
+| X_p, E, Z, Z₀ | the n×p' matrix of flattened patches; the patch embedding; X_p E + b; Z with the special tokens and positions |
+| X = X_{l−1}, X', U, M, X_l | block l's input (X₀ = Z₀); X + attention; the MLP's hidden layer; the MLP's output; the block's output |
+| Q, K, V, A, P, C | queries, keys, values; scores QKᵀ/√d_h; attention, the row softmax of A; contexts P V |
+| O, λ₁, λ₂ | the attention's output; LayerScale's factors, in models that have it (X' = X + λ₁ ⊙ O) |
 | i, j; m; l | query and key token indices (0..N−1); head (m = 1..h); block (l = 1..L) |
 | y, p̂, t | the CLS output after the final LayerNorm; the class probabilities; the true class (step 14) |
 
+Shapes leave out the batch dimension: the model reads a batch of one image. Row i of a matrix M is written M_i.
+
 Numbering, everywhere: layers, heads and the grid's rows and columns count from 1 ("Layer 1", "Head 1",
 "row 1, col 1"), while tokens, patches and every matrix's rows and columns count from 0, as the figures' axes
-do: token 0 is CLS and patch i, read row by row, is token i + 1.
+do: tokens 0 to s − 1 are the special tokens (token 0 is CLS) and patch i, read row by row, is token i + s.
 """)
 
 
 def header_parts(step: steps.Step, traced: state.Traced | None) -> tuple[str, str | None, str | None]:
     """A step's words, its shape line and its formula, for the model in use (the page and the story file)."""
     specials = traced.config.num_special if traced is not None else 1
-    shape = None
-    if traced is not None and step.shape:
+    shape, symbols = None, step.shape_for(traced) if traced is not None else ""
+    if symbols:
         values = sizes(traced.config, traced.trace.grid)
-        shape = ("**" + _("Shape") + f"** `{for_model(step.shape, specials)}` = `{shape_values(step.shape, values)}` "
+        shape = ("**" + _("Shape") + f"** `{for_model(symbols, specials)}` = `{shape_values(symbols, values)}` "
                  f"&nbsp;·&nbsp; {symbols_line(values)}")
     text = glossed(for_model(step.text_for(traced), specials))  # each key term's English where the page first uses it
     return text, shape, for_model(step.formula_for(traced), specials)

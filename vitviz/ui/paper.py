@@ -22,6 +22,7 @@ from vitviz.ui.state import Traced
 MIN_IMAGES, MAX_IMAGES = 16, 64
 TOLERANCE = 0.01
 CHUNK = 8  # images per forward pass: keeps (B, L, h, N, N) small even for ViT-B
+CLEARLY_MORE_ALIKE = 0.05  # Fig. 7 centre: a neighbours' mean cosine this far above the rest's is "more alike"
 
 @st.cache_resource(max_entries=8, show_spinner=False)
 def _filter_components(model_key: str, _model) -> tuple[np.ndarray, np.ndarray]:
@@ -47,8 +48,16 @@ def position_similarity(traced: Traced, vectors: np.ndarray | None = None, title
     similarity = analysis.position_similarity(vectors, grid)
     n = grid[0] * grid[1]
     show_figure(figures.similarity_tiles(similarity.reshape(n, n), grid, title=title, words=hover_words()))
-    caption(_("Tile (r, c) shows how similar the embedding of the patch at row r, column c is to every other "
-              "position (ViT paper, Fig. 7 centre). Nearby positions, rows and columns resemble each other."))
+    near, far = analysis.neighbour_similarity(similarity)
+    words = _("Tile (r, c) shows how similar the embedding of the patch at row r, column c is to every other "
+              "position (ViT paper, Fig. 7 centre).")
+    if near == near and far == far:  # a grid with both neighbours and positions further apart
+        said = _("Here neighbouring positions resemble each other more than distant ones: mean cosine {near:.2f} "
+                 "between neighbours, {far:.2f} between the rest.") if near - far > CLEARLY_MORE_ALIKE else \
+            _("Here neighbouring positions do not resemble each other more than distant ones: mean cosine {near:.2f} "
+              "between neighbours, {far:.2f} between the rest.")
+        words += " " + said.format(near=near, far=far)
+    caption(words)
 
 
 @st.cache_resource(max_entries=8, show_spinner=False)
@@ -91,8 +100,7 @@ def _distance_panel(traced: Traced, job: background.Job | None) -> None:
         lambda: analysis.mean_attention_distance(traced.trace.attentions().numpy(), traced.trace.grid,
                                                  config.patch_size))
     series = {_("this image"): this_image}
-    # Read the job's result once: its thread may set it between two reads.
-    result = job.result if job is not None else None
+    result = job.result if job is not None else None  # read once: the background job may finish during this run
     if result is not None:
         average, halfwidth = analysis.mean_and_halfwidth(result)
         series[_("{count} generated images").format(count=len(result))] = average

@@ -34,7 +34,8 @@ def use_hub_model(repo_id: str, image_size: tuple[int, int] | None = None) -> bo
 
     def load():
         try:
-            return hub.loaded_from(repo_id, weights.load(folder, image_size=image_size))  # its files stay cached
+            model = hub.provenance(repo_id, weights.load(folder, image_size=image_size))
+            return hub.loaded_from(repo_id, model)  # its files stay cached
         except CheckpointError as exc:
             raise CheckpointError(Message("{repo}: {reason}", repo=repo_id, reason=message_of(exc))) from exc
 

@@ -15,10 +15,10 @@ from vitviz.ui.state import Traced
 PURPOSES = {
     "cls": N_("**CLS** (classification token): one learned vector put in front of every image's patches. It has no "
            "pixels of its own; through attention it gathers what the model needs about the whole image, and "
-           "its final vector y is what the class head reads (or, in a model without one, the image's description)."),
-    "distillation": N_("**distillation** (DeiT): a second learned token, trained to reproduce the predictions of a "
-                    "teacher network (a convolutional network) through a head of its own, while CLS learns the true "
-                    "labels. At test time the two heads' logits are averaged."),
+           "its final vector y goes to the class head (or, in a model without one, is the image's description)."),
+    "distillation": N_("**distillation** (DeiT): a second learned token with a head of its own. DeiT trains that head "
+                    "to reproduce a teacher network's predictions while CLS's head learns the true labels; at test "
+                    "time the two heads' logits are averaged."),
     "register": N_("**registers** (DINOv2 with registers): extra learned tokens with no position and no use at the "
                 "output, where they are dropped. They give the model room for image-wide bookkeeping, which "
                 "models without them do in a few background patches (Darcet et al., 2024)."),

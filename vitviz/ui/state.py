@@ -10,6 +10,7 @@ sized by `vitviz.limits`): a cache that counted entries would let a few huge one
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import io
 import uuid
@@ -21,6 +22,7 @@ import torch
 from PIL import Image
 
 from vitviz import bytecache, capture, convert, data, limits, studio, weights
+from vitviz.facts import ModelFacts
 from vitviz.i18n import N_
 from vitviz.images import ImageError, Prepared, load_image, prepare
 from vitviz.model import ViT, ViTConfig
@@ -245,7 +247,7 @@ class Traced:
     image_name: str
     image_key: str  # the image's digest: with model_key, what every per-image cache is keyed by
     image: Image.Image  # as uploaded, decoded
-    prepared: Prepared  # what the model saw: the centre crop, resized, and its normalised pixels
+    prepared: Prepared  # what the model saw: its processor's (or vitviz's) resize and crop, normalised
     trace: capture.Trace
     model_key: str
     model: ViT
@@ -254,6 +256,11 @@ class Traced:
     @property
     def config(self):
         return self.model.config
+
+    @functools.cached_property
+    def facts(self) -> ModelFacts:
+        """What pages may say about the model in use (`vitviz.facts`): its tokens, head, training, normalisation."""
+        return ModelFacts.of(self.model.config)
 
     @property
     def labels(self) -> list[str]:

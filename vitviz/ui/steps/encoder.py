@@ -8,6 +8,7 @@ import torch
 
 from vitviz import analysis, figures
 from vitviz.i18n import N_
+from vitviz.ui import about
 from vitviz.ui.controls import View, persistent, query_picker, token_label
 from vitviz.ui.drawing import caption, columns, hover_words, image, image_grid, latex, markdown, show_figure, to_numpy
 from vitviz.ui.i18n import _, listed, number
@@ -27,10 +28,11 @@ def _layer_scale(traced: Traced, view: View, branch: int) -> None:
     factors = np.abs(to_numpy(getattr(traced.model.blocks[view.layer], f"ls{branch}").gamma))
     name = "λ₁" if branch == 1 else "λ₂"
     markdown(_(
-        "This model has **LayerScale** (DINOv2): before a branch's output is added, each of its d channels is "
-        "multiplied by a learned factor, one vector λ₁ for attention and λ₂ for the MLP in every block. Started at "
-        "small values in training, they let a deep model begin close to the identity and open each branch as it "
-        "learns. In layer {layer}, |{name}| ranges from {low:.3g} to {high:.3g} (median {median:.3g})."
+        "This model has **LayerScale** (Touvron et al., CaiT, 2021; DINOv2 uses it): before a branch's output is "
+        "added, each of its d channels is multiplied by a learned factor, one vector λ₁ for attention and λ₂ for the "
+        "MLP in every block. The method starts them at small values, so that a deep model begins close to the "
+        "identity and opens each branch as it learns. In layer {layer}, |{name}| ranges from {low:.3g} to {high:.3g} "
+        "(median {median:.3g})."
     ).format(layer=view.layer + 1, name=name, low=factors.min(), high=factors.max(), median=np.median(factors)))
 
 
@@ -176,9 +178,9 @@ def step_10_2(traced: Traced, view: View) -> None:
         first=first, low=scores.min(), high=scores.max()))
     dh = traced.config.head_dim
     markdown(_(
-        "**Why a dot product.** q · k multiplies the two vectors entry by entry and adds the products: it is large "
+        "**Why a dot product.** Q_i · K_j multiplies the two vectors entry by entry and adds the products: it is large "
         "when the query's large entries meet large entries of the same sign in the key, near zero when they have "
-        "nothing in common, and negative when they disagree. It equals ‖q‖ ‖k‖ cos θ, so it rewards pointing the "
+        "nothing in common, and negative when they disagree. It equals ‖Q_i‖ ‖K_j‖ cos θ, so it rewards pointing the "
         "same way. A sum of d_h = {dh} products spreads more the wider the head, so it is divided by √{dh} = "
         "{root:.2f}; without that, the softmax on the next step would put nearly all weight on one key."
     ).format(dh=dh, root=dh**0.5))
@@ -231,7 +233,7 @@ def step_10_3(traced: Traced, view: View) -> None:
         "Take one query's row of weights and mix the value vectors with them. The result is that token's new "
         "context: mostly made of the values of the tokens it attends to."
     ),
-    formula=r"c_i = \sum_j P_{ij}\, v_j",
+    formula=r"C_i = \sum_j P_{ij}\, V_j",
     shape="(d_h,)",
     controls=(LAYER, HEAD, QUERY),
 )
@@ -272,7 +274,7 @@ def step_10_4(traced: Traced, view: View) -> None:
     )
     recorded = to_numpy(layer.context[view.head, query])
     show_figure(
-        figures.vector_strip(recorded, title=_("Context vector Σ P_ij v_j for {token}").format(
+        figures.vector_strip(recorded, title=_("Context vector C_i = Σ_j P_ij V_j for {token}").format(
             token=_token(traced, query)), x_title=_("index"), words=hover_words())
     )
     caption(_("Computed here from the row and V, it matches the model's own context to within {gap:.1e}.").format(
@@ -282,10 +284,10 @@ def step_10_4(traced: Traced, view: View) -> None:
 @SECTION.step(
     "10.5",
     N_("Every token's context"),
-    text=N_(
+    text=lambda traced: _(
         "Doing the same for every row at once is one matrix product. That finishes one head: one context "
-        "vector per token, CLS included."
-    ),
+        "vector per token, {specials} included."
+    ).format(specials=about.special_tokens(traced.facts)),
     formula=r"C = P\,V",
     shape="(n+1, d_h)",
     controls=(LAYER, HEAD, QUERY),
@@ -312,8 +314,8 @@ def step_10_5(traced: Traced, view: View) -> None:
     "10.6",
     N_("Many heads"),
     text=N_(
-        "All h heads do steps 10.2 to 10.5 in parallel, each with its own slice of Q, K and V. Different "
-        "heads learn to look for different things, and their attention maps show it."
+        "All h heads do steps 10.2 to 10.5 in parallel, each with its own slice of Q, K and V. Each head can "
+        "learn to look for different things; compare their attention maps below."
     ),
     formula=r"C^{(m)} = \mathrm{softmax}\!\left(\frac{Q^{(m)} K^{(m)\top}}{\sqrt{d_h}}\right) V^{(m)},\quad m = 1..h",
     shape="(h, n+1, d_h)",
@@ -357,7 +359,7 @@ def _why_heads(traced: Traced) -> str:
     """Why several heads cost no more than one, and where each head's projection is in W_qkv."""
     config = traced.config
     gh, gw = traced.trace.grid
-    d, h, dh, tokens = config.dim, config.heads, config.head_dim, gh * gw + 1
+    d, h, dh, tokens = config.dim, config.heads, config.head_dim, config.num_special + gh * gw
     return _(
         "**Why several heads.** With d_h = d / h, the {h} heads together cost what one head of the full width "
         "would: scoring every pair takes h · N² · d_h = N² · d multiplications ({h} · {tokens}² · {dh} = "
@@ -503,7 +505,8 @@ def step_10_10(traced: Traced, view: View) -> None:
     show_figure(
         token_heatmap(
             traced,
-            after, title=f"X' = X + O: {after.shape[0]}×{after.shape[1]}", x_title="d", y_title=_("token"), height=420
+            after, title=("X' = X + λ₁ ⊙ O" if traced.config.layer_scale else "X' = X + O")
+            + f": {after.shape[0]}×{after.shape[1]}", x_title="d", y_title=_("token"), height=420
         )
     )
     left, right = columns(2)
@@ -539,9 +542,9 @@ def step_10_10(traced: Traced, view: View) -> None:
     N_("The MLP"),
     text=N_(
         "Each token now goes on its own through a small two-layer network: normalise, widen to the hidden "
-        "size, apply GELU, narrow back to d. The hidden layer H is what the figures show."
+        "size, apply GELU, narrow back to d. The hidden layer U is what the figures show."
     ),
-    formula=r"H = \mathrm{GELU}(\mathrm{LN}(X') W_1 + b_1),\quad M = H\,W_2 + b_2",
+    formula=r"U = \mathrm{GELU}(\mathrm{LN}(X') W_1 + b_1),\quad M = U\,W_2 + b_2",
     shape="(n+1, mlp)",
     controls=(LAYER, QUERY),
 )
@@ -570,7 +573,7 @@ def step_10_11(traced: Traced, view: View) -> None:
         sizes = _("In this model the MLP (hidden width {width:,}) holds {mlp:,} parameters per block and attention "
                   "{attention:,}, so attention holds more.")
     caption(sizes.format(width=width, mlp=mlp_parameters, attention=attention_parameters) + " " + _(
-        "The figure shows H; GELU lets small negative values through, so below zero is not the same as off."))
+        "The figure shows U; GELU lets small negative values through, so below zero is not the same as off."))
     active = (hidden > 0).mean(axis=1)
     show_figure(
         figures.lines(
@@ -585,7 +588,7 @@ def step_10_11(traced: Traced, view: View) -> None:
 def _gelu(traced: Traced, view: View) -> None:
     """What GELU is: the model's own activation drawn as a curve, with one token's hidden units on it."""
     mlp = traced.model.blocks[view.layer].mlp
-    query = min(view.query, traced.config.num_patches)
+    query = view.query  # any token, special ones included (current_view keeps it below N)
     with torch.no_grad():
         z = mlp.fc1(traced.trace.layers[view.layer].norm2[query])  # the token's hidden units before GELU
         span = torch.linspace(min(-4.0, float(z.min())), max(4.0, float(z.max())), 241)
@@ -593,7 +596,7 @@ def _gelu(traced: Traced, view: View) -> None:
         lowest = int(mlp.act(fine).argmin())
         curve, lowest_z, lowest_value = mlp.act(span), float(fine[lowest]), float(mlp.act(fine)[lowest])
         out = mlp.act(z)
-    token = token_label(query, traced.trace.grid)
+    token = _token(traced, query)
     left, right = columns([3, 2])
     with left:
         show_figure(
@@ -631,7 +634,7 @@ def _gelu(traced: Traced, view: View) -> None:
         "A second residual adds the MLP's output to its input. The block ends with the same (n+1)×d shape it "
         "started with, ready for the next block."
     ),
-    formula=lambda traced: r"Y = X' + \lambda_2 \odot M" if traced.config.layer_scale else r"Y = X' + M",
+    formula=lambda traced: r"X_l = X' + \lambda_2 \odot M" if traced.config.layer_scale else r"X_l = X' + M",
     shape="(n+1, d)",
     controls=(LAYER,),
 )
@@ -643,7 +646,7 @@ def step_10_12(traced: Traced, view: View) -> None:
     _residual_sum(
         traced,
         view,
-        ("X'", "+ λ₂ ⊙ M" if scaled else "+ M", _("= block output")),
+        ("X'", "+ λ₂ ⊙ M" if scaled else "+ M", "= X_l"),
         layer.resid,
         layer.mlp_update,
         layer.output,

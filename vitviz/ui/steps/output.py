@@ -8,7 +8,7 @@ import torch
 
 from vitviz import analysis, figures
 from vitviz.i18n import N_
-from vitviz.ui import attribution, drawing, paper
+from vitviz.ui import about, attribution, drawing, paper
 from vitviz.ui.controls import View
 from vitviz.ui.drawing import caption, columns, hover_words, image, info, markdown, show_figure, text, to_numpy
 from vitviz.ui.i18n import _, number, number_writer
@@ -23,9 +23,12 @@ SECTION = Section(N_("Output"))
 @SECTION.step(
     "11",
     N_("Repeat the block"),
-    text=N_(
+    text=lambda traced: _(
+        "The model stacks L such blocks, each with its own weights. Watching the {tokens} from block to block shows "
+        "the prediction taking shape."
+    ).format(tokens=about.head_reads(traced.facts)) if traced.facts.has_head else _(
         "The model stacks L such blocks, each with its own weights. Watching the CLS token from block to "
-        "block shows the prediction taking shape."
+        "block shows its description of the image taking shape."
     ),
     formula=r"X_l = \mathrm{Block}_l(X_{l-1}),\quad l = 1..L",
     shape="(L, n+1, d)",
@@ -84,7 +87,8 @@ def step_11(traced: Traced, view: View) -> None:
     shown = np.argsort(-probs[-1])[:10]  # the final top classes; a 1000-class model stays readable
     fig = figures.heatmap(
         probs[:, shown],
-        title=_("Prediction read from each layer's {tokens} (final LayerNorm + head)").format(tokens=_head_reads(traced)),
+        title=_("Prediction read from each layer's {tokens} (final LayerNorm + head)").format(
+            tokens=about.head_reads(traced.facts)),
         x_title=_("class"),
         y_title=_("layer"),
         colorscale=view.colorscale,
@@ -96,47 +100,56 @@ def step_11(traced: Traced, view: View) -> None:
     )
     show_figure(fig)
     caption(_(
-        "Each row puts that layer's CLS token through the final LayerNorm and the class head. The head was trained "
-        "only on what layer {depth} hands it, so the earlier rows read vectors it was never fitted to: an early "
-        "row that is flat or wrong may mean the reading fails there rather than that the layer knows nothing yet."
-    ).format(depth=depth))
+        "Each row puts that layer's {tokens} through the final LayerNorm and the class head, as the model does with "
+        "the last layer's. The head is made for what layer {depth} hands it, so the earlier rows give it vectors it "
+        "was not made for: an early row that is flat or wrong may mean the reading fails there rather than that the "
+        "layer knows nothing yet."
+    ).format(tokens=about.head_reads(traced.facts), depth=depth))
 
 
-def _head_reads(traced: Traced) -> str:
-    """The final tokens the class head reads, in a few words."""
-    return {"cls": "CLS", "cls_distillation_mean": _("CLS and distillation tokens"),
-            "cls_patch_mean": _("CLS and mean patch token")}[traced.config.classifier]
-
-
-def _by_classifier(words: dict[str, str], *, translated: bool = True):
-    """A step's text (English, marked with N_; shown translated) or formula for the model in use, which depends on
-    what its class head reads."""
-    if translated:
-        return lambda traced: _(words[traced.config.classifier])
-    return lambda traced: words[traced.config.classifier]
-
-
+# What step 12 says this model keeps of its final tokens (English, marked with N_; shown translated).
 _OUTPUT_TEXT = {
     "cls": N_(
-        "After the last block and a final LayerNorm, only the CLS token's vector is kept. The patch tokens "
-        "have done their job by feeding it through attention."
+        "After the last block and a final LayerNorm, only the CLS token's vector is read by the class head. The patch "
+        "tokens' final vectors are not read by it: what the patches contribute reached CLS through attention."
     ),
     "cls_distillation_mean": N_(
-        "After the last block and a final LayerNorm, two vectors are kept: the CLS token's and the distillation "
-        "token's, each for a head of its own. The patch tokens have done their job by feeding them through attention."
+        "After the last block and a final LayerNorm, two vectors are read: the CLS token's and the distillation "
+        "token's, each by a head of its own. The patch tokens' final vectors are not read: what the patches contribute "
+        "reached these two through attention."
     ),
     "cls_patch_mean": N_(
         "After the last block and a final LayerNorm, the CLS token's vector is kept, and beside it the mean of the "
         "patch tokens' vectors: this model's classifier reads both."
     ),
+    "none": N_(
+        "After the last block and a final LayerNorm, every token has its final vector. This model has no class head: "
+        "y, the CLS token's vector, describes the whole image, and each patch token's vector describes its patch in "
+        "the context of the image."
+    ),
 }
+
+
+_OUTPUT_FORMULA = {
+    "cls_distillation_mean": r"y = \mathrm{LN}(X_L)_0,\quad y_\text{dist} = \mathrm{LN}(X_L)_1",
+    "cls_patch_mean": r"y = \mathrm{LN}(X_L)_0,\quad \bar y_\text{patches} = \frac{1}{n}\sum_{i=0}^{n-1}"
+                      r" \mathrm{LN}(X_L)_{i+s}",
+}
+
+
+def _output_text(traced: Traced) -> str:
+    words = _(_OUTPUT_TEXT[traced.facts.head])
+    if traced.facts.training == "dinov2":
+        words += " " + _("DINOv2 trains the patch tokens' outputs directly (iBOT's masked patches), and they are its "
+                         "main product: features for segmentation, depth estimation and matching.")
+    return words
 
 
 @SECTION.step(
     "12",
     N_("The CLS output"),
-    text=_by_classifier(_OUTPUT_TEXT),
-    formula=r"y = \mathrm{LN}(X_L)_0",
+    text=_output_text,
+    formula=lambda traced: _OUTPUT_FORMULA.get(traced.facts.head, r"y = \mathrm{LN}(X_L)_0"),
     shape="(d,)",
 )
 def step_12(traced: Traced, view: View) -> None:
@@ -159,7 +172,7 @@ def step_12(traced: Traced, view: View) -> None:
                                                  "1×{d}").format(count=config.num_patches, d=config.dim),
                                          x_title=_("index"), words=hover_words()))
     if "register" in config.special_tokens:
-        caption(_("The registers' final vectors are not used: they were the model's scratch space, and are dropped."))
+        caption(_("The registers' final vectors are not read by anything: they are dropped."))
 
 
 _PROBABILITIES_TEXT = {
@@ -175,6 +188,8 @@ _PROBABILITIES_TEXT = {
         "A linear layer turns the CLS vector and the mean patch vector, side by side, into one score per class (the "
         "logits), and a softmax turns the scores into probabilities."
     ),
+    "none": N_("This model has no class head, so no vector is turned into class scores here: there are no logits "
+               "and no probabilities."),
 }
 _PROBABILITIES_FORMULA = {
     "cls": r"\hat p = \mathrm{softmax}(y\,W_\text{head} + b_\text{head})",
@@ -187,9 +202,9 @@ _PROBABILITIES_FORMULA = {
 @SECTION.step(
     "13",
     N_("Class probabilities"),
-    text=_by_classifier(_PROBABILITIES_TEXT),
-    formula=_by_classifier(_PROBABILITIES_FORMULA, translated=False),
-    shape="(k,)",
+    text=lambda traced: _(_PROBABILITIES_TEXT[traced.facts.head]),
+    formula=lambda traced: _PROBABILITIES_FORMULA.get(traced.facts.head),  # none without a class head
+    shape=lambda traced: "(k,)" if traced.facts.has_head else "",
 )
 def step_13(traced: Traced, view: View) -> None:
     if traced.trace.logits is None:
@@ -242,10 +257,16 @@ def _two_heads(traced: Traced) -> None:
 
 def no_class_head(traced: Traced, *, key: str) -> None:
     """What a model without a class head (DINO, a plain ViTModel) offers instead of probabilities: y."""
-    info(_(
-        "This model learned without labels (self-supervised), so it has no class head: there are no logits, "
-        "probabilities or loss for this image. What it does have is the CLS output y below, a description of "
-        "the whole image that other tasks build on."
-    ))
+    if traced.facts.self_supervised:
+        info(_(
+            "This model learned without labels, so it has no class head: there are no logits, probabilities or loss "
+            "for this image. What it does have is the CLS output y below, a description of the whole image that "
+            "other tasks build on."
+        ))
+    else:
+        info(_(
+            "This model has no class head: there are no logits, probabilities or loss for this image. What it does "
+            "have is the CLS output y below, a description of the whole image that other tasks can build on."
+        ))
     show_figure(figures.vector_strip(to_numpy(traced.trace.cls_output), title=f"y, 1×{traced.config.dim}",
                                         x_title=_("index"), words=hover_words()), key=key)

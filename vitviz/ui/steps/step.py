@@ -17,8 +17,8 @@ class Step:
     section: str  # the section's title, in English
     text: str | Callable  # a few sentences (English, marked with N_), or text(traced) -> str where they depend on the model
     draw: Callable  # draw(traced: state.Traced, view: controls.View) -> None, with Streamlit
-    formula: str | Callable | None = None  # LaTeX, shown with st.latex; or formula(traced) -> str
-    shape: str = ""  # the step's tensor shape in symbols; the page fills in the values
+    formula: str | Callable | None = None  # LaTeX, shown with st.latex; or formula(traced) -> str or None
+    shape: str | Callable = ""  # the step's tensor shape in symbols, or shape(traced) -> str; the page fills in values
     controls: frozenset[str] = field(default_factory=frozenset)  # of LAYER, HEAD, QUERY
 
     def text_for(self, traced) -> str:
@@ -26,8 +26,13 @@ class Step:
         return self.text(traced) if callable(self.text) else _(self.text)
 
     def formula_for(self, traced) -> str | None:
-        """The step's formula for the model in use (a DeiT's head, say, is not a ViT's)."""
+        """The step's formula for the model in use (a DeiT's head, say, is not a ViT's; a model without a class head
+        has no softmax to show)."""
         return self.formula(traced) if callable(self.formula) else self.formula
+
+    def shape_for(self, traced) -> str:
+        """The step's shape in symbols for the model in use ("" where the model has no such tensor)."""
+        return self.shape(traced) if callable(self.shape) else self.shape
 
     @property
     def label(self) -> str:
@@ -58,7 +63,7 @@ class Section:
         *,
         text: str,
         formula: str | Callable | None = None,
-        shape: str = "",
+        shape: str | Callable = "",
         controls: tuple[str, ...] = (),
     ) -> Callable[[Callable], Callable]:
         def declare(draw: Callable) -> Callable:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from vitviz import analysis, figures
 from vitviz.i18n import N_
 from vitviz.model import sincos_2d
-from vitviz.ui import paper
+from vitviz.ui import about, paper
 from vitviz.ui.controls import View, patch_slider
 from vitviz.ui.drawing import caption, columns, hover_words, image, markdown, show_figure, to_numpy
 from vitviz.ui.i18n import _
@@ -16,6 +16,7 @@ from vitviz.ui.steps.step import Section
 SECTION = Section(N_("Patches and tokens"))
 
 CLS_INIT_STD = 0.02  # how vitviz.model.ViT.reset_parameters starts the CLS token (tests/test_texts.py checks)
+KEPT_START = 0.9  # step 8: a mean cosine with the sine-cosine start above this is "changed only a little"
 
 
 @SECTION.step(
@@ -51,16 +52,17 @@ def _why_patches(traced: Traced) -> str:
     h, w = traced.config.image_size
     gh, gw = traced.trace.grid
     blocks = traced.config.depth * traced.config.heads
-    pixels, tokens = h * w, gh * gw + 1  # CLS included with the patches
+    pixels, tokens = h * w, traced.config.num_tokens  # the special tokens included with the patches
     return _(
         "**Why patches, not pixels.** Attention scores every token against every token, so its work grows with the "
         "square of the number of tokens. One token per pixel of this {w}×{h} input would be {pixels:,} tokens and "
-        "{pixel_scores:,} scores in each head of each layer; as patches it is {tokens:,} tokens (CLS included) and "
-        "{token_scores:,} scores, {fewer:,.0f} times fewer. Over this model's "
+        "{pixel_scores:,} scores in each head of each layer; as patches it is {tokens:,} tokens ({specials} included) "
+        "and {token_scores:,} scores, {fewer:,.0f} times fewer. Over this model's "
         "{depth} layers × {heads} heads that is {all_pixel_scores:,} scores against "
         "{all_token_scores:,} per image. A single pixel also says little alone; a patch already holds a bit of "
         "edge, colour or texture."
-    ).format(w=w, h=h, pixels=pixels, pixel_scores=pixels**2, tokens=tokens, token_scores=tokens**2,
+    ).format(w=w, h=h, pixels=pixels, pixel_scores=pixels**2, tokens=tokens, specials=about.special_tokens(traced.facts),
+             token_scores=tokens**2,
              fewer=pixels**2 / tokens**2, depth=traced.config.depth, heads=traced.config.heads,
              all_pixel_scores=blocks * pixels**2, all_token_scores=blocks * tokens**2)
 
@@ -124,8 +126,8 @@ def step_4(traced: Traced, view: View) -> None:
         "columns is a filter the size of a patch: the embedding's entries say how strongly the patch matches "
         "each filter."
     ),
-    formula=r"z_i = x_i E + b,\quad E \in \mathbb{R}^{p' \times d}",
-    shape="(1, d)",
+    formula=r"Z_i = X_{p,i}\, E + b,\quad E \in \mathbb{R}^{p' \times d}",
+    shape="(d,)",
 )
 def step_5(traced: Traced, view: View) -> None:
     n, d = traced.config.num_patches, traced.config.dim
@@ -134,14 +136,14 @@ def step_5(traced: Traced, view: View) -> None:
     flat = to_numpy(traced.trace.flat_patches)[index]
     weight = to_numpy(traced.model.patch_embed.weight)  # (d, p')
     embedding = to_numpy(traced.trace.patch_embeddings)[index]
-    show_figure(figures.vector_strip(flat, title=_("x: patch {index}, 1×{length}").format(index=index, length=flat.size),
+    show_figure(figures.vector_strip(flat, title=_("X_p,i: patch {index} flattened, 1×{length}").format(index=index, length=flat.size),
                                      colorscale=view.colorscale, x_title=_("index"), words=hover_words()))
     show_figure(
         figures.heatmap(
             weight.T, title=f"E: {weight.shape[1]}×{d}", x_title="d", y_title="p'", colorscale="RdBu_r", height=320, words=hover_words()
         )
     )
-    show_figure(figures.vector_strip(embedding, title=_("x E + b: the patch's embedding, 1×{d}").format(d=d),
+    show_figure(figures.vector_strip(embedding, title=_("Z_i = X_p,i E + b: the patch's embedding, 1×{d}").format(d=d),
                                      colorscale="RdBu_r", x_title=_("index"), words=hover_words()))
     markdown(_("**E's {d} filters, each drawn as a {p}×{p} RGB patch** (stretched to full contrast):").format(d=d, p=p))
     if ch == 3:
@@ -204,8 +206,9 @@ def _special_formula(traced: Traced) -> str:
     "7",
     N_("Add the CLS token"),
     text=N_(
-        "One extra learned vector, the classification token, is put in front of the patch embeddings. It is "
-        "the same vector for every image; its job is to gather what the model needs to decide the class."
+        "One extra learned vector, the classification token (CLS), is put in front of the patch embeddings. It is "
+        "the same vector for every image; through attention it gathers information from the patches about the "
+        "whole image."
     ),
     formula=_special_formula,
     shape="(n+1, d)",
@@ -237,15 +240,26 @@ def step_7(traced: Traced, view: View) -> None:
     markdown(_why_cls(traced))
 
 
+# What the class head reads, as step 7 says it (English, marked with N_; shown translated).
+_HEAD_READS_CLS = {
+    "cls": N_("At the end the class head reads CLS alone (row 0; steps 12 and 13)."),
+    "cls_distillation_mean": N_("At the end this model's two class heads read CLS and the distillation token (rows 0 "
+                                "and 1), one each, and their logits are averaged (steps 12 and 13)."),
+    "cls_patch_mean": N_("At the end this model's class head reads CLS beside the mean of the patch tokens (steps 12 "
+                         "and 13)."),
+    "none": N_("This model has no class head: CLS's final vector y is its description of the whole image (step 12)."),
+}
+
+
 def _why_cls(traced: Traced) -> str:
-    """Why a CLS token instead of an average of the patches, and how this model's CLS token started."""
+    """Why a CLS token, what this model's head reads, and how this model's CLS token started."""
     cls = to_numpy(traced.trace.cls_token)
     why = _(
         "**Why a token of its own.** CLS holds no part of the image, so nothing ties it to one place. In every layer "
-        "it asks its own query and takes a weighted average of the tokens, with weights that depend on this image: "
-        "it can lean on the patches that matter and give the background little weight, where a plain average of "
-        "the patches would count every patch the same. At the end the output is read from CLS alone (row 0, steps "
-        "12 and 13). Some ViTs do average their patches instead; every model vitviz runs reads CLS."
+        "it asks its own query and takes a weighted average of the tokens, with weights that depend on this image."
+    ) + " " + _(_HEAD_READS_CLS[traced.facts.head]) + " " + _(
+        "Some ViTs have no CLS token and average the patch tokens' final vectors instead (global average pooling): "
+        "the ViT paper found the two work about as well once each has its own learning rate (appendix D.3)."
     ) + " "
     if _trained_by_vitviz(traced):
         return why + _(
@@ -254,27 +268,42 @@ def _why_cls(traced: Traced) -> str:
             "deviation {std:.3f}."
         ).format(init=CLS_INIT_STD, std=cls.std())
     return why + _(
-        "This checkpoint's CLS token was learned in its own training and is loaded as stored; its entries have "
-        "standard deviation {std:.3f}."
+        "This checkpoint's CLS token is loaded as stored; its entries have standard deviation {std:.3f}."
     ).format(std=cls.std())
 
 
 def _trained_by_vitviz(traced: Traced) -> bool:
-    """Made by vitviz's own code (the built-in model, the Training studio) rather than converted from a checkpoint."""
-    return "source" not in traced.config.extra  # converted checkpoints record where they came from
+    """Made by vitviz's own code (the built-in model, the Training studio), which starts E_pos as sine-cosine waves,
+    rather than converted from a checkpoint."""
+    return traced.facts.positions == "sincos-start"
 
 
 def _position_text(traced: Traced) -> str:
-    intro = _(
+    facts = traced.facts
+    words = _(
         "Attention by itself does not know where a token came from, so one vector per position is added to "
         "every token: the same patch content at two places gives two different tokens."
     ) + " "
-    if _trained_by_vitviz(traced):
-        return intro + _(
+    if _trained_by_vitviz(traced) and facts.position_grid is not None:  # no start to compare with on this grid
+        words += _("vitviz starts these vectors as 2-D sine and cosine waves of the row and column, and training "
+                   "adjusts them.")
+    elif _trained_by_vitviz(traced):
+        words += _(
             "vitviz starts these vectors as 2-D sine and cosine waves of the row and column, and "
             "training adjusts them; below, how much it changed them."
         )
-    return intro + _("This checkpoint learned them from scratch during training, so their pattern is learned.")
+    elif facts.training != "unknown":
+        words += _("This checkpoint's vectors were learned in its training, like any other weight.")
+    else:
+        words += _("This checkpoint's vectors are loaded as stored.")
+    if facts.position_grid is not None:
+        (gh, gw), (rows, cols) = facts.position_grid, traced.config.grid
+        words += " " + _(
+            "The checkpoint holds them for a grid of {gh}×{gw} patches, and this model runs on {rows}×{cols}: vitviz "
+            "resampled them to this grid (bicubic interpolation of each channel over the grid, as transformers does), "
+            "so the vectors below are that resampling, not the stored vectors themselves."
+        ).format(gh=gh, gw=gw, rows=rows, cols=cols)
+    return words
 
 
 @SECTION.step(
@@ -286,16 +315,22 @@ def _position_text(traced: Traced) -> str:
 )
 def step_8(traced: Traced, view: View) -> None:
     pos = to_numpy(traced.trace.pos_embedding)
-    # How vitviz initialises them; None for a checkpoint, whose start vitviz does not know.
-    start = sincos_2d(traced.config.grid, traced.config.dim).numpy() if _trained_by_vitviz(traced) else None
+    # How vitviz initialises them; None for a checkpoint, whose start vitviz does not know, and for vectors resampled
+    # from another grid, whose start was that grid's.
+    start = sincos_2d(traced.config.grid, traced.config.dim).numpy() \
+        if _trained_by_vitviz(traced) and traced.facts.position_grid is None else None
     s = traced.trace.num_special
     if start is not None:
         kept = analysis.row_cosines(pos[s:], start)
-        markdown(_(
-            "After training, each position's vector is still at cosine **{mean:.2f}** (lowest "
-            "{lowest:.2f}) with its sine-cosine start: training changed them only a little. The similarity "
-            "tiles below show mostly the start's pattern; the second set shows what training added."
-        ).format(mean=kept.mean(), lowest=kept.min()))
+        if kept.mean() >= KEPT_START:
+            said = _("Each position's vector is still at cosine **{mean:.2f}** (lowest {lowest:.2f}) with its "
+                     "sine-cosine start: training changed them only a little. The similarity tiles below show mostly "
+                     "the start's pattern; the second set shows what training added.")
+        else:
+            said = _("Each position's vector is at cosine **{mean:.2f}** (lowest {lowest:.2f}) with its sine-cosine "
+                     "start: training moved them well away from it. The second set of similarity tiles shows what "
+                     "training added.")
+        markdown(said.format(mean=kept.mean(), lowest=kept.min()))
     if "register" in traced.config.special_tokens:
         markdown(_("The registers get no position: DINOv2 adds position embeddings before it inserts them, so "
                    "their rows below are zero."))

@@ -9,7 +9,9 @@ import numpy as np
 import streamlit as st
 
 from vitviz import figures, gradients
+from vitviz.facts import IMAGENET
 from vitviz.i18n import N_
+from vitviz.ui import about
 from vitviz.ui.controls import View, class_picker, persistent
 from vitviz.ui.drawing import caption, columns, hover_words, markdown, show_figure
 from vitviz.ui.i18n import _, number_writer
@@ -49,12 +51,14 @@ def _loss_scale(classes: int, loss: float) -> str:
 
 def _real_training(traced: Traced) -> str:
     """How training differs from the single step above, for the model in use."""
-    if "source" in traced.config.extra:  # a converted checkpoint: its training recipe is not stored with it
-        return _(
+    facts = traced.facts
+    if facts.training != "shapes":  # a checkpoint: what its preset or metadata says of its training, if anything
+        words = _(
             "Real training does not step on one image: it averages the loss over a batch of images before each "
             "step, and uses an optimiser that adapts each weight's step size, such as AdamW, instead of the plain "
-            "step above. How this checkpoint was trained is not stored in it."
+            "step above."
         )
+        return words + " " + (about.training(facts) or _("How this checkpoint was trained is not stored in it."))
     batch = _batch_size(traced.config.extra)
     if batch:
         return _(
@@ -71,6 +75,18 @@ def _real_training(traced: Traced) -> str:
     )
 
 
+def _why_so_much_data(traced: Traced) -> str:
+    """Step 14 for an ImageNet model: why a ViT needs large pre-training or DeiT's recipe."""
+    return _(
+        "**Why a ViT needs so much data.** A convolutional network is built to look at small neighbourhoods and to "
+        "treat a pattern the same wherever it appears; a ViT assumes almost none of that (only the cutting into "
+        "patches), and must learn it from examples. Trained on ImageNet-1k alone with the usual recipe, it falls "
+        "behind convolutional networks of its size; the ViT paper closed the gap by pre-training on far more images "
+        "(ImageNet-21k, JFT-300M), and DeiT on ImageNet-1k alone with strong augmentation, regularisation and, in "
+        "its distilled models, a convolutional teacher."
+    )
+
+
 def _batch_size(extra: dict) -> int | None:
     """The batch size this model was trained with, if it recorded one (the studio's field, the CLI's command)."""
     if isinstance(extra.get("batch_size"), int):
@@ -79,16 +95,44 @@ def _batch_size(extra: dict) -> int | None:
     return int(found.group(1)) if found else None
 
 
+def _loss_text(traced: Traced) -> str:
+    facts = traced.facts
+    if not facts.has_head:
+        return _("Training compares a class probability with a true label, and this model has no class head: there is "
+                 "no probability to compare, so this step has no loss to show for it.")
+    words = _(
+        "Training compares the probabilities with the true label t through the cross-entropy loss, and "
+        "backpropagation gives every weight the direction that lowers it. Training moves only weights; the "
+        "gradient with respect to the input x, shown below, is a diagnostic of which pixels the loss is sensitive to."
+    )
+    if facts.head == "cls_distillation_mean":
+        if facts.training == "deit-distilled":
+            words += " " + _("This DeiT was trained with two losses, one per head: half the cross-entropy of the CLS "
+                             "head against the true label, plus half the cross-entropy of the distillation head against "
+                             "the class a teacher network predicted.")
+        else:
+            words += " " + _("DeiT trains a model like this one with two losses, one per head: half the cross-entropy "
+                             "of the CLS head against the true label, plus half the cross-entropy of the distillation "
+                             "head against the class a teacher network predicts.")
+        words += " " + _("The one step below instead uses the cross-entropy of the averaged logits, the model's output, "
+                         "against the label you choose.")
+    return words
+
+
+_LOSS_FORMULA = {
+    "cls_distillation_mean": r"\mathcal{L} = -\log \hat p_t,\qquad \mathcal{L}_\text{DeiT} = \tfrac12\,"
+                             r"\mathrm{CE}(y\,W_\text{cls} + b_\text{cls},\ t) + \tfrac12\,"
+                             r"\mathrm{CE}(y_\text{dist}\,W_\text{dist} + b_\text{dist},\ t_\text{teacher})",
+    "none": None,
+}
+
+
 @SECTION.step(
     "14",
     N_("Training"),
-    text=N_(
-        "Training compares the probabilities with the true label t through the cross-entropy loss, and "
-        "backpropagation gives every weight the direction that lowers it. Training moves only weights; the "
-        "gradient with respect to the pixels, shown below, is a diagnostic of which pixels the loss is sensitive to."
-    ),
-    formula=r"\mathcal{L} = -\log \hat p_t",
-    shape="()",
+    text=_loss_text,
+    formula=lambda traced: _LOSS_FORMULA.get(traced.facts.head, r"\mathcal{L} = -\log \hat p_t"),
+    shape=lambda traced: "()" if traced.facts.has_head else "",
 )
 def step_14(traced: Traced, view: View) -> None:
     if traced.trace.logits is None:
@@ -119,7 +163,8 @@ def step_14(traced: Traced, view: View) -> None:
     left, right = columns(2)
     left.image(
         figures.attention_overlay(traced.display, per_patch, colorscale=view.colorscale, opacity=0.7),
-        caption=_("Size of ∂L/∂pixels: the L2 norm over each patch"),
+        caption=_("Size of ∂L/∂x, the loss's gradient with respect to the normalised input: its L2 norm over each "
+                  "patch"),
         width="stretch",
     )
     with right:
@@ -147,6 +192,8 @@ def step_14(traced: Traced, view: View) -> None:
                                          after=result.probs_after[index], loss=result.loss, loss_after=result.loss_after)
     )
     caption(_real_training(traced))
+    if traced.facts.training in IMAGENET:
+        markdown(_why_so_much_data(traced))
     order = np.argsort(-result.probs_before)[: min(10, len(labels))]
     names = [labels[i] for i in order]
     mark = names.index(label) if label in names else None
