@@ -141,6 +141,31 @@ def patch_slider(patches: int, step_key: str) -> int:
     )
 
 
+# Step 10.3's temperature τ (scores q kᵀ / (τ·√d_h)): from nearly one-hot rows to nearly uniform ones.
+TEMPERATURES = (0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0, 20.0)
+
+
+def temperature_slider() -> float:
+    """The temperature τ of step 10.3's demonstration, kept (and in links as `temperature`); 1 is the model as it
+    runs."""
+    return persistent(st.select_slider, "temperature", 1.0, label=_("Temperature τ"), options=TEMPERATURES,
+                      format_func=lambda t: f"{t:g}")
+
+
+def shuffle_number() -> int:
+    """Which random order step 8 shuffles the patches in (kept, and in links as `shuffle`), with a button that
+    draws another; in a file, the kept one."""
+    number = _kept("shuffle", 0)
+    if drawing.live():
+        st.button(_("Shuffle again"), key="shuffle_again", on_click=_set_kept, args=("shuffle", number + 1))
+    return number
+
+
+def _set_kept(store: str, value) -> None:
+    st.session_state[f"keep_{store}"] = value
+    _rerun_readers(store)
+
+
 def image_picker(container=None, preview_width: int | str = "stretch") -> None:
     """Sample / upload / camera. A bad file leaves the previous image in place and says why."""
     box = container or st.sidebar
