@@ -219,7 +219,7 @@ def test_step_8_shows_the_shuffle_for_every_kind_of_model(config):
     text = shown(at)
     assert "| Patch outputs, each followed to its new slot: largest difference |" in text
     assert "| Output of CLS: largest change |" in text
-    assert ("| Output of distillation: largest change |" in text) == (config is DEIT)
+    assert ("| Output of the distillation token: largest change |" in text) == (config is DEIT)
     assert ("| Outputs of the 4 registers: largest change |" in text) == (config in (REGISTERS, HEADLESS_REGISTERS))
     assert ("| Prediction: original → shuffled |" in text) == (config is not HEADLESS_REGISTERS)
     assert "Without E_pos the model cannot tell the two orders apart" in text

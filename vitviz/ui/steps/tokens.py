@@ -406,12 +406,13 @@ def _shuffle_table(traced: Traced, test: permutation.ShuffleTest) -> str:
     without, with_positions = test.without_positions, test.with_positions
     rows = [(_("Patch outputs, each followed to its new slot: largest difference"),
              without.patch_difference, with_positions.patch_difference)]
-    labels = traced.trace.special_labels
-    registers = [i for i, label in enumerate(labels) if label.startswith("register")]
-    for index, label in enumerate(labels):
-        if index not in registers:
-            rows.append((_("Output of {token}: largest change").format(token=label), without.special_changes[index],
-                         with_positions.special_changes[index]))
+    kinds = traced.config.special_tokens
+    named = {"cls": _("Output of CLS: largest change"),
+             "distillation": _("Output of the distillation token: largest change")}
+    for index, kind in enumerate(kinds):
+        if kind in named:
+            rows.append((named[kind], without.special_changes[index], with_positions.special_changes[index]))
+    registers = [index for index, kind in enumerate(kinds) if kind == "register"]
     if registers:
         name = (_("Output of the register: largest change") if len(registers) == 1 else
                 _("Outputs of the {count} registers: largest change").format(count=len(registers)))
