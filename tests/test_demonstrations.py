@@ -263,7 +263,8 @@ def test_the_story_file_states_the_kept_temperature_and_draws_the_kept_shuffle(d
     from vitviz.ui.controls import View
 
     traced = traced_photo(default_model, "default")
-    page = story_file.story_html(traced, View(), model_name="m", kept={"keep_temperature": 5.0, "keep_shuffle": 2}).decode()
+    kept = {"keep_temperature": 5.0, "keep_shuffle": 2}
+    page = story_file.story_html(traced, View(), model_name="m", kept=kept).decode()
     page = page.replace("&#x27;", "'")
     assert "Temperature τ: <strong>5</strong>" in page and "At τ = 5, the rows of head 1" in page
     order = permutation.patch_order(default_model.config.num_patches, 2)

@@ -316,9 +316,9 @@ def shuffle_patches(image: np.ndarray, order: np.ndarray, patch: int) -> np.ndar
 
 
 def attention_entropy(scores: np.ndarray, temperature: float = 1.0) -> np.ndarray:
-    """Each head's attention entropy (nats, the mean over its rows) with its scores divided by `temperature`.
+    """Each head's attention entropy (nats, the mean over its rows) with its scores divided by `temperature` τ.
 
-    `scores` (h, N, N) are the recorded q kᵀ / √d_h, so the rows are softmax(q kᵀ / (t·√d_h)). A one-hot row has
+    `scores` (h, N, N) are the recorded q kᵀ / √d_h, so the rows are softmax(q kᵀ / (τ·√d_h)). A one-hot row has
     entropy 0, a uniform one log N. Written as log Σ e^z − Σ p z on shifted scores z, so that a weight that
     underflows to 0 adds 0 rather than 0 · log 0.
     """

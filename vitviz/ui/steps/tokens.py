@@ -178,8 +178,8 @@ def _as_convolution(traced: Traced) -> str:
     said = _(
         "**E is a convolution.** Checkpoints store it as {d} kernels of c×p×p = {c}×{p}×{p} numbers that slide over "
         "the image in steps of p = {p}: kernel = stride, so the kernel never lands on a pixel twice and each of its "
-        "places covers exactly one patch. vitviz keeps the same numbers as this {length}×{d} matrix, each kernel flattened channels "
-        "last."
+        "places covers exactly one patch. vitviz keeps the same numbers as this {length}×{d} matrix, each kernel "
+        "flattened channels last."
     ).format(d=d, c=c, p=p, length=traced.config.patch_dim)
     numbers = dict(d=d, c=c, p=p, n=n, gap=gap)
     if gap == 0:
@@ -398,7 +398,7 @@ def _shuffled_patches(traced: Traced) -> None:
     left.image(figures.draw_grid(shuffled, config.patch_size, factor), caption=_("The shuffled patches"),
                width="stretch")
     right.markdown(_shuffle_table(traced, test))
-    markdown(_shuffle_verdict(traced, test))
+    markdown(_shuffle_verdict(test))
 
 
 def _shuffle_table(traced: Traced, test: permutation.ShuffleTest) -> str:
@@ -433,7 +433,7 @@ def _prediction(traced: Traced, probs) -> str:
         second_p=probs[1, second])
 
 
-def _shuffle_verdict(traced: Traced, test: permutation.ShuffleTest) -> str:
+def _shuffle_verdict(test: permutation.ShuffleTest) -> str:
     """What the table shows, for this model and image."""
     without, with_positions = test.without_positions, test.with_positions
     said = []
