@@ -1,7 +1,7 @@
 """What the three checks a reader can make cost, as ratios to one traced forward of the same model and image.
 
-- shuffle_ratio: step 8's shuffled patches (`permutation.shuffle_test`: two forwards of two images, with and
-  without E_pos) ÷ one `Recorder.trace` of the image (what a page's first visit runs);
+- shuffle_ratio: step 8's shuffled patches (`permutation.shuffle_test`: three images' forwards, with and without
+  E_pos, given the trace's final tokens) ÷ one `Recorder.trace` of the image (what a page's first visit runs);
 - convolution_ratio: step 5's check of E as a convolution (conv2d with stride p, and the largest difference) ÷ the
   same trace;
 - entropy_ratio: step 10.3's attention entropy of every head of one layer at one τ (numpy, from the recorded scores)
@@ -58,7 +58,7 @@ def measure(name: str, config: ViTConfig, rounds: int) -> None:
 
     works = {
         "trace": lambda: recorder.trace(pixels),
-        "shuffle": lambda: permutation.shuffle_test(model, pixels, order),
+        "shuffle": lambda: permutation.shuffle_test(model, pixels, order, trace.final_tokens),
         "convolution": convolution,
         "entropy": lambda: analysis.attention_entropy(scores, 0.5),
     }

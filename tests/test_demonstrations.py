@@ -104,6 +104,10 @@ def check_shuffle(model: ViT, pixels: torch.Tensor, seed: int = 0) -> permutatio
     config = model.config
     order = permutation.patch_order(config.num_patches, seed)
     test = permutation.shuffle_test(model, pixels, order)
+    given = permutation.shuffle_test(model, pixels, order, capture.trace(model, pixels).final_tokens)  # as the page
+    for outcome, same in ((test.without_positions, given.without_positions), (test.with_positions, given.with_positions)):
+        assert outcome.patch_difference == pytest.approx(same.patch_difference, rel=1e-3, abs=1e-5)
+        assert np.allclose(outcome.special_changes, same.special_changes, rtol=1e-3, atol=1e-5)
     s, scale = config.num_special, test.scale
     without, moved = test.without_positions, test.with_positions
     # Without positions: the same outputs, moved with their patches; every special token unchanged.

@@ -4,7 +4,8 @@ Shuffling an image's patches moves their contents between the slots. Without E_p
 as a set: the patch outputs are the original outputs in the shuffled order, and the special tokens' outputs (so
 the prediction, whatever the head reads: CLS, DeiT's two tokens, the mean of the patches) do not change. With
 E_pos, which stays with the slots, each patch arrives with another position and the outputs change.
-`shuffle_test` runs one image both ways, in two forwards of two images each, and says by how much.
+`shuffle_test` runs one image both ways, in the forwards of three images (four without the original's own), and says
+by how much.
 """
 
 from __future__ import annotations
@@ -53,29 +54,34 @@ def shuffle_pixels(pixels: torch.Tensor, order: np.ndarray, patch: int) -> torch
     return torch.from_numpy(np.ascontiguousarray(moved)).permute(2, 0, 1)
 
 
-def _outcome(model: ViT, pair: torch.Tensor, order: np.ndarray, positions: bool) -> tuple[Outcome, torch.Tensor]:
-    """Run [original, shuffled] (2, c, H, W) with or without E_pos; the outcome and the original's final tokens."""
+def _compare(model: ViT, original: torch.Tensor, shuffled: torch.Tensor, order: np.ndarray) -> Outcome:
+    """The final tokens Y (N, d), after the final LayerNorm, of the original and of the shuffled image."""
     s = model.config.num_special
-    y = model.norm(model.features(pair, positions=positions))  # (2, N, d): Y after the final LayerNorm
-    original, shuffled = y[0], y[1]
     followed = original[s:][torch.from_numpy(order)]  # the original's patch outputs, in the shuffled slots
-    probs = None if model.head is None else model.classify(y).softmax(dim=-1).numpy()
-    outcome = Outcome(
+    probs = None if model.head is None else model.classify(torch.stack([original, shuffled])).softmax(dim=-1).numpy()
+    return Outcome(
         patch_difference=float((shuffled[s:] - followed).abs().max()),
         special_changes=(shuffled[:s] - original[:s]).abs().amax(dim=-1).numpy(),
         probs=probs,
     )
-    return outcome, original
 
 
-def shuffle_test(model: ViT, pixels: torch.Tensor, order: np.ndarray) -> ShuffleTest:
-    """Run `pixels` (c, H, W) and its patches shuffled by `order` through `model`, without E_pos and with it."""
+def shuffle_test(model: ViT, pixels: torch.Tensor, order: np.ndarray,
+                 original: torch.Tensor | None = None) -> ShuffleTest:
+    """Run `pixels` (c, H, W) and its patches shuffled by `order` through `model`, without E_pos and with it.
+
+    `original`, the final tokens (N, d) of `pixels` as the model runs it (a Trace's `final_tokens`), saves one of
+    the four images' forwards: then the shuffled image with E_pos, and both images without, are three.
+    """
     order = np.asarray(order)
     if sorted(order.tolist()) != list(range(model.config.num_patches)):
         raise ValueError("order must list every patch once")
-    pair = torch.stack([pixels, shuffle_pixels(pixels, order, model.config.patch_size)])
+    shuffled = shuffle_pixels(pixels, order, model.config.patch_size)
     with torch.no_grad():
-        without, _ = _outcome(model, pair, order, positions=False)
-        with_positions, original = _outcome(model, pair, order, positions=True)
-    return ShuffleTest(order=order, without_positions=without, with_positions=with_positions,
-                       scale=float(original.abs().max()))
+        bare = model.norm(model.features(torch.stack([pixels, shuffled]), positions=False))
+        if original is None:
+            original, placed = model.norm(model.features(torch.stack([pixels, shuffled])))
+        else:
+            placed = model.norm(model.features(shuffled[None]))[0]
+        return ShuffleTest(order=order, without_positions=_compare(model, bare[0], bare[1], order),
+                           with_positions=_compare(model, original, placed, order), scale=float(original.abs().max()))

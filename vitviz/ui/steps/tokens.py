@@ -390,8 +390,9 @@ def _shuffled_patches(traced: Traced) -> None:
     with left:
         number = shuffle_number()
     order = permutation.patch_order(config.num_patches, number)
+    trace = traced.trace
     test = state.cached_run(("shuffled", traced.image_key, traced.model_key, number),
-                            lambda: permutation.shuffle_test(traced.model, traced.trace.pixels, order),
+                            lambda: permutation.shuffle_test(traced.model, trace.pixels, order, trace.final_tokens),
                             _("Running the model on the shuffled patches…"))
     shuffled = analysis.shuffle_patches(traced.display, order, config.patch_size)
     factor = figures.enlargement(shuffled, 256)
