@@ -289,3 +289,15 @@ def test_a_link_keeps_the_temperature_and_the_shuffle():
     assert "temperature=0.3 (the temperature is one of 0.05, 0.1, 0.2, 0.5, 1, 2, 5, 10, 20)" in toast
     assert "shuffle=" in toast
     assert "temperature" not in written_query(linked_app({"temperature": "1"}))
+
+
+def test_shuffling_again_and_again_keeps_every_trace_in_the_cache():
+    from vitviz.ui import state
+
+    at = open_page(fresh_app(), "pages/step_5.py")
+    open_page(at, "pages/step_8.py")
+    kept = list(state.trace_cache()._values)
+    for _ in range(3):
+        at.button(key="shuffle_again").click().run()
+    assert not problems(at) and at.session_state["keep_shuffle"] == 3
+    assert list(state.trace_cache()._values) == kept  # the trace cache's entries are counted: traces only

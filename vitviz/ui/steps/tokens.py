@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import streamlit as st
+
 from vitviz import analysis, figures, permutation
 from vitviz.i18n import N_
 from vitviz.model import embed_by_convolution, sincos_2d
-from vitviz.ui import paper, state
+from vitviz.ui import paper
 from vitviz.ui.controls import View, patch_slider, shuffle_number
 from vitviz.ui.drawing import caption, columns, hover_words, image, markdown, show_figure, to_numpy
 from vitviz.ui.i18n import _
@@ -162,18 +164,21 @@ def _rounding(difference: float, scale: float) -> bool:
     return difference <= ROUNDING * max(1.0, scale)
 
 
+# Steps 5 and 8 keep their small results (a number; a few arrays) here rather than in the trace cache, whose count of
+# entries is sized for traces: a reader who shuffles again and again must not push other readers' traces out.
+@st.cache_resource(max_entries=64, show_spinner=False)
+def _convolution_gap(image_key: str, model_key: str, _traced: Traced) -> float:
+    """max |conv2d(pixels, E as (d, c, p, p), stride p) − (x E + b)| over this image's embeddings."""
+    model, trace = _traced.model, _traced.trace
+    conv = embed_by_convolution(trace.pixels[None], model.patch_embed.weight.detach(), model.patch_embed.bias.detach(),
+                                _traced.config.patch_size)[0]
+    return float((conv - trace.patch_embeddings).abs().max())
+
+
 def _as_convolution(traced: Traced) -> str:
     """E as the convolution checkpoints store, checked on this image: conv2d(pixels, E, stride p) against x E + b."""
-    model, trace, p = traced.model, traced.trace, traced.config.patch_size
-    embeddings = trace.patch_embeddings
-
-    def largest_difference() -> float:
-        conv = embed_by_convolution(trace.pixels[None], model.patch_embed.weight.detach(),
-                                    model.patch_embed.bias.detach(), p)[0]
-        return float((conv - embeddings).abs().max())
-
-    gap = state.cached_run(("convolution", traced.image_key, traced.model_key), largest_difference,
-                           _("Running E as a convolution…"))
+    p, embeddings = traced.config.patch_size, traced.trace.patch_embeddings
+    gap = _convolution_gap(traced.image_key, traced.model_key, traced)
     (n, d), c = embeddings.shape, traced.config.channels
     said = _(
         "**E is a convolution.** Checkpoints store it as {d} kernels of c×p×p = {c}×{p}×{p} numbers that slide over "
@@ -389,17 +394,21 @@ def _shuffled_patches(traced: Traced) -> None:
     left, right = columns([1, 2])
     with left:
         number = shuffle_number()
-    order = permutation.patch_order(config.num_patches, number)
-    trace = traced.trace
-    test = state.cached_run(("shuffled", traced.image_key, traced.model_key, number),
-                            lambda: permutation.shuffle_test(traced.model, trace.pixels, order, trace.final_tokens),
-                            _("Running the model on the shuffled patches…"))
-    shuffled = analysis.shuffle_patches(traced.display, order, config.patch_size)
+    with st.spinner(_("Running the model on the shuffled patches…")):  # here: it speaks the session's language
+        test = _shuffle_test(traced.image_key, traced.model_key, number, traced)
+    shuffled = analysis.shuffle_patches(traced.display, test.order, config.patch_size)
     factor = figures.enlargement(shuffled, 256)
     left.image(figures.draw_grid(shuffled, config.patch_size, factor), caption=_("The shuffled patches"),
                width="stretch")
     right.markdown(_shuffle_table(traced, test))
     markdown(_shuffle_verdict(test))
+
+
+@st.cache_resource(max_entries=64, show_spinner=False)  # at most 2 × 2 × k probabilities each: 22 MB at k = 21,843
+def _shuffle_test(image_key: str, model_key: str, number: int, _traced: Traced) -> permutation.ShuffleTest:
+    order = permutation.patch_order(_traced.config.num_patches, number)
+    trace = _traced.trace
+    return permutation.shuffle_test(_traced.model, trace.pixels, order, trace.final_tokens)
 
 
 def _shuffle_table(traced: Traced, test: permutation.ShuffleTest) -> str:
