@@ -4,6 +4,8 @@ entropy between 0 (one-hot rows) and log N (even rows)."""
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import pytest
 import streamlit as st
@@ -59,7 +61,7 @@ def test_the_patch_embedding_is_a_convolution_with_kernel_and_stride_p(config):
 
 
 def test_the_convolution_is_the_one_transformers_runs(tmp_path):
-    transformers = pytest.importorskip("transformers")
+    pytest.importorskip("transformers")
     from helpers.checkpoints import hf_vit
 
     from vitviz import weights
@@ -72,7 +74,7 @@ def test_the_convolution_is_the_one_transformers_runs(tmp_path):
     with torch.no_grad():
         theirs = hf.vit.embeddings.patch_embeddings(pixels)  # their Conv2d, on the checkpoint's own kernel
         ours = embed_by_convolution(pixels, model.patch_embed.weight, model.patch_embed.bias, 8)
-    assert isinstance(hf.vit.embeddings.patch_embeddings.projection, transformers.pytorch_utils.nn.Conv2d)
+    assert isinstance(hf.vit.embeddings.patch_embeddings.projection, torch.nn.Conv2d)
     torch.testing.assert_close(ours, theirs, atol=1e-5, rtol=1e-5)
 
 
@@ -122,10 +124,18 @@ def check_shuffle(model: ViT, pixels: torch.Tensor, seed: int = 0) -> permutatio
     assert moved.patch_difference == pytest.approx(float((shuffled.final_tokens[s:] - followed).abs().max()), rel=1e-3)
     assert np.allclose(moved.special_changes, (shuffled.final_tokens[:s] - original.final_tokens[:s]).abs().amax(-1),
                        rtol=1e-3, atol=1e-5)
+    # And "without E_pos" is the model with its position embeddings set to zero.
+    bare = copy.deepcopy(model)
+    with torch.no_grad():
+        bare.pos_embed.zero_()
+    bare_original = capture.trace(bare, pixels)
+    bare_shuffled = capture.trace(bare, permutation.shuffle_pixels(pixels, order, config.patch_size))
+    assert float((bare_shuffled.final_tokens[:s] - bare_original.final_tokens[:s]).abs().max()) < 1e-5 * scale
     if model.head is None:
         assert without.probs is None and moved.probs is None
     else:
         assert np.allclose(without.probs[0], without.probs[1], atol=1e-5)  # the prediction too, whatever the head reads
+        assert np.allclose(without.probs, [bare_original.probs.numpy(), bare_shuffled.probs.numpy()], atol=1e-5)
         assert np.allclose(moved.probs, [original.probs.numpy(), shuffled.probs.numpy()], atol=1e-5)
     return test
 
