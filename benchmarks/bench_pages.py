@@ -48,6 +48,8 @@ PAGES = {
     "story": ("Explore", "Story: every step on one page"),
     "step_11": ("Output", "11 · Repeat the block"),
     "explorer": ("Explore", "Attention explorer"),
+    "step_8": ("Patches and tokens", "8 · Add position embeddings"),  # with its shuffled patches
+    "step_10_3": ("Inside one encoder layer", "10.3 · Softmax"),  # with its temperature
 }
 
 
@@ -226,6 +228,8 @@ def measure(browser, url: str, model_folder: str | None, rounds: int) -> dict[st
         against_base("story", story)
         against_base("step_11", lambda: {"step_11": visit(page, bytes_seen, "step_11")[0]})
         against_base("explorer", lambda: {"explorer": visit(page, bytes_seen, "explorer")[0]})
+        against_base("step_8", lambda: {"step_8": visit(page, bytes_seen, "step_8")[0]})
+        against_base("step_10_3", lambda: {"step_10_3": visit(page, bytes_seen, "step_10_3")[0]})
         against_base("fig7", lambda: (visit(page, bytes_seen, "explorer"), {"fig7": open_tab(page, "Paper Fig. 7")})[1])
         against_base("story_encoder_section", lambda: (
             visit(page, bytes_seen, "story"),

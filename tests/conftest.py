@@ -166,6 +166,16 @@ def upload(at: AppTest, name: str, payload: bytes) -> AppTest:
     return at
 
 
+def use_uploaded(at: AppTest, model: ViT, name: str) -> AppTest:
+    """Make `model` the session's model through the Model page's upload, as a visitor would."""
+    open_page(at, "pages/model.py")
+    at.radio(key="model_source").set_value("Upload").run()
+    at.file_uploader(key="model_upload").upload(name, weights.to_bytes(model), "application/octet-stream").run()
+    at.button(key="load_upload").click().run()
+    assert not at.error, [e.value for e in at.error]
+    return at
+
+
 def expected_prediction(payload: bytes) -> str:
     model = weights.load_default()
     logits = model(preprocess(load_image(payload), model.config)[None])[0]

@@ -313,3 +313,32 @@ def attention_share(attentions: np.ndarray, query: int, keys: np.ndarray) -> np.
     attentions = np.asarray(attentions, dtype=np.float64)
     keys = np.asarray(keys, dtype=int)
     return attentions[:, :, query][..., keys].sum(axis=-1).mean(axis=-1)
+
+
+# --- step 8's shuffled patches and step 10.3's temperature ---------------------------------------------
+
+
+def shuffle_patches(image: np.ndarray, order: np.ndarray, patch: int) -> np.ndarray:
+    """(H, W, c) -> the same image with its p×p patches moved: the patch in slot i (row-major) is patch order[i]."""
+    image = np.asarray(image)
+    height, width, channels = image.shape
+    gh, gw = height // patch, width // patch
+    tiles = image.reshape(gh, patch, gw, patch, channels).swapaxes(1, 2).reshape(gh * gw, patch, patch, channels)
+    return tiles[np.asarray(order)].reshape(gh, gw, patch, patch, channels).swapaxes(1, 2).reshape(image.shape)
+
+
+def attention_entropy(scores: np.ndarray, temperature: float = 1.0) -> np.ndarray:
+    """Each head's attention entropy (nats, the mean over its rows) with its scores divided by `temperature` τ.
+
+    `scores` (h, N, N) are the recorded q kᵀ / √d_h, so the rows are softmax(q kᵀ / (τ·√d_h)). A one-hot row has
+    entropy 0, a uniform one log N. Written as log Σ e^z − Σ p z on shifted scores z, so that a weight that
+    underflows to 0 adds 0 rather than 0 · log 0.
+    """
+    if not temperature > 0:
+        raise ValueError("temperature must be positive")
+    z = np.asarray(scores, dtype=np.float64) / temperature
+    z = z - z.max(axis=-1, keepdims=True)
+    e = np.exp(z)
+    total = e.sum(axis=-1)
+    entropy = np.log(total) - (e * z).sum(axis=-1) / total
+    return entropy.mean(axis=-1)

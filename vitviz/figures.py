@@ -267,6 +267,27 @@ def percent_ticks(top: float, number=format, most: int = 6) -> dict:
     return dict(tickmode="array", tickvals=ticks, ticktext=[number(t, ".0%") for t in ticks])
 
 
+def grouped_bars(series: dict[str, np.ndarray], labels: Sequence[str], *, title: str | None = None,
+                 x_title: str = "", y_title: str = "", level: tuple[float, str] | None = None,
+                 height: int = 300) -> go.Figure:
+    """Vertical bars, one group per label and one bar per series; `level` (value, name) a dashed line across."""
+    fig = go.Figure()
+    names = _labels(labels)
+    for name, values in series.items():
+        fig.add_bar(x=names, y=np.asarray(values, dtype=float), name=html.escape(name),
+                    hovertemplate=html.escape(name) + " · %{x}: %{y:.3f}<extra></extra>")
+    if level is not None:  # a shape, not a trace: it spans the plot however few groups there are
+        value, name = level
+        fig.update_layout(
+            shapes=[dict(type="line", xref="paper", x0=0, x1=1, y0=value, y1=value, line=dict(color="#888", dash="dash"))],
+            annotations=[dict(xref="paper", x=1, y=value, text=html.escape(name), showarrow=False, xanchor="right",
+                              yanchor="bottom", font=dict(size=11, color="#555"))])
+    fig.update_xaxes(title=x_title, type="category")
+    fig.update_yaxes(title=y_title, rangemode="tozero")
+    fig.update_layout(barmode="group", legend=dict(orientation="h", x=0, y=-0.15, yanchor="top"))
+    return layout(fig, title, height)
+
+
 def lines(series: dict[str, np.ndarray], *, x: np.ndarray | None = None, title: str | None = None,
           x_title: str = "", y_title: str = "", height: int = 300, legend_right: bool = False,
           whole_x: bool = False) -> go.Figure:

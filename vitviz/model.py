@@ -242,6 +242,20 @@ def patchify(pixels: torch.Tensor, patch_size: int) -> torch.Tensor:
     return x.reshape(b, (h // p) * (w // p), p * p * c)
 
 
+def conv_kernel(weight: torch.Tensor, patch_size: int, channels: int) -> torch.Tensor:
+    """E as checkpoints store it: the Linear weight (d, p·p·c) over channels-last patches as the Conv2d kernel
+    (d, c, p, p) (`convert` maps the other way)."""
+    return weight.reshape(weight.shape[0], patch_size, patch_size, channels).permute(0, 3, 1, 2)
+
+
+def embed_by_convolution(pixels: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, patch_size: int) -> torch.Tensor:
+    """(B, c, H, W) -> (B, n, d): the patch embeddings as a checkpoint computes them, a convolution with
+    kernel = stride = p, so each output pixel sees exactly one patch. Equal to `patchify(pixels) E + b`."""
+    kernel = conv_kernel(weight, patch_size, pixels.shape[1])
+    grid = nn.functional.conv2d(pixels, kernel, bias, stride=patch_size)  # (B, d, gh, gw)
+    return grid.flatten(2).transpose(1, 2)  # row-major, as patchify orders the patches
+
+
 def sincos_2d(grid: tuple[int, int], dim: int) -> torch.Tensor:
     """(gh·gw, dim) fixed 2-D sine/cosine position codes: half the channels encode rows, half columns."""
     gh, gw = grid
@@ -360,8 +374,9 @@ class ViT(nn.Module):
         # A patch Linear sees p' inputs: scale it like a conv would be initialised.
         nn.init.trunc_normal_(self.patch_embed.weight, std=1 / math.sqrt(self.config.patch_dim))
 
-    def features(self, pixels: torch.Tensor) -> torch.Tensor:
-        """(B, c, H, W) -> the final token matrix (B, N, d), before the final LayerNorm."""
+    def features(self, pixels: torch.Tensor, positions: bool = True) -> torch.Tensor:
+        """(B, c, H, W) -> the final token matrix (B, N, d), before the final LayerNorm; with `positions` False,
+        E_pos is left out (step 8's shuffled patches, `vitviz.permutation`)."""
         flat = patchify(pixels, self.config.patch_size)  # recorded as the input of patch_embed
         embedded = self.patch_embed(flat)
         batch = embedded.shape[0]
@@ -369,7 +384,8 @@ class ViT(nn.Module):
         if self.extra_tokens is not None:
             special.append(self.extra_tokens.expand(batch, -1, -1))
         x = self.with_cls(torch.cat([*special, embedded], dim=1))  # [CLS; other special tokens; patches]
-        x = x + self.pos_embed  # capture records these tokens as the first block's input
+        if positions:
+            x = x + self.pos_embed  # capture records these tokens as the first block's input
         for block in self.blocks:
             x = block(x)
         return x

@@ -19,7 +19,7 @@ from streamlit_image_coordinates import streamlit_image_coordinates
 from vitviz import figures
 from vitviz.i18n import N_
 from vitviz.ui import drawing, state
-from vitviz.ui.i18n import _, number, translator
+from vitviz.ui.i18n import _, number, number_writer, translator
 from vitviz.ui.text import plain
 
 UPLOAD_TYPES = ["png", "jpg", "jpeg", "webp", "gif", "bmp", "tif", "tiff"]
@@ -139,6 +139,32 @@ def patch_slider(patches: int, step_key: str) -> int:
         min_value=0,
         max_value=patches - 1,
     )
+
+
+# Step 10.3's temperature τ (scores q kᵀ / (τ·√d_h)): from nearly one-hot rows to nearly uniform ones.
+TEMPERATURES = (0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0, 20.0)
+
+
+def temperature_slider() -> float:
+    """The temperature τ of step 10.3's demonstration, kept (and in links as `temperature`); 1 is the model as it
+    runs."""
+    write = number_writer()  # the reader's decimal comma: format_func may run on another thread
+    return persistent(st.select_slider, "temperature", 1.0, label=_("Temperature τ"), options=TEMPERATURES,
+                      format_func=lambda t: write(t, "g"))
+
+
+def shuffle_number() -> int:
+    """Which random order step 8 shuffles the patches in (kept, and in links as `shuffle`), with a button that
+    draws another; in a file, the kept one."""
+    number = _kept("shuffle", 0)
+    if drawing.live():
+        st.button(_("Shuffle again"), key="shuffle_again", on_click=_set_kept, args=("shuffle", number + 1))
+    return number
+
+
+def _set_kept(store: str, value) -> None:
+    st.session_state[f"keep_{store}"] = value
+    _rerun_readers(store)
 
 
 def image_picker(container=None, preview_width: int | str = "stretch") -> None:

@@ -37,7 +37,7 @@ import streamlit as st
 
 from vitviz import figures, hub
 from vitviz.i18n import LANGUAGES, N_, Message
-from vitviz.ui import i18n, presets, state
+from vitviz.ui import controls, i18n, presets, state
 from vitviz.ui.i18n import _, say
 from vitviz.ui.text import plain
 
@@ -122,6 +122,15 @@ def one_of(missing: str, options: Callable[[], tuple[str, ...]] | tuple[str, ...
         return match
 
     return parse
+
+
+def temperature(text: str) -> float:
+    """One of step 10.3's temperatures, as the slider shows it ("0.5", "2")."""
+    match = next((t for t in controls.TEMPERATURES if f"{t:g}" == text.strip()), None)
+    if match is None:
+        raise ValueError(Message("the temperature is one of {values}",
+                                 values=", ".join(f"{t:g}" for t in controls.TEMPERATURES)))
+    return match
 
 
 def _explorer_tabs() -> tuple[str, ...]:
@@ -209,6 +218,8 @@ PARAMS = (
     Kept("patch", "patch", patch_number),
     Kept("colors", "colorscale", one_of(N_("no such colour scale"), figures.COLOUR_SCALES), default="Viridis"),
     Kept("tab", "explorer_tab", one_of(N_("no such tab"), _explorer_tabs)),
+    Kept("temperature", "temperature", temperature, default=1.0, show=lambda t: f"{t:g}"),
+    Kept("shuffle", "shuffle", _whole, default=0),
     Language(),
 )
 

@@ -9,7 +9,7 @@ import torch
 from vitviz import analysis, figures
 from vitviz.i18n import N_
 from vitviz.ui import about
-from vitviz.ui.controls import View, persistent, query_picker, token_label
+from vitviz.ui.controls import View, persistent, query_picker, temperature_slider, token_label
 from vitviz.ui.drawing import caption, columns, hover_words, image, image_grid, latex, markdown, show_figure, to_numpy
 from vitviz.ui.i18n import _, listed, number
 from vitviz.ui.specials import patch_overlay, special_weights, token_axis, token_heatmap
@@ -224,6 +224,51 @@ def step_10_3(traced: Traced, view: View) -> None:
         "Every row sums to one: the sums range from **{low:.6f}** to **{high:.6f}**. "
         "The largest single weight is {largest:.3f}; a uniform row would give {uniform:.4f} each."
     ).format(low=sums.min(), high=sums.max(), largest=attn.max(), uniform=1 / attn.shape[1]))
+    _temperature(traced, view)
+
+
+def _temperature(traced: Traced, view: View) -> None:
+    """Why √d_h: the scores divided once more by a temperature τ, and what that does to every head's entropy."""
+    markdown(_(
+        "**Why √d_h: a temperature.** Divide the scores once more, by a temperature τ: softmax(q kᵀ / (τ·√d_h)). At "
+        "τ = 1 the model runs as it does; a larger τ flattens every row towards equal weights, a smaller τ sharpens "
+        "it towards a single key. A row's entropy measures which: 0 nats when all its weight is on one key, log N "
+        "when it is spread evenly over the N tokens."
+    ))
+    tau = temperature_slider()
+    scores = to_numpy(traced.trace.layers[view.layer].scores)  # (h, N, N): q kᵀ / √d_h
+    heads, count, dh = scores.shape[0], scores.shape[-1], traced.config.head_dim
+    at_tau, trained = analysis.attention_entropy(scores, tau), analysis.attention_entropy(scores, 1.0)
+    shown = f"{tau:g}"
+    left, right = columns(2)
+    with left:
+        tempered = token_heatmap(traced, analysis.softmax(scores[view.head] / tau), keys=True,
+                                 title=_("softmax(scores / τ), τ = {tau}, {where}").format(tau=shown, where=_where(view)),
+                                 x_title=_("key"), y_title=_("query"), colorscale=view.colorscale, centred=False,
+                                 height=380, value_name=_("weight"))
+        show_figure(tempered.update_traces(zmin=0.0, zmax=1.0))  # one scale at every τ, so flattening shows
+    with right:
+        series = {_("τ = 1"): trained}
+        if tau != 1:
+            series[_("τ = {tau}").format(tau=shown)] = at_tau
+        show_figure(figures.grouped_bars(
+            series, [_("head {head}").format(head=head + 1) for head in range(heads)],
+            title=_("Each head's mean entropy, layer {layer}").format(layer=view.layer + 1), y_title=_("nats"),
+            level=(np.log(count), _("even weights: log N = {value:.2f}").format(value=np.log(count))), height=380))
+    bare = 1 / dh**0.5
+    numbers = dict(tau=shown, head=view.head + 1, entropy=at_tau[view.head], trained=trained[view.head], count=count,
+                   uniform=np.log(count), dh=dh, bare=bare, mean=trained.mean(),
+                   bare_entropy=analysis.attention_entropy(scores, bare).mean())
+    if tau == 1:
+        said = _("At τ = 1, the rows of head {head} have an entropy of {entropy:.2f} nats on average; even weights over "
+                 "the N = {count} tokens would give log N = {uniform:.2f}.")
+    else:
+        said = _("At τ = {tau}, the rows of head {head} have an entropy of {entropy:.2f} nats on average (at τ = 1: "
+                 "{trained:.2f}); even weights over the N = {count} tokens would give log N = {uniform:.2f}.")
+    markdown(said.format(**numbers) + " " + _(
+        "With these same q and k but no division by √d_h, that is τ = 1/√{dh} = {bare:.3f}, this layer's heads would "
+        "average {bare_entropy:.2f} nats instead of {mean:.2f}."
+    ).format(**numbers))
 
 
 @SECTION.step(

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
-from vitviz import analysis, figures
+import streamlit as st
+
+from vitviz import analysis, figures, permutation
 from vitviz.i18n import N_
-from vitviz.model import sincos_2d
+from vitviz.model import embed_by_convolution, sincos_2d
 from vitviz.ui import about, paper
-from vitviz.ui.controls import View, patch_slider
+from vitviz.ui.controls import View, patch_slider, shuffle_number
 from vitviz.ui.drawing import caption, columns, hover_words, image, markdown, show_figure, to_numpy
-from vitviz.ui.i18n import _
+from vitviz.ui.i18n import _, number
 from vitviz.ui.specials import PURPOSES, special_list, token_heatmap
 from vitviz.ui.state import Traced
 from vitviz.ui.steps.step import Section
+from vitviz.ui.text import plain
 
 SECTION = Section(N_("Patches and tokens"))
 
@@ -143,6 +146,7 @@ def step_5(traced: Traced, view: View) -> None:
             weight.T, title=f"E: {weight.shape[1]}×{d}", x_title="d", y_title="p'", colorscale="RdBu_r", height=320, words=hover_words()
         )
     )
+    caption(_as_convolution(traced))
     show_figure(figures.vector_strip(embedding, title=_("Z_i = X_p,i E + b: the patch's embedding, 1×{d}").format(d=d),
                                      colorscale="RdBu_r", x_title=_("index"), words=hover_words()))
     markdown(_("**E's {d} filters, each drawn as a {p}×{p} RGB patch** (stretched to full contrast):").format(d=d, p=p))
@@ -153,6 +157,48 @@ def step_5(traced: Traced, view: View) -> None:
         )
     markdown(_("**Their principal components**, the view of the ViT paper's Fig. 7:"))
     paper.filter_components(traced)
+
+
+ROUNDING = 1e-4  # a difference this small, against the largest value compared (or 1), is float rounding
+
+
+def _rounding(difference: float, scale: float) -> bool:
+    return difference <= ROUNDING * max(1.0, scale)
+
+
+# Steps 5 and 8 keep their small results (a number; a few arrays) here rather than in the trace cache, whose count of
+# entries is sized for traces: a reader who shuffles again and again must not push other readers' traces out.
+@st.cache_resource(max_entries=64, show_spinner=False)
+def _convolution_gap(image_key: str, model_key: str, _traced: Traced) -> float:
+    """max |conv2d(pixels, E as (d, c, p, p), stride p) − (x E + b)| over this image's embeddings."""
+    model, trace = _traced.model, _traced.trace
+    conv = embed_by_convolution(trace.pixels[None], model.patch_embed.weight.detach(), model.patch_embed.bias.detach(),
+                                _traced.config.patch_size)[0]
+    return float((conv - trace.patch_embeddings).abs().max())
+
+
+def _as_convolution(traced: Traced) -> str:
+    """E as the convolution checkpoints store, checked on this image: conv2d(pixels, E, stride p) against x E + b."""
+    p, embeddings = traced.config.patch_size, traced.trace.patch_embeddings
+    gap = _convolution_gap(traced.image_key, traced.model_key, traced)
+    (n, d), c = embeddings.shape, traced.config.channels
+    said = _(
+        "**E is a convolution.** Checkpoints store it as {d} kernels of c×p×p = {c}×{p}×{p} numbers that slide over "
+        "the image in steps of p = {p}: kernel = stride, so the kernel never lands on a pixel twice and each of its "
+        "places covers exactly one patch. vitviz keeps the same numbers as this {length}×{d} matrix, each kernel "
+        "flattened channels last."
+    ).format(d=d, c=c, p=p, length=traced.config.patch_dim)
+    numbers = dict(d=d, c=c, p=p, n=n, gap=gap)
+    if gap == 0:
+        checked = _("For this image, conv2d(pixels, E as ({d}, {c}, {p}, {p}), stride {p}) and x E + b agree exactly, "
+                    "in all {n}×{d} embedding entries.")
+    elif _rounding(gap, float(embeddings.abs().max())):
+        checked = _("For this image, conv2d(pixels, E as ({d}, {c}, {p}, {p}), stride {p}) and x E + b differ by at "
+                    "most {gap:.1e} over all {n}×{d} embedding entries: the same embeddings, up to float rounding.")
+    else:
+        checked = _("For this image, conv2d(pixels, E as ({d}, {c}, {p}, {p}), stride {p}) and x E + b differ by up "
+                    "to {gap:.1e}, more than float rounding.")
+    return said + " " + checked.format(**numbers)
 
 
 @SECTION.step(
@@ -367,6 +413,95 @@ def step_8(traced: Traced, view: View) -> None:
                 height=300,
             )
         )
+    _shuffled_patches(traced)
+
+
+def _shuffled_patches(traced: Traced) -> None:
+    """What E_pos is for, tested: the patches shuffled, the model run with and without E_pos (`vitviz.permutation`)."""
+    config = traced.config
+    if config.num_patches < 2:
+        return
+    markdown(_(
+        "**Shuffle the patches.** Below, this image's patches in a random order: their contents move, and each slot "
+        "keeps its position embedding. The model runs on the shuffled image and on the original, once without E_pos "
+        "and once with it, and each patch's output is compared with the output of the same patch in the original."
+    ))
+    left, right = columns([1, 2])
+    with left:
+        number = shuffle_number()
+    with st.spinner(_("Running the model on the shuffled patches…")):  # here: it speaks the session's language
+        test = _shuffle_test(traced.image_key, traced.model_key, number, traced)
+    shuffled = analysis.shuffle_patches(traced.display, test.order, config.patch_size)
+    factor = figures.enlargement(shuffled, 256)
+    left.image(figures.draw_grid(shuffled, config.patch_size, factor), caption=_("The shuffled patches"),
+               width="stretch")
+    right.markdown(_shuffle_table(traced, test))
+    markdown(_shuffle_verdict(test))
+
+
+@st.cache_resource(max_entries=64, show_spinner=False)  # at most 2 × 2 × k probabilities each: 22 MB at k = 21,843
+def _shuffle_test(image_key: str, model_key: str, number: int, _traced: Traced) -> permutation.ShuffleTest:
+    order = permutation.patch_order(_traced.config.num_patches, number)
+    trace = _traced.trace
+    return permutation.shuffle_test(_traced.model, trace.pixels, order, trace.final_tokens)
+
+
+def _shuffle_table(traced: Traced, test: permutation.ShuffleTest) -> str:
+    """The shuffled image against the original, without E_pos and with it, as a Markdown table."""
+    without, with_positions = test.without_positions, test.with_positions
+    rows = [(_("Patch outputs, each followed to its new slot: largest difference"),
+             without.patch_difference, with_positions.patch_difference)]
+    kinds = traced.config.special_tokens
+    named = {"cls": _("Output of CLS: largest change"),
+             "distillation": _("Output of the distillation token: largest change")}
+    for index, kind in enumerate(kinds):
+        if kind in named:
+            rows.append((named[kind], without.special_changes[index], with_positions.special_changes[index]))
+    registers = [index for index, kind in enumerate(kinds) if kind == "register"]
+    if registers:
+        name = (_("Output of the register: largest change") if len(registers) == 1 else
+                _("Outputs of the {count} registers: largest change").format(count=len(registers)))
+        rows.append((name, without.special_changes[registers].max(), with_positions.special_changes[registers].max()))
+    cells = [("", _("without E_pos"), _("with E_pos")), ("---",) * 3]
+    cells += [(name, number(first, ".2g"), number(second, ".2g")) for name, first, second in rows]
+    if without.probs is not None:
+        cells.append((_("Prediction: original → shuffled"), _prediction(traced, without.probs),
+                      _prediction(traced, with_positions.probs)))
+    return "\n".join("| " + " | ".join(row) + " |" for row in cells)
+
+
+def _prediction(traced: Traced, probs) -> str:
+    """"cat 43.1% → cat 43.0%": the top class of the original and of the shuffled image, with its probability."""
+    first, second = (int(row.argmax()) for row in probs)
+    return _("{first} {first_p:.1%} → {second} {second_p:.1%}").format(
+        first=plain(traced.labels[first]), first_p=probs[0, first], second=plain(traced.labels[second]),
+        second_p=probs[1, second])
+
+
+def _shuffle_verdict(test: permutation.ShuffleTest) -> str:
+    """What the table shows, for this model and image."""
+    without, with_positions = test.without_positions, test.with_positions
+    said = []
+    if not _rounding(max(without.patch_difference, without.special_changes.max()), test.scale):
+        said.append(_("Without E_pos the outputs differ by more than float rounding."))
+    elif len(without.special_changes) == 1:
+        said.append(_("Without E_pos the model cannot tell the two orders apart: each patch's output moved with its "
+                      "patch and CLS's output stayed (the differences are float rounding, where "
+                      "the outputs' entries reach {scale:.1f}).").format(scale=test.scale))
+    else:
+        said.append(_("Without E_pos the model cannot tell the two orders apart: each patch's output moved with its "
+                      "patch and the special tokens' outputs stayed (the differences are float rounding, "
+                      "where the outputs' entries reach {scale:.1f}).").format(scale=test.scale))
+    if without.probs is not None and without.probs[0].argmax() != with_positions.probs[0].argmax():
+        said.append(_("Even the original image is read differently without E_pos: this model always runs with them."))
+    if _rounding(with_positions.special_changes[0], test.scale):
+        said.append(_("With E_pos CLS's output hardly changes either: this model's position embeddings make no "
+                      "difference to it here."))
+    else:
+        said.append(_("With E_pos each patch arrives at another position, and CLS's output changes by up to "
+                      "{change:.2g}: where a patch is, not only what it shows, reaches the output.").format(
+            change=with_positions.special_changes[0]))
+    return " ".join(said)
 
 
 @SECTION.step(
