@@ -81,14 +81,20 @@ def page(browser):
     context.close()
 
 
+# The script has finished and nothing on the page is left from its previous run (the status widget can take a
+# moment to appear after a click, so its absence alone says little on a busy machine).
+FINISHED = """() => {
+  const app = document.querySelector('[data-testid="stApp"]');
+  return app && app.getAttribute('data-test-script-state') === 'notRunning'
+    && !document.querySelector('[data-stale="true"]') && !document.querySelector('[data-testid="stStatusWidget"]');
+}"""
+
+
 def settle(page) -> None:
     """Wait until the script has finished running and the page has drawn."""
     page.wait_for_selector("h1", timeout=60_000)
     page.wait_for_timeout(400)
-    for _ in range(240):
-        if page.locator('[data-testid="stStatusWidget"]').count() == 0:
-            break
-        page.wait_for_timeout(250)
+    page.wait_for_function(FINISHED, timeout=120_000, polling=250)
     page.wait_for_timeout(600)
 
 
